@@ -1,0 +1,102 @@
+//! Assembles the service: database, queue, workers and HTTP server, under one shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::deploy::Engine;
+use crate::http::{self, AppState};
+use crate::mask::Masker;
+use crate::queue::Queue;
+use crate::store::Store;
+use crate::worker::Workers;
+
+/// A started service. Dropping it does not stop it: call [`Running::stop`].
+pub struct Running {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops accepting requests, lets in-flight ones and running jobs finish, then returns.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.wait().await
+    }
+
+    /// Waits until the service stopped (after its shutdown token fired).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("service task panicked")?
+    }
+}
+
+/// Opens the database and starts the server on `listener` and the worker pool.
+pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    let config = Arc::new(config);
+    let store = Store::open(&config.database.url)
+        .await
+        .context("opening the database")?;
+    let queue = Queue::new(store, config.worker.max_attempts);
+    let masker = Masker::new(config.secrets());
+    let workers = Arc::new(Workers {
+        queue: queue.clone(),
+        config: config.clone(),
+        engine: Engine::new(&config.worker.data_dir),
+        masker,
+    });
+    let addr = listener.local_addr()?;
+    let router = http::router(AppState {
+        config: config.clone(),
+        queue,
+    });
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let pool = tokio::spawn(workers.run(shutdown.clone()));
+            let served = axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+                .await;
+            // The server also stops if it fails on its own; the workers must follow.
+            shutdown.cancel();
+            pool.await.context("worker pool panicked")?;
+            served.context("HTTP server failed")
+        }
+    });
+    tracing::info!(addr = %addr, "listening");
+    Ok(Running {
+        addr,
+        shutdown,
+        task,
+    })
+}
+
+/// `slipway serve`: runs until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .with_context(|| format!("binding {}", config.server.listen))?;
+    let running = start(config, listener).await?;
+    let shutdown = running.shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: no new requests or jobs; finishing running jobs");
+        shutdown.cancel();
+    });
+    running.wait().await
+}
+
+async fn wait_for_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

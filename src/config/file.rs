@@ -1,0 +1,217 @@
+//! The shape of `slipway.toml` as written by an operator, before validation. Every key here is
+//! documented in `config/slipway.toml`; unknown keys are errors so a typo never silently does
+//! nothing.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct File {
+    #[serde(default)]
+    pub server: Server,
+    #[serde(default)]
+    pub database: Database,
+    #[serde(default)]
+    pub github: Github,
+    #[serde(default)]
+    pub worker: Worker,
+    #[serde(default)]
+    pub apps: BTreeMap<String, App>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Server {
+    #[serde(default = "Server::default_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Server {
+    fn default_listen() -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], 8080))
+    }
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self {
+            listen: Self::default_listen(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Database {
+    #[serde(default = "Database::default_url")]
+    pub url: String,
+}
+
+impl Database {
+    fn default_url() -> String {
+        "sqlite://var/slipway.db".into()
+    }
+}
+
+impl Default for Database {
+    fn default() -> Self {
+        Self {
+            url: Self::default_url(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Github {
+    pub webhook_secret: Option<SecretString>,
+    pub webhook_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Worker {
+    #[serde(default = "Worker::default_concurrency")]
+    pub concurrency: usize,
+    #[serde(default = "Worker::default_lease", with = "humantime_serde")]
+    pub lease: Duration,
+    #[serde(default = "Worker::default_poll_interval", with = "humantime_serde")]
+    pub poll_interval: Duration,
+    #[serde(default = "Worker::default_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "Worker::default_data_dir")]
+    pub data_dir: PathBuf,
+}
+
+impl Worker {
+    fn default_concurrency() -> usize {
+        4
+    }
+    fn default_lease() -> Duration {
+        Duration::from_secs(30)
+    }
+    fn default_poll_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+    fn default_max_attempts() -> u32 {
+        3
+    }
+    fn default_data_dir() -> PathBuf {
+        PathBuf::from("var")
+    }
+}
+
+impl Default for Worker {
+    fn default() -> Self {
+        Self {
+            concurrency: Self::default_concurrency(),
+            lease: Self::default_lease(),
+            poll_interval: Self::default_poll_interval(),
+            max_attempts: Self::default_max_attempts(),
+            data_dir: Self::default_data_dir(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct App {
+    pub repo: String,
+    pub clone_url: String,
+    #[serde(default)]
+    pub environments: BTreeMap<String, Environment>,
+    #[serde(default)]
+    pub triggers: Vec<Trigger>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Environment {
+    pub hosts: Vec<String>,
+    pub deploy_path: PathBuf,
+    #[serde(default = "Environment::default_keep_releases")]
+    pub keep_releases: usize,
+    #[serde(default)]
+    pub ssh: Ssh,
+    #[serde(default)]
+    pub steps: Vec<Step>,
+    #[serde(
+        default = "Environment::default_step_timeout",
+        with = "humantime_serde"
+    )]
+    pub step_timeout: Duration,
+    #[serde(
+        default = "Environment::default_step_idle_timeout",
+        with = "humantime_serde"
+    )]
+    pub step_idle_timeout: Duration,
+}
+
+impl Environment {
+    fn default_keep_releases() -> usize {
+        5
+    }
+    fn default_step_timeout() -> Duration {
+        Duration::from_secs(600)
+    }
+    fn default_step_idle_timeout() -> Duration {
+        Duration::from_secs(120)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ssh {
+    pub key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    #[serde(default = "Ssh::default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Ssh {
+    fn default_connect_timeout() -> Duration {
+        Duration::from_secs(10)
+    }
+}
+
+impl Default for Ssh {
+    fn default() -> Self {
+        Self {
+            key: None,
+            known_hosts: None,
+            connect_timeout: Self::default_connect_timeout(),
+        }
+    }
+}
+
+/// A step is either a shell line, or a table with a name and its own timeouts.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Step {
+    Line(String),
+    Table(StepTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepTable {
+    pub run: String,
+    pub name: Option<String>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trigger {
+    pub push: String,
+    pub deploy: String,
+}

@@ -1,0 +1,493 @@
+//! Typed, validated configuration.
+//!
+//! Sources, later ones winning: `slipway.toml`, then environment variables
+//! `SLIPWAY_<SECTION>__<KEY>` (double underscore between levels, e.g.
+//! `SLIPWAY_GITHUB__WEBHOOK_SECRET` or `SLIPWAY_APPS__SHOP__CLONE_URL`). Only variables with a
+//! `__` are read, so the `SLIPWAY_APP`/`SLIPWAY_SHA` variables that steps see never leak in.
+//!
+//! [`Config::load`] either returns a config in which every value is valid, or a [`ConfigError`]
+//! that names the key path of every problem at once.
+
+mod file;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use globset::{Glob, GlobMatcher};
+use secrecy::{ExposeSecret, SecretString};
+
+use crate::domain::{HostSpec, Name};
+
+pub const DEFAULT_PATH: &str = "config/slipway.toml";
+
+#[derive(Debug)]
+pub struct Config {
+    pub server: Server,
+    pub database: Database,
+    pub github: Github,
+    pub worker: Worker,
+    pub apps: BTreeMap<Name, App>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Server {
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Clone)]
+pub struct Database {
+    pub url: String,
+}
+
+#[derive(Debug)]
+pub struct Github {
+    pub webhook_secret: SecretString,
+}
+
+#[derive(Debug, Clone)]
+pub struct Worker {
+    pub concurrency: usize,
+    /// How long a claimed job stays ours without a heartbeat.
+    pub lease: Duration,
+    /// How often an idle worker looks for work when nothing woke it.
+    pub poll_interval: Duration,
+    /// Claims of one job (lease expiries included) before it is failed for good.
+    pub max_attempts: u32,
+    /// Where the bot keeps its git mirrors and SSH control sockets.
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug)]
+pub struct App {
+    pub name: Name,
+    /// `owner/name` as GitHub sends it; matched case-insensitively, as GitHub treats it.
+    pub repo: String,
+    pub clone_url: String,
+    pub environments: BTreeMap<Name, Environment>,
+    pub triggers: Vec<Trigger>,
+}
+
+#[derive(Debug)]
+pub struct Environment {
+    pub name: Name,
+    pub hosts: Vec<HostSpec>,
+    pub deploy_path: PathBuf,
+    pub keep_releases: usize,
+    pub ssh: Ssh,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ssh {
+    pub key: Option<PathBuf>,
+    pub known_hosts: Option<PathBuf>,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// Shown in logs and results; the command itself unless the config names it.
+    pub name: String,
+    /// Operator-written shell, run by `sh -c` in the release directory.
+    pub run: String,
+    pub timeout: Duration,
+    /// The step fails if it prints nothing for this long.
+    pub idle_timeout: Duration,
+}
+
+#[derive(Debug)]
+pub struct Trigger {
+    pub push: GlobMatcher,
+    pub deploy: Name,
+}
+
+impl App {
+    /// The first environment a push of `branch` deploys, per the triggers in order.
+    pub fn triggered_envs<'a>(&'a self, branch: &'a str) -> impl Iterator<Item = &'a Name> + 'a {
+        self.triggers
+            .iter()
+            .filter(move |t| t.push.is_match(branch))
+            .map(|t| &t.deploy)
+    }
+}
+
+impl Config {
+    /// Loads `path` plus environment overrides and validates everything.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        if !path.is_file() {
+            return Err(ConfigError::one(
+                "",
+                format!("config file {} not found", path.display()),
+            ));
+        }
+        let figment = Figment::from(Toml::file_exact(path)).merge(
+            Env::prefixed("SLIPWAY_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        let raw: file::File = figment.extract().map_err(ConfigError::from_figment)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::validate(raw, base)
+    }
+
+    /// Every secret value the config holds, for masking in logs and job output.
+    pub fn secrets(&self) -> Vec<&str> {
+        vec![self.github.webhook_secret.expose_secret()]
+    }
+
+    pub fn app(&self, name: &str) -> Option<&App> {
+        Name::parse(name).ok().and_then(|n| self.apps.get(&n))
+    }
+
+    pub fn environment(&self, app: &str, env: &str) -> Option<&Environment> {
+        let env = Name::parse(env).ok()?;
+        self.app(app)?.environments.get(&env)
+    }
+
+    fn validate(raw: file::File, base: &Path) -> Result<Self, ConfigError> {
+        let mut errors = Errors::default();
+
+        let webhook_secret = match (raw.github.webhook_secret, raw.github.webhook_secret_file) {
+            (Some(_), Some(_)) => {
+                errors.push(
+                    "github",
+                    "set either webhook_secret or webhook_secret_file, not both",
+                );
+                None
+            }
+            (Some(secret), None) => Some(secret),
+            (None, Some(file)) => match std::fs::read_to_string(&file) {
+                Ok(text) => Some(SecretString::from(text.trim_end_matches(['\r', '\n']))),
+                Err(err) => {
+                    errors.push(
+                        "github.webhook_secret_file",
+                        format!("cannot read {}: {err}", file.display()),
+                    );
+                    None
+                }
+            },
+            (None, None) => {
+                errors.push(
+                    "github.webhook_secret",
+                    "required (or webhook_secret_file): webhooks cannot be verified without it",
+                );
+                None
+            }
+        };
+        if let Some(secret) = &webhook_secret
+            && secret.expose_secret().len() < 8
+        {
+            errors.push("github.webhook_secret", "must be at least 8 characters");
+        }
+
+        let w = raw.worker;
+        if w.concurrency == 0 {
+            errors.push("worker.concurrency", "must be at least 1");
+        }
+        if w.max_attempts == 0 {
+            errors.push("worker.max_attempts", "must be at least 1");
+        }
+        if w.lease < Duration::from_secs(1) {
+            errors.push("worker.lease", "must be at least 1s");
+        }
+        if !raw.database.url.starts_with("sqlite:") {
+            errors.push(
+                "database.url",
+                format!(
+                    "unsupported database URL {:?}: use sqlite://PATH",
+                    raw.database.url
+                ),
+            );
+        }
+
+        let mut apps = BTreeMap::new();
+        let mut repos: BTreeMap<String, String> = BTreeMap::new();
+        for (app_key, app) in raw.apps {
+            let at = format!("apps.{app_key}");
+            let Some(name) = errors.check(&at, Name::parse(&app_key)) else {
+                continue;
+            };
+            let repo_ok = app
+                .repo
+                .split_once('/')
+                .is_some_and(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'));
+            if !repo_ok {
+                errors.push(format!("{at}.repo"), "must be owner/name");
+            }
+            if let Some(other) = repos.insert(app.repo.to_ascii_lowercase(), app_key.clone()) {
+                errors.push(
+                    format!("{at}.repo"),
+                    format!("{} is also the repo of apps.{other}", app.repo),
+                );
+            }
+            if app.clone_url.is_empty() || app.clone_url.starts_with('-') {
+                errors.push(format!("{at}.clone_url"), "must be a git URL or path");
+            }
+            let clone_url = resolve_local_url(&app.clone_url, base);
+            let mut environments = BTreeMap::new();
+            for (env_key, env) in app.environments {
+                let at = format!("{at}.environments.{env_key}");
+                if let Some(env) = validate_env(&mut errors, &at, &env_key, env, base) {
+                    environments.insert(env.name.clone(), env);
+                }
+            }
+            let mut triggers = Vec::new();
+            for (i, trigger) in app.triggers.into_iter().enumerate() {
+                let at = format!("{at}.triggers[{i}]");
+                let push = errors.check(
+                    &format!("{at}.push"),
+                    Glob::new(&trigger.push).map(|g| g.compile_matcher()),
+                );
+                let deploy = match Name::parse(&trigger.deploy) {
+                    Ok(env) if environments.contains_key(&env) => Some(env),
+                    _ => {
+                        let known: Vec<_> = environments.keys().map(Name::as_str).collect();
+                        errors.push(
+                            format!("{at}.deploy"),
+                            format!(
+                                "unknown environment {:?} (known: {})",
+                                trigger.deploy,
+                                known.join(", ")
+                            ),
+                        );
+                        None
+                    }
+                };
+                if let (Some(push), Some(deploy)) = (push, deploy) {
+                    triggers.push(Trigger { push, deploy });
+                }
+            }
+            apps.insert(
+                name.clone(),
+                App {
+                    name,
+                    repo: app.repo,
+                    clone_url,
+                    environments,
+                    triggers,
+                },
+            );
+        }
+
+        errors.finish()?;
+        Ok(Self {
+            server: Server {
+                listen: raw.server.listen,
+            },
+            database: Database {
+                url: raw.database.url,
+            },
+            github: Github {
+                webhook_secret: webhook_secret.expect("checked above"),
+            },
+            worker: Worker {
+                concurrency: w.concurrency,
+                lease: w.lease,
+                poll_interval: w.poll_interval,
+                max_attempts: w.max_attempts,
+                data_dir: w.data_dir,
+            },
+            apps,
+        })
+    }
+
+    /// Finds the app whose `repo` is `full_name` (GitHub's `owner/name`).
+    pub fn app_for_repo(&self, full_name: &str) -> Option<&App> {
+        self.apps
+            .values()
+            .find(|app| app.repo.eq_ignore_ascii_case(full_name))
+    }
+}
+
+fn validate_env(
+    errors: &mut Errors,
+    at: &str,
+    key: &str,
+    env: file::Environment,
+    base: &Path,
+) -> Option<Environment> {
+    let name = errors.check(at, Name::parse(key));
+    if env.hosts.is_empty() {
+        errors.push(
+            format!("{at}.hosts"),
+            "list at least one host (or \"local\")",
+        );
+    }
+    let mut hosts = Vec::new();
+    for (i, host) in env.hosts.iter().enumerate() {
+        if let Some(host) = errors.check(&format!("{at}.hosts[{i}]"), HostSpec::parse(host)) {
+            if hosts.contains(&host) {
+                errors.push(
+                    format!("{at}.hosts[{i}]"),
+                    format!("{host} is listed twice"),
+                );
+            }
+            hosts.push(host);
+        }
+    }
+    if hosts.contains(&HostSpec::Local) && hosts.len() > 1 {
+        errors.push(
+            format!("{at}.hosts"),
+            "\"local\" cannot be mixed with SSH hosts",
+        );
+    }
+    let local = hosts == [HostSpec::Local];
+    let deploy_path = if env.deploy_path.is_absolute() {
+        env.deploy_path
+    } else if local {
+        // The local target resolves a relative path against the config file's directory, so the
+        // example config works from a checkout without root.
+        resolve(base, &env.deploy_path)
+    } else {
+        errors.push(
+            format!("{at}.deploy_path"),
+            "must be an absolute path on the hosts",
+        );
+        env.deploy_path
+    };
+    if deploy_path.to_str().is_none() {
+        errors.push(format!("{at}.deploy_path"), "must be valid UTF-8");
+    }
+    if env.keep_releases == 0 {
+        errors.push(format!("{at}.keep_releases"), "must be at least 1");
+    }
+    let mut steps = Vec::new();
+    for (i, step) in env.steps.into_iter().enumerate() {
+        let (run, step_name, timeout, idle) = match step {
+            file::Step::Line(run) => (run, None, None, None),
+            file::Step::Table(t) => (t.run, t.name, t.timeout, t.idle_timeout),
+        };
+        if run.trim().is_empty() {
+            errors.push(format!("{at}.steps[{i}]"), "a step needs a command");
+            continue;
+        }
+        steps.push(Step {
+            name: step_name.unwrap_or_else(|| run.clone()),
+            run,
+            timeout: timeout.unwrap_or(env.step_timeout),
+            idle_timeout: idle.unwrap_or(env.step_idle_timeout),
+        });
+    }
+    let ssh = Ssh {
+        key: env.ssh.key.map(|p| resolve(base, &p)),
+        known_hosts: env.ssh.known_hosts.map(|p| resolve(base, &p)),
+        connect_timeout: env.ssh.connect_timeout,
+    };
+    Some(Environment {
+        name: name?,
+        hosts,
+        deploy_path,
+        keep_releases: env.keep_releases,
+        ssh,
+        steps,
+    })
+}
+
+/// `path` made absolute against the config file's directory, without `.` or `..` parts.
+fn resolve(base: &Path, path: &Path) -> PathBuf {
+    let joined = std::path::absolute(base.join(path)).unwrap_or_else(|_| base.join(path));
+    let mut clean = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    clean
+}
+
+/// A clone URL that is a relative local path is resolved like the file's other paths; URLs
+/// (`scheme://`, `user@host:path`) and absolute paths are kept as written.
+fn resolve_local_url(url: &str, base: &Path) -> String {
+    let remote = url.contains("://")
+        || url
+            .split('/')
+            .next()
+            .is_some_and(|first| first.contains(':'));
+    if remote || url.starts_with('/') {
+        url.to_owned()
+    } else {
+        resolve(base, Path::new(url)).display().to_string()
+    }
+}
+
+/// Every problem found in a config, each with the key path it belongs to.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub problems: Vec<(String, String)>,
+}
+
+impl ConfigError {
+    fn one(path: &str, message: String) -> Self {
+        Self {
+            problems: vec![(path.to_owned(), message)],
+        }
+    }
+
+    fn from_figment(err: figment::Error) -> Self {
+        let problems = err
+            .into_iter()
+            .map(|e| {
+                let mut path = e.path.join(".");
+                if let figment::error::Kind::MissingField(field) = &e.kind {
+                    if !path.is_empty() {
+                        path.push('.');
+                    }
+                    path.push_str(field);
+                }
+                (path, e.kind.to_string())
+            })
+            .collect();
+        Self { problems }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (path, message)) in self.problems.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            if path.is_empty() {
+                write!(f, "{message}")?;
+            } else {
+                write!(f, "{path}: {message}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Default)]
+struct Errors(Vec<(String, String)>);
+
+impl Errors {
+    fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push((path.into(), message.into()));
+    }
+
+    fn check<T, E: fmt::Display>(&mut self, path: &str, result: Result<T, E>) -> Option<T> {
+        result.map_err(|e| self.push(path, e.to_string())).ok()
+    }
+
+    fn finish(self) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems: self.0 })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

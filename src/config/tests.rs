@@ -1,0 +1,159 @@
+use super::*;
+
+fn load(toml: &str) -> Result<Config, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slipway.toml");
+    std::fs::write(&path, toml).unwrap();
+    Config::load(&path)
+}
+
+const GOOD: &str = r#"
+[github]
+webhook_secret = "a-long-enough-secret"
+[apps.shop]
+repo = "acme/shop"
+clone_url = "file:///srv/git/shop.git"
+[apps.shop.environments.staging]
+hosts = ["deploy@10.0.0.5", "deploy@10.0.0.6:2222"]
+deploy_path = "/srv/shop"
+keep_releases = 3
+steps = ["python3 -m compileall -q .", { run = "./bin/build", name = "build", timeout = "5m", idle_timeout = "30s" }]
+[[apps.shop.triggers]]
+push = "main"
+deploy = "staging"
+"#;
+
+#[test]
+fn a_good_config_loads_with_defaults() {
+    let config = load(GOOD).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.database.url, "sqlite://var/slipway.db");
+    let app = config
+        .app_for_repo("ACME/Shop")
+        .expect("case-insensitive repo match");
+    let env = config.environment("shop", "staging").unwrap();
+    assert_eq!(env.hosts.len(), 2);
+    assert_eq!(env.keep_releases, 3);
+    assert_eq!(env.steps[0].name, "python3 -m compileall -q .");
+    assert_eq!(env.steps[0].timeout, Duration::from_secs(600));
+    assert_eq!(env.steps[1].name, "build");
+    assert_eq!(env.steps[1].idle_timeout, Duration::from_secs(30));
+    assert_eq!(
+        app.triggered_envs("main").collect::<Vec<_>>()[0].as_str(),
+        "staging"
+    );
+    assert_eq!(app.triggered_envs("feature/x").count(), 0);
+}
+
+#[test]
+fn debug_output_redacts_the_secret() {
+    let config = load(GOOD).unwrap();
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("a-long-enough-secret"), "{debug}");
+    assert!(debug.contains("REDACTED"));
+}
+
+#[test]
+fn secret_from_file_is_read_and_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "from-a-file-secret\n").unwrap();
+    let toml = GOOD.replace(
+        "webhook_secret = \"a-long-enough-secret\"",
+        &format!("webhook_secret_file = {:?}", secret.display().to_string()),
+    );
+    let config = load(&toml).unwrap();
+    assert_eq!(
+        config.github.webhook_secret.expose_secret(),
+        "from-a-file-secret"
+    );
+}
+
+fn problems(toml: &str) -> Vec<String> {
+    load(toml)
+        .unwrap_err()
+        .problems
+        .into_iter()
+        .map(|(path, _)| path)
+        .collect()
+}
+
+#[test]
+fn each_error_names_its_key_path() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "keep_releases = 3",
+            "keep_releases = 0",
+            "apps.shop.environments.staging.keep_releases",
+        ),
+        (
+            "keep_releases = 3",
+            "keep_releases = \"x\"",
+            "apps.shop.environments.staging.keep_releases",
+        ),
+        (
+            "keep_releases = 3",
+            "keep_release = 3",
+            "apps.shop.environments.staging.keep_release",
+        ),
+        (
+            "deploy = \"staging\"",
+            "deploy = \"stagin\"",
+            "apps.shop.triggers[0].deploy",
+        ),
+        (
+            "push = \"main\"",
+            "push = \"[\"",
+            "apps.shop.triggers[0].push",
+        ),
+        (
+            "\"deploy@10.0.0.5\"",
+            "\"-oProxyCommand=id\"",
+            "apps.shop.environments.staging.hosts[0]",
+        ),
+        (
+            "deploy_path = \"/srv/shop\"",
+            "deploy_path = \"srv/shop\"",
+            "apps.shop.environments.staging.deploy_path",
+        ),
+        (
+            "webhook_secret = \"a-long-enough-secret\"",
+            "",
+            "github.webhook_secret",
+        ),
+        (
+            "webhook_secret = \"a-long-enough-secret\"",
+            "webhook_secret_file = \"/nonexistent/x\"",
+            "github.webhook_secret_file",
+        ),
+        ("repo = \"acme/shop\"", "repo = \"shop\"", "apps.shop.repo"),
+        ("repo = \"acme/shop\"", "", "apps.shop.repo"),
+        (
+            "[apps.shop.environments.staging]",
+            "[apps.shop.environments.Staging]",
+            "apps.shop.environments.Staging",
+        ),
+    ];
+    for (from, to, path) in cases {
+        assert!(GOOD.contains(from), "{from}");
+        let found = problems(&GOOD.replacen(from, to, 1));
+        assert!(
+            found.iter().any(|p| p == path),
+            "{from} -> {to}: expected {path}, got {found:?}"
+        );
+    }
+}
+
+#[test]
+fn all_problems_are_reported_at_once() {
+    let toml = GOOD
+        .replace("keep_releases = 3", "keep_releases = 0")
+        .replace("deploy = \"staging\"", "deploy = \"nope\"");
+    assert_eq!(problems(&toml).len(), 2);
+}
+
+#[test]
+fn a_missing_file_is_an_error() {
+    let err = Config::load(Path::new("/nonexistent/slipway.toml")).unwrap_err();
+    assert!(err.to_string().contains("not found"));
+}

@@ -1,0 +1,226 @@
+//! The remote commands of a deploy, built as data by pure functions and run by a target.
+//! Every value in them goes through [`quote`]; nothing here touches a host.
+//!
+//! Layout on each host (Capistrano's, which operators know):
+//! ```text
+//! <deploy_path>/releases/<release_id>/   one directory per release, keyed by job
+//! <deploy_path>/current -> releases/<id> switched by rename(2), so never half-switched
+//! ```
+
+use crate::deploy::shell::quote;
+use crate::domain::ReleaseId;
+
+/// First line every script prints, so the runner can kill its process group on a timeout.
+pub const PID_PREFIX: &str = "slipway-pid ";
+
+/// Paths of one environment on a host.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    root: String,
+}
+
+impl Layout {
+    pub fn new(deploy_path: &str) -> Self {
+        Self {
+            root: deploy_path.trim_end_matches('/').to_owned(),
+        }
+    }
+
+    pub fn release_dir(&self, release: &ReleaseId) -> String {
+        format!("{}/releases/{release}", self.root)
+    }
+
+    pub fn current(&self) -> String {
+        format!("{}/current", self.root)
+    }
+}
+
+/// Wraps a script body: print our pid, then merge stderr into stdout so lines keep their order.
+pub fn with_pid_header(body: &str) -> String {
+    format!("printf '{PID_PREFIX}%s\\n' \"$$\"; exec 2>&1\n{body}")
+}
+
+/// Unpacks a tar archive from stdin into a fresh release directory.
+/// A leftover directory of an earlier attempt of the same job is replaced.
+pub fn ship(layout: &Layout, release: &ReleaseId) -> String {
+    let dir = quote(&layout.release_dir(release));
+    format!("set -e\nrm -rf -- {dir}\nmkdir -p -- {dir}\ntar -x -f - -C {dir}")
+}
+
+/// Runs one operator step in the release directory with the deploy's variables exported.
+pub fn step(layout: &Layout, release: &ReleaseId, vars: &[(&str, &str)], command: &str) -> String {
+    let mut script = format!("set -e\ncd -- {}\n", quote(&layout.release_dir(release)));
+    for (name, value) in vars {
+        debug_assert!(name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+        script.push_str(&format!("export {name}={}\n", quote(value)));
+    }
+    script.push_str(&format!("exec sh -c {}", quote(command)));
+    script
+}
+
+/// Points `current` at the release atomically (a new symlink renamed over the old one), then
+/// prunes releases beyond the newest `keep`, never the one `current` points to.
+pub fn switch(layout: &Layout, release: &ReleaseId, keep: usize) -> String {
+    let root = quote(&layout.root);
+    let target = quote(&format!("releases/{release}"));
+    let tmp = quote(&format!(".current.{release}"));
+    format!(
+        "set -e\ncd -- {root}\n\
+         ln -sfn {target} {tmp}\n\
+         mv -fT {tmp} current\n\
+         live=$(basename \"$(readlink current)\")\n\
+         cd releases\n\
+         ls -1 | sort -r | tail -n +{skip} | while IFS= read -r old; do\n\
+         \x20 if [ \"$old\" != \"$live\" ]; then rm -rf -- \"$old\"; fi\n\
+         done",
+        skip = keep + 1
+    )
+}
+
+/// Removes a release that never went live (its steps failed).
+pub fn discard(layout: &Layout, release: &ReleaseId) -> String {
+    format!("rm -rf -- {}", quote(&layout.release_dir(release)))
+}
+
+/// Signals a script's whole process group: TERM, then KILL for what ignored it.
+pub fn kill_group(pid: u32) -> String {
+    format!("kill -s TERM -- -{pid} 2>/dev/null\nsleep 1\nkill -s KILL -- -{pid} 2>/dev/null\ntrue")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+    use std::process::Command;
+
+    fn release(id: i64) -> ReleaseId {
+        ReleaseId::new(
+            chrono::DateTime::from_timestamp(1_700_000_000 + id, 0).unwrap(),
+            id,
+        )
+    }
+
+    fn sh(script: &str, stdin: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
+    fn tar_of(dir: &Path) -> Vec<u8> {
+        Command::new("tar")
+            .arg("-c")
+            .arg("-C")
+            .arg(dir)
+            .arg(".")
+            .output()
+            .unwrap()
+            .stdout
+    }
+
+    #[test]
+    fn hostile_values_are_quoted_in_steps() {
+        let layout = Layout::new("/srv/app/");
+        let script = step(
+            &layout,
+            &release(1),
+            &[("SLIPWAY_REF", "demo/$(touch /tmp/pwned)")],
+            "./build",
+        );
+        assert!(script.contains("export SLIPWAY_REF='demo/$(touch /tmp/pwned)'"));
+        assert!(script.contains("cd -- '/srv/app/releases/20231114221321-1'"));
+        assert!(script.ends_with("exec sh -c './build'"));
+    }
+
+    #[test]
+    fn ship_step_switch_and_prune_work_on_a_real_shell() {
+        let tmp = tempfile::tempdir().unwrap();
+        let src = tmp.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("app.txt"), "hello").unwrap();
+        let root = tmp.path().join("deploy it's here");
+        let layout = Layout::new(root.to_str().unwrap());
+
+        for id in 1..=4 {
+            let out = sh(&ship(&layout, &release(id)), &tar_of(&src));
+            assert!(out.status.success(), "{out:?}");
+            let vars = [("SLIPWAY_REF", "demo/`id`"), ("SLIPWAY_RELEASE", "r")];
+            let out = sh(
+                &step(
+                    &layout,
+                    &release(id),
+                    &vars,
+                    "printf %s \"$SLIPWAY_REF\" > ref.txt",
+                ),
+                b"",
+            );
+            assert!(out.status.success(), "{out:?}");
+            let out = sh(&switch(&layout, &release(id), 2), b"");
+            assert!(out.status.success(), "{out:?}");
+            let current = std::fs::read_link(root.join("current")).unwrap();
+            assert_eq!(current, Path::new("releases").join(release(id).as_str()));
+        }
+        let live = root.join("current");
+        assert_eq!(
+            std::fs::read_to_string(live.join("app.txt")).unwrap(),
+            "hello"
+        );
+        assert_eq!(
+            std::fs::read_to_string(live.join("ref.txt")).unwrap(),
+            "demo/`id`"
+        );
+        let mut left: Vec<_> = std::fs::read_dir(root.join("releases"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(left, [release(3).to_string(), release(4).to_string()]);
+        assert!(
+            !root
+                .join(".current.".to_owned() + release(4).as_str())
+                .exists()
+        );
+
+        let out = sh(&discard(&layout, &release(3)), b"");
+        assert!(out.status.success());
+        assert!(!root.join("releases").join(release(3).as_str()).exists());
+    }
+
+    #[test]
+    fn prune_never_removes_the_live_release() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path().to_str().unwrap());
+        for id in [5, 6, 7] {
+            std::fs::create_dir_all(tmp.path().join("releases").join(release(id).as_str()))
+                .unwrap();
+        }
+        // Switch to the oldest one with keep = 1: the newest is kept by count, the live one too.
+        let out = sh(&switch(&layout, &release(5), 1), b"");
+        assert!(out.status.success(), "{out:?}");
+        assert!(
+            tmp.path()
+                .join("releases")
+                .join(release(5).as_str())
+                .exists()
+        );
+        assert!(
+            tmp.path()
+                .join("releases")
+                .join(release(7).as_str())
+                .exists()
+        );
+        assert!(
+            !tmp.path()
+                .join("releases")
+                .join(release(6).as_str())
+                .exists()
+        );
+    }
+}

@@ -1,0 +1,162 @@
+//! GitHub events, interpreted. Pure: bytes in, an [`Event`] out; no I/O, no config.
+//!
+//! Only the fields slipway uses are parsed (borrowed from the body where possible), so a large
+//! push costs no JSON tree, and GitHub adding fields never breaks us.
+
+use serde::Deserialize;
+
+use crate::domain::{GitRef, Sha};
+
+/// A push, as far as deploying is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    /// `owner/name` of the repository pushed to.
+    pub repo: String,
+    pub target: PushTarget,
+    /// The new head; `None` when the ref was deleted.
+    pub sha: Option<Sha>,
+    /// GitHub login of who pushed.
+    pub pushed_by: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushTarget {
+    Branch(GitRef),
+    Tag(GitRef),
+    Other(String),
+}
+
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ParseError(String);
+
+#[derive(Deserialize)]
+struct PushPayload<'a> {
+    #[serde(rename = "ref", borrow)]
+    git_ref: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    after: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    deleted: bool,
+    repository: Repository,
+    pusher: Option<Pusher>,
+    sender: Option<Sender>,
+}
+
+#[derive(Deserialize)]
+struct Repository {
+    full_name: String,
+}
+
+#[derive(Deserialize)]
+struct Pusher {
+    name: String,
+}
+
+#[derive(Deserialize)]
+struct Sender {
+    login: String,
+}
+
+/// Parses a `push` event body.
+pub fn parse_push(body: &[u8]) -> Result<Push, ParseError> {
+    let payload: PushPayload = serde_json::from_slice(body)
+        .map_err(|e| ParseError(format!("invalid push payload: {e}")))?;
+    let sha = Sha::parse(&payload.after).map_err(|e| ParseError(format!("after: {e}")))?;
+    let sha = (!payload.deleted && !sha.is_null()).then_some(sha);
+    let name = payload.git_ref.as_ref();
+    let target = if let Some(branch) = name.strip_prefix("refs/heads/") {
+        PushTarget::Branch(GitRef::parse(branch).map_err(|e| ParseError(format!("ref: {e}")))?)
+    } else if let Some(tag) = name.strip_prefix("refs/tags/") {
+        PushTarget::Tag(GitRef::parse(tag).map_err(|e| ParseError(format!("ref: {e}")))?)
+    } else {
+        PushTarget::Other(name.to_owned())
+    };
+    let pushed_by = payload
+        .sender
+        .map(|s| s.login)
+        .or(payload.pusher.map(|p| p.name))
+        .unwrap_or_else(|| "unknown".into());
+    Ok(Push {
+        repo: payload.repository.full_name,
+        target,
+        sha,
+        pushed_by,
+    })
+}
+
+/// The `zen` line of a `ping` event, for the answer.
+pub fn parse_ping(body: &[u8]) -> Result<String, ParseError> {
+    #[derive(Deserialize)]
+    struct Ping {
+        zen: Option<String>,
+    }
+    let ping: Ping = serde_json::from_slice(body)
+        .map_err(|e| ParseError(format!("invalid ping payload: {e}")))?;
+    Ok(ping.zen.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BRANCH: &[u8] = include_bytes!("../tests/fixtures/github/push.branch.json");
+    const DELETED: &[u8] = include_bytes!("../tests/fixtures/github/push.branch-deleted.json");
+    const TAG: &[u8] = include_bytes!("../tests/fixtures/github/push.tag.json");
+    const PING: &[u8] = include_bytes!("../tests/fixtures/github/ping.json");
+
+    #[test]
+    fn a_branch_push_from_github() {
+        let push = parse_push(BRANCH).unwrap();
+        assert_eq!(push.repo, "Codertocat/Hello-World");
+        assert_eq!(
+            push.target,
+            PushTarget::Branch(GitRef::parse("master").unwrap())
+        );
+        assert_eq!(
+            push.sha.unwrap().as_str(),
+            "199eddf46df50de8d02e99bf1c5fdb4101338224"
+        );
+        assert_eq!(push.pushed_by, "Codertocat");
+    }
+
+    #[test]
+    fn a_deleted_branch_has_no_sha() {
+        let push = parse_push(DELETED).unwrap();
+        assert_eq!(
+            push.target,
+            PushTarget::Branch(GitRef::parse("feature-branch").unwrap())
+        );
+        assert_eq!(push.sha, None);
+    }
+
+    #[test]
+    fn a_tag_push() {
+        let push = parse_push(TAG).unwrap();
+        assert_eq!(
+            push.target,
+            PushTarget::Tag(GitRef::parse("v0.0.1").unwrap())
+        );
+        assert!(push.sha.is_some());
+    }
+
+    #[test]
+    fn a_ping() {
+        assert!(!parse_ping(PING).unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_bodies_get_one_line_reasons() {
+        let cases: &[&[u8]] = &[
+            b"not json",
+            b"{}",
+            br#"{"ref": "refs/heads/main", "after": "xyz", "repository": {"full_name": "a/b"}}"#,
+            br#"{"ref": "refs/heads/a\u0001b", "after": "199eddf46df50de8d02e99bf1c5fdb4101338224", "repository": {"full_name": "a/b"}}"#,
+            b"\xff\xfe",
+        ];
+        for body in cases {
+            let err = parse_push(body).unwrap_err().to_string();
+            assert!(!err.contains('\n'), "{err}");
+        }
+    }
+}

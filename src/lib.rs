@@ -1,0 +1,22 @@
+//! slipway: signed webhooks and chat commands become durable deploy jobs, run over SSH.
+//!
+//! The modules follow the data flow (see `ARCHITECTURE.md`): [`http`] receives and
+//! [`signature`] verifies, [`gitops`] interprets, [`planner`] decides, [`queue`] and [`store`]
+//! persist, [`worker`] executes, [`deploy`] talks to hosts.
+
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod deploy;
+pub mod domain;
+pub mod error;
+pub mod gitops;
+pub mod http;
+pub mod mask;
+pub mod planner;
+pub mod queue;
+pub mod signature;
+pub mod store;
+pub mod telemetry;
+pub mod worker;

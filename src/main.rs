@@ -1,0 +1,110 @@
+//! The `slipway` command: parses the command line and calls into the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use slipway::config::{self, Config};
+use slipway::store::{JobState, Store};
+
+#[derive(Parser)]
+#[command(version, about = "Deploys pushed commits to your hosts over SSH")]
+struct Cli {
+    /// Config file.
+    #[arg(long, short, global = true, default_value = config::DEFAULT_PATH)]
+    config: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server and the workers.
+    Serve,
+    /// Validate the config and print a summary.
+    CheckConfig,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Show jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: JobsCommand,
+    },
+    /// Deploy the example app with the local target: serve, push a signed commit, follow it.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// The newest jobs.
+    List {
+        /// Only jobs in this state (queued, running, succeeded, failed).
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// One job: state, events, per-host step results and its log.
+    Show { id: i64 },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::CheckConfig = cli.command {
+        return match slipway::cli::check_config(&cli.config) {
+            Ok(summary) => {
+                print!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(problems) => {
+                eprintln!("{problems}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    slipway::telemetry::init();
+    let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = Config::load(&cli.config)
+        .map_err(|e| anyhow::anyhow!("{}: invalid config\n{e}", cli.config.display()))?;
+    match cli.command {
+        Command::CheckConfig => unreachable!("handled before the runtime starts"),
+        Command::Serve => slipway::app::serve(config).await?,
+        Command::Migrate => {
+            Store::open(&config.database.url).await?;
+            println!("database {} is up to date", config.database.url);
+        }
+        Command::Jobs { command } => {
+            let store = Store::open(&config.database.url).await?;
+            match command {
+                JobsCommand::List { state, limit } => {
+                    let state = state
+                        .map(|s| {
+                            JobState::parse(&s)
+                                .ok_or_else(|| anyhow::anyhow!("unknown state {s:?}"))
+                        })
+                        .transpose()?;
+                    print!("{}", slipway::cli::jobs_list(&store, state, limit).await?);
+                }
+                JobsCommand::Show { id } => match slipway::cli::jobs_show(&store, id).await? {
+                    Some(text) => print!("{text}"),
+                    None => {
+                        eprintln!("no job {id}");
+                        return Ok(ExitCode::FAILURE);
+                    }
+                },
+            }
+        }
+        Command::Demo => slipway::demo::run(config).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

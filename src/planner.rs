@@ -1,0 +1,157 @@
+//! Decides what an interpreted event means for this config: which jobs to queue, or why none.
+//! Pure: no I/O, so every rule is a unit test.
+
+use crate::config::Config;
+use crate::gitops::{Push, PushTarget};
+use crate::queue::NewJob;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Plan {
+    Jobs(Vec<NewJob>),
+    Ignored(String),
+}
+
+pub fn plan_push(config: &Config, push: &Push) -> Plan {
+    let Some(app) = config.app_for_repo(&push.repo) else {
+        return Plan::Ignored(format!("no app is configured for repository {}", push.repo));
+    };
+    let branch = match &push.target {
+        PushTarget::Branch(branch) => branch,
+        PushTarget::Tag(tag) => {
+            return Plan::Ignored(format!("tag {tag}: tag pushes do not deploy yet"));
+        }
+        PushTarget::Other(name) => {
+            return Plan::Ignored(format!("ref {name} is neither a branch nor a tag"));
+        }
+    };
+    let Some(sha) = &push.sha else {
+        return Plan::Ignored(format!("branch {branch} was deleted: nothing to deploy"));
+    };
+    let jobs: Vec<NewJob> = app
+        .triggered_envs(branch.as_str())
+        .map(|env| NewJob {
+            app: app.name.clone(),
+            env: env.clone(),
+            git_ref: branch.clone(),
+            sha: sha.clone(),
+            requested_by: push.pushed_by.clone(),
+            source: "github",
+        })
+        .collect();
+    if jobs.is_empty() {
+        return Plan::Ignored(format!(
+            "no trigger of app {} matches branch {branch}",
+            app.name
+        ));
+    }
+    Plan::Jobs(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{GitRef, Sha};
+
+    fn config() -> (tempfile::TempDir, Config) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(
+            &path,
+            r#"
+[github]
+webhook_secret = "planner-test-secret"
+[apps.shop]
+repo = "acme/shop"
+clone_url = "file:///srv/git/shop.git"
+[apps.shop.environments.staging]
+hosts = ["local"]
+deploy_path = "/srv/shop"
+[apps.shop.environments.qa]
+hosts = ["local"]
+deploy_path = "/srv/shop-qa"
+[[apps.shop.triggers]]
+push = "main"
+deploy = "staging"
+[[apps.shop.triggers]]
+push = "release/*"
+deploy = "qa"
+[[apps.shop.triggers]]
+push = "main"
+deploy = "qa"
+"#,
+        )
+        .unwrap();
+        let config = Config::load(&path).unwrap();
+        (dir, config)
+    }
+
+    fn push(repo: &str, target: PushTarget, deleted: bool) -> Push {
+        Push {
+            repo: repo.into(),
+            target,
+            sha: (!deleted).then(|| Sha::parse(&"1".repeat(40)).unwrap()),
+            pushed_by: "octocat".into(),
+        }
+    }
+
+    fn branch(name: &str) -> PushTarget {
+        PushTarget::Branch(GitRef::parse(name).unwrap())
+    }
+
+    fn envs(plan: Plan) -> Vec<String> {
+        match plan {
+            Plan::Jobs(jobs) => jobs.into_iter().map(|j| j.env.to_string()).collect(),
+            Plan::Ignored(why) => panic!("ignored: {why}"),
+        }
+    }
+
+    #[test]
+    fn triggers_pick_environments_in_order() {
+        let (_d, c) = config();
+        assert_eq!(
+            envs(plan_push(&c, &push("acme/shop", branch("main"), false))),
+            ["staging", "qa"]
+        );
+        assert_eq!(
+            envs(plan_push(
+                &c,
+                &push("Acme/Shop", branch("release/1.2"), false)
+            )),
+            ["qa"]
+        );
+    }
+
+    #[test]
+    fn everything_else_is_ignored_with_a_reason() {
+        let (_d, c) = config();
+        let cases = [
+            (
+                push("acme/other", branch("main"), false),
+                "no app is configured for repository acme/other",
+            ),
+            (
+                push("acme/shop", branch("feature/x"), false),
+                "no trigger of app shop matches branch feature/x",
+            ),
+            (
+                push("acme/shop", branch("main"), true),
+                "branch main was deleted: nothing to deploy",
+            ),
+            (
+                push(
+                    "acme/shop",
+                    PushTarget::Tag(GitRef::parse("v1.0.0").unwrap()),
+                    false,
+                ),
+                "tag v1.0.0: tag pushes do not deploy yet",
+            ),
+            (
+                push("acme/shop", PushTarget::Other("refs/notes/x".into()), false),
+                "ref refs/notes/x is neither a branch nor a tag",
+            ),
+        ];
+        for (p, why) in cases {
+            assert_eq!(plan_push(&c, &p), Plan::Ignored(why.into()));
+        }
+    }
+}

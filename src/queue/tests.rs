@@ -1,0 +1,162 @@
+use super::*;
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    queue: Queue,
+}
+
+async fn fixture(max_attempts: u32) -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("q.db").display());
+    let store = Store::open(&url).await.unwrap();
+    Fixture {
+        _dir: dir,
+        queue: Queue::new(store, max_attempts),
+    }
+}
+
+fn job(env: &str) -> NewJob {
+    NewJob {
+        app: Name::parse("shop").unwrap(),
+        env: Name::parse(env).unwrap(),
+        git_ref: GitRef::parse("main").unwrap(),
+        sha: Sha::parse(&"ab".repeat(20)).unwrap(),
+        requested_by: "octocat".into(),
+        source: "test",
+    }
+}
+
+async fn claim(queue: &Queue, lease: Duration) -> Option<Lease> {
+    match queue.claim("w1", lease).await.unwrap() {
+        Claim::Job(lease) => Some(*lease),
+        Claim::Empty => None,
+    }
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn one_running_job_per_lane_fifo_within_it() {
+    let f = fixture(3).await;
+    let Enqueued::Created(ids) = f
+        .queue
+        .enqueue(None, &[job("staging"), job("staging"), job("prod")])
+        .await
+        .unwrap()
+    else {
+        panic!("created")
+    };
+    let first = claim(&f.queue, LONG).await.unwrap();
+    assert_eq!(first.job.id, ids[0]);
+    assert_eq!(first.job.attempt, 1);
+    // staging is busy, so the next claim skips the second staging job and takes prod.
+    let second = claim(&f.queue, LONG).await.unwrap();
+    assert_eq!(second.job.id, ids[2]);
+    assert!(claim(&f.queue, LONG).await.is_none());
+    let done = Outcome::Succeeded {
+        message: "ok".into(),
+    };
+    assert!(f.queue.finish(&first, &done).await.unwrap());
+    let third = claim(&f.queue, LONG).await.unwrap();
+    assert_eq!(third.job.id, ids[1]);
+    let stored = f.queue.store().job(ids[0]).await.unwrap().unwrap();
+    assert_eq!(stored.state, JobState::Succeeded);
+    let events = f.queue.store().job_events(ids[0]).await.unwrap();
+    let states: Vec<_> = events.iter().map(|e| e.state.as_str()).collect();
+    assert_eq!(states, ["queued", "running", "succeeded"]);
+}
+
+#[tokio::test]
+async fn a_delivery_enqueues_once() {
+    let f = fixture(3).await;
+    let d = Delivery {
+        id: "d-1",
+        source: "github",
+        event: "push",
+    };
+    let first = f.queue.enqueue(Some(d), &[job("staging")]).await.unwrap();
+    let Enqueued::Created(ids) = first else {
+        panic!("created")
+    };
+    let again = f.queue.enqueue(Some(d), &[job("staging")]).await.unwrap();
+    assert_eq!(again, Enqueued::Duplicate(ids));
+    assert_eq!(f.queue.store().jobs(None, 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_redeliveries_create_one_job() {
+    let f = fixture(3).await;
+    let tasks: Vec<_> = (0..20)
+        .map(|_| {
+            let queue = f.queue.clone();
+            tokio::spawn(async move {
+                let d = Delivery {
+                    id: "same",
+                    source: "github",
+                    event: "push",
+                };
+                queue.enqueue(Some(d), &[job("staging")]).await.unwrap()
+            })
+        })
+        .collect();
+    let mut created = 0;
+    for task in tasks {
+        if let Enqueued::Created(_) = task.await.unwrap() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(f.queue.store().jobs(None, 100).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn an_expired_lease_returns_the_job_and_fences_the_old_owner() {
+    let f = fixture(3).await;
+    f.queue.enqueue(None, &[job("staging")]).await.unwrap();
+    let stale = claim(&f.queue, Duration::from_millis(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(f.queue.reap_expired().await.unwrap(), 1);
+    let fresh = claim(&f.queue, LONG).await.unwrap();
+    assert_eq!(fresh.job.id, stale.job.id);
+    assert_eq!(fresh.job.attempt, 2);
+    // The old owner can neither renew nor finish.
+    assert!(!f.queue.heartbeat(&stale, LONG).await.unwrap());
+    let failed = Outcome::Failed {
+        error: "x".into(),
+        result: serde_json::json!({}),
+    };
+    assert!(!f.queue.finish(&stale, &failed).await.unwrap());
+    assert!(f.queue.heartbeat(&fresh, LONG).await.unwrap());
+    assert_eq!(
+        f.queue
+            .store()
+            .job(fresh.job.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        JobState::Running
+    );
+}
+
+#[tokio::test]
+async fn a_job_out_of_attempts_fails() {
+    let f = fixture(1).await;
+    f.queue.enqueue(None, &[job("staging")]).await.unwrap();
+    let lease = claim(&f.queue, Duration::from_millis(1)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(f.queue.reap_expired().await.unwrap(), 1);
+    let stored = f.queue.store().job(lease.job.id).await.unwrap().unwrap();
+    assert_eq!(stored.state, JobState::Failed);
+    assert!(stored.error.unwrap().contains("lease expired"));
+    assert!(claim(&f.queue, LONG).await.is_none());
+}
+
+#[tokio::test]
+async fn live_leases_are_not_reaped() {
+    let f = fixture(3).await;
+    f.queue.enqueue(None, &[job("staging")]).await.unwrap();
+    let lease = claim(&f.queue, LONG).await.unwrap();
+    assert_eq!(f.queue.reap_expired().await.unwrap(), 0);
+    assert!(f.queue.heartbeat(&lease, LONG).await.unwrap());
+}

@@ -1,0 +1,229 @@
+//! Read side of jobs: the rows and the queries that show them.
+
+use serde::Serialize;
+use sqlx::FromRow;
+
+use super::{Store, StoreError};
+use crate::domain::ReleaseId;
+
+/// Where a job is in its life. Terminal states never change again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+pub enum JobState {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == value)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub app: String,
+    pub env: String,
+    pub git_ref: String,
+    pub sha: String,
+    pub requested_by: String,
+    pub source: String,
+    pub delivery_id: Option<String>,
+    pub state: JobState,
+    pub attempt: i64,
+    pub max_attempts: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub result: Option<String>,
+}
+
+impl Job {
+    /// The release directory this job ships into, derived from its id and queue time so every
+    /// attempt (and every host) uses the same one.
+    pub fn release_id(&self) -> ReleaseId {
+        let queued_at =
+            chrono::DateTime::from_timestamp_millis(self.created_at).unwrap_or_default();
+        ReleaseId::new(queued_at, self.id)
+    }
+
+    pub fn duration_ms(&self) -> Option<i64> {
+        Some(self.finished_at? - self.started_at?)
+    }
+
+    /// The failure details stored by the worker, as JSON.
+    pub fn result_json(&self) -> Option<serde_json::Value> {
+        self.result
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct JobEvent {
+    pub at: i64,
+    pub state: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct LogLine {
+    pub at: i64,
+    pub host: String,
+    pub step: String,
+    pub line: String,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct StepResult {
+    pub attempt: i64,
+    pub host: String,
+    pub idx: i64,
+    pub name: String,
+    pub status: String,
+    pub exit_code: Option<i64>,
+    pub started_at: i64,
+    pub duration_ms: i64,
+}
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct Deployment {
+    pub host: String,
+    pub release_id: String,
+    pub sha: String,
+    pub git_ref: String,
+    pub job_id: i64,
+    pub switched_at: i64,
+}
+
+const JOB_COLUMNS: &str = "id, kind, app, env, git_ref, sha, requested_by, source, delivery_id, \
+    state, attempt, max_attempts, created_at, started_at, finished_at, error, result";
+
+impl Store {
+    pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?)
+    }
+
+    /// Newest first, optionally only one state.
+    pub async fn jobs(&self, state: Option<JobState>, limit: i64) -> Result<Vec<Job>, StoreError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 IS NULL OR state = $1) ORDER BY id DESC LIMIT $2"
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(state)
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await?)
+    }
+
+    pub async fn job_events(&self, job_id: i64) -> Result<Vec<JobEvent>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT at, state, message FROM job_events WHERE job_id = $1 ORDER BY id",
+        )
+        .bind(job_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// The last `limit` log lines of a job, oldest first.
+    pub async fn job_log(&self, job_id: i64, limit: i64) -> Result<Vec<LogLine>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT at, host, step, line FROM \
+             (SELECT id, at, host, step, line FROM job_logs WHERE job_id = $1 ORDER BY id DESC LIMIT $2) \
+             ORDER BY id",
+        )
+        .bind(job_id)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    pub async fn step_results(&self, job_id: i64) -> Result<Vec<StepResult>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT attempt, host, idx, name, status, exit_code, started_at, duration_ms \
+             FROM step_results WHERE job_id = $1 ORDER BY attempt, host, idx",
+        )
+        .bind(job_id)
+        .fetch_all(self.pool())
+        .await?)
+    }
+
+    /// What each host of an environment runs now: its latest switch.
+    pub async fn live_deployments(
+        &self,
+        app: &str,
+        env: &str,
+    ) -> Result<Vec<Deployment>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT host, release_id, sha, git_ref, job_id, switched_at FROM deployments d \
+             WHERE app = $1 AND env = $2 AND id = \
+               (SELECT MAX(id) FROM deployments WHERE app = d.app AND env = d.env AND host = d.host) \
+             ORDER BY host",
+        )
+        .bind(app)
+        .bind(env)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+/// Everything known about one job: what `jobs show` prints and `GET /api/jobs/ID` returns.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobDetail {
+    #[serde(flatten)]
+    pub job: Job,
+    pub release_id: String,
+    pub duration_ms: Option<i64>,
+    pub result: Option<serde_json::Value>,
+    pub events: Vec<JobEvent>,
+    pub steps: Vec<StepResult>,
+    pub log: Vec<LogLine>,
+}
+
+impl JobDetail {
+    /// Log lines included in a detail view (the newest ones).
+    pub const LOG_LINES: i64 = 2000;
+}
+
+impl Store {
+    pub async fn job_detail(
+        &self,
+        id: i64,
+        log_lines: i64,
+    ) -> Result<Option<JobDetail>, StoreError> {
+        let Some(job) = self.job(id).await? else {
+            return Ok(None);
+        };
+        Ok(Some(JobDetail {
+            release_id: job.release_id().to_string(),
+            duration_ms: job.duration_ms(),
+            result: job.result_json(),
+            events: self.job_events(id).await?,
+            steps: self.step_results(id).await?,
+            log: self.job_log(id, log_lines).await?,
+            job,
+        }))
+    }
+}

@@ -1,0 +1,202 @@
+//! The worker pool: claim a job, keep its lease alive, run it, record how it ended.
+//!
+//! Each worker loops: return lapsed leases to the queue, claim the oldest runnable job, run it
+//! with a heartbeat beside it. A heartbeat that finds the lease gone (another worker took the job
+//! after we stalled) cancels the run, and the deploy's fence keeps it from switching anything.
+//! On shutdown workers stop claiming and finish the job in hand.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::config::Config;
+use crate::deploy::journal::Journal;
+use crate::deploy::{Engine, Fence};
+use crate::mask::Masker;
+use crate::queue::{Claim, Lease, Outcome, Queue};
+use crate::store::now_ms;
+
+/// What every worker of this process shares.
+pub struct Workers {
+    pub queue: Queue,
+    pub config: Arc<Config>,
+    pub engine: Engine,
+    pub masker: Masker,
+}
+
+impl Workers {
+    /// Runs `config.worker.concurrency` workers until `shutdown` fires and their jobs are done.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        let id = format!(
+            "{}:{}",
+            std::env::var("HOSTNAME").unwrap_or_else(|_| "slipway".into()),
+            std::process::id()
+        );
+        let workers: Vec<_> = (0..self.config.worker.concurrency)
+            .map(|n| {
+                let this = self.clone();
+                let shutdown = shutdown.clone();
+                let owner = format!("{id}:{n}");
+                tokio::spawn(async move { this.work(owner, shutdown).await })
+            })
+            .collect();
+        futures::future::join_all(workers).await;
+    }
+
+    async fn work(&self, owner: String, shutdown: CancellationToken) {
+        let mut backoff = Duration::from_millis(100);
+        while !shutdown.is_cancelled() {
+            match self.claim(&owner).await {
+                Ok(Claim::Job(lease)) => {
+                    backoff = Duration::from_millis(100);
+                    let span = tracing::info_span!("job", job.id = lease.job.id, app = %lease.job.app, env = %lease.job.env, attempt = lease.job.attempt);
+                    self.execute(*lease).instrument(span).await;
+                }
+                Ok(Claim::Empty) => {
+                    tokio::select! {
+                        () = self.queue.woken() => {}
+                        () = tokio::time::sleep(self.config.worker.poll_interval) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "queue unavailable");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        () = shutdown.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn claim(&self, owner: &str) -> Result<Claim, crate::store::StoreError> {
+        let reaped = self.queue.reap_expired().await?;
+        if reaped > 0 {
+            tracing::warn!(
+                jobs = reaped,
+                "returned jobs with lapsed leases to the queue"
+            );
+        }
+        self.queue.claim(owner, self.config.worker.lease).await
+    }
+
+    async fn execute(&self, lease: Lease) {
+        let started = now_ms();
+        tracing::info!(git_ref = %lease.job.git_ref, sha = %lease.job.sha, "job started");
+        let cancel = CancellationToken::new();
+        let heartbeat = tokio::spawn(heartbeat(
+            self.queue.clone(),
+            lease.clone(),
+            self.config.worker.lease,
+            cancel.clone(),
+        ));
+        let journal = Journal::start(
+            self.queue.store().clone(),
+            lease.job.id,
+            lease.job.attempt,
+            self.masker.clone(),
+        );
+        let outcome = self.deploy(&lease, &journal, &cancel).await;
+        journal.finish().await;
+        heartbeat.abort();
+        let duration_ms = now_ms() - started;
+        match self.queue.finish(&lease, &outcome).await {
+            Ok(true) => match &outcome {
+                Outcome::Succeeded { message } => tracing::info!(duration_ms, "{message}"),
+                Outcome::Failed { error, .. } => {
+                    tracing::warn!(duration_ms, error = %error, "job failed")
+                }
+            },
+            Ok(false) => tracing::warn!(duration_ms, "lease lost; another worker owns the job now"),
+            Err(err) => {
+                tracing::error!(duration_ms, error = %err, "could not record the job's end; its lease will expire and it will run again")
+            }
+        }
+    }
+
+    async fn deploy(
+        &self,
+        lease: &Lease,
+        journal: &Journal,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let job = &lease.job;
+        let Some((app, env)) = self.config.app(&job.app).and_then(|app| {
+            Some((
+                app,
+                app.environments
+                    .get(&crate::domain::Name::parse(&job.env).ok()?)?,
+            ))
+        }) else {
+            let error = format!("{}/{} is no longer configured", job.app, job.env);
+            return Outcome::Failed {
+                result: serde_json::json!({ "reason": error }),
+                error,
+            };
+        };
+        let fence = LeaseFence {
+            queue: &self.queue,
+            lease,
+            duration: self.config.worker.lease,
+        };
+        match self
+            .engine
+            .deploy(job, app, env, journal, &fence, cancel)
+            .await
+        {
+            Ok(success) => Outcome::Succeeded {
+                message: format!(
+                    "release {} ({}) live on {}",
+                    success.release,
+                    &job.sha[..8.min(job.sha.len())],
+                    success.hosts.join(", ")
+                ),
+            },
+            Err(failure) => Outcome::Failed {
+                error: failure.message(),
+                result: failure.to_json(),
+            },
+        }
+    }
+}
+
+struct LeaseFence<'a> {
+    queue: &'a Queue,
+    lease: &'a Lease,
+    duration: Duration,
+}
+
+impl Fence for LeaseFence<'_> {
+    fn still_ours(&self) -> BoxFuture<'_, bool> {
+        async move {
+            self.queue
+                .heartbeat(self.lease, self.duration)
+                .await
+                .unwrap_or(false)
+        }
+        .boxed()
+    }
+}
+
+async fn heartbeat(queue: Queue, lease: Lease, duration: Duration, lost: CancellationToken) {
+    let every = duration / 3;
+    loop {
+        tokio::time::sleep(every).await;
+        match queue.heartbeat(&lease, duration).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("lease lost: stopping the job before it switches anything");
+                lost.cancel();
+                return;
+            }
+            // A passing database error: try again next beat; the lease has slack for two misses.
+            Err(err) => tracing::warn!(error = %err, "heartbeat failed"),
+        }
+    }
+}
