@@ -1,1 +1,9 @@
+//! Integration tests: the real service on port 0 with its own SQLite database, real `git`, and
+//! real OpenSSH `sshd` hosts on loopback addresses, each with its own `/srv`.
 
+mod cli;
+mod deploy;
+mod helpers;
+mod recovery;
+mod sshd;
+mod webhook;

@@ -1,0 +1,234 @@
+//! Test harness: a git repository with commits, the app started in-process, signed pushes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use slipway::config::Config;
+use slipway::signature::sign_github;
+
+pub const SECRET: &str = "integration-test-secret";
+pub const REPO: &str = "acme/shop";
+
+/// A bare repository (the "remote" the bot clones) and a work tree to commit in.
+pub struct GitRepo {
+    pub bare: PathBuf,
+    work: PathBuf,
+}
+
+impl GitRepo {
+    pub fn new(root: &Path) -> Self {
+        let bare = root.join("shop.git");
+        let work = root.join("shop-work");
+        git(root, &["init", "--quiet", "--bare", bare.to_str().unwrap()]);
+        git(
+            root,
+            &["init", "--quiet", "-b", "main", work.to_str().unwrap()],
+        );
+        let repo = Self { bare, work };
+        repo.write("bin/build", "#!/bin/sh\nset -eu\nprintf '%s|%s|%s\\n' \"$SLIPWAY_RELEASE\" \"$SLIPWAY_SHA\" \"$SLIPWAY_REF\" > BUILD_INFO\necho \"built $SLIPWAY_APP/$SLIPWAY_ENV\"\n");
+        std::fs::set_permissions(
+            repo.work.join("bin/build"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        repo
+    }
+
+    pub fn write(&self, path: &str, text: &str) {
+        let file = self.work.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, text).unwrap();
+    }
+
+    /// Commits everything and pushes it to `branch` of the bare repository; returns the sha.
+    pub fn commit(&self, message: &str, branch: &str) -> String {
+        git(&self.work, &["add", "--all"]);
+        git(
+            &self.work,
+            &["commit", "--quiet", "--allow-empty", "-m", message],
+        );
+        let refspec = format!("HEAD:refs/heads/{branch}");
+        git(
+            &self.work,
+            &[
+                "push",
+                "--quiet",
+                "--force",
+                self.bare.to_str().unwrap(),
+                &refspec,
+            ],
+        );
+        git(&self.work, &["rev-parse", "HEAD"]).trim().to_owned()
+    }
+
+    pub fn clone_url(&self) -> String {
+        format!("file://{}", self.bare.display())
+    }
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args([
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@example.invalid",
+        ])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Everything one test owns: its directory, config and running service.
+pub struct TestApp {
+    /// Kept so the test's files live as long as the service.
+    _dir: tempfile::TempDir,
+    pub base: String,
+    pub http: reqwest::Client,
+    running: Option<slipway::app::Running>,
+}
+
+/// The `[github]`, `[database]` and `[worker]` sections every test config starts with.
+pub fn config_head(dir: &Path) -> String {
+    format!(
+        "[github]\nwebhook_secret = \"{SECRET}\"\n[database]\nurl = \"sqlite://{}/slipway.db\"\n\
+         [worker]\ndata_dir = \"{}/var\"\nlease = \"5s\"\npoll_interval = \"200ms\"\n",
+        dir.display(),
+        dir.display()
+    )
+}
+
+impl TestApp {
+    /// Starts the service with `config` (a full TOML text) written to the test's directory.
+    pub async fn spawn(dir: tempfile::TempDir, config: &str) -> Self {
+        let path = dir.path().join("slipway.toml");
+        std::fs::write(&path, config).unwrap();
+        let config = Config::load(&path).unwrap_or_else(|e| panic!("test config: {e}"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let running = slipway::app::start(config, listener).await.unwrap();
+        Self {
+            base: format!("http://{}", running.addr),
+            _dir: dir,
+            http: reqwest::Client::new(),
+            running: Some(running),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        self.running.take().unwrap().stop().await.unwrap();
+    }
+
+    /// POSTs a webhook with the given headers, signed with the test secret unless `signature`
+    /// overrides it.
+    pub async fn webhook(
+        &self,
+        event: &str,
+        delivery: &str,
+        body: &[u8],
+        signature: Option<&str>,
+    ) -> (u16, Value) {
+        let sig = signature
+            .map(str::to_owned)
+            .unwrap_or_else(|| sign_github(SECRET.as_bytes(), body));
+        let mut req = self
+            .http
+            .post(format!("{}/webhooks/github", self.base))
+            .header("content-type", "application/json")
+            .header("x-github-event", event)
+            .header("x-github-delivery", delivery)
+            .body(body.to_vec());
+        if !sig.is_empty() {
+            req = req.header("x-hub-signature-256", sig);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// A signed push of `sha` to `branch`, in the shape of GitHub's real payload.
+    pub async fn push(&self, delivery: &str, branch: &str, sha: &str) -> (u16, Value) {
+        self.webhook(
+            "push",
+            delivery,
+            &push_body(REPO, &format!("refs/heads/{branch}"), sha, false),
+            None,
+        )
+        .await
+    }
+
+    pub async fn jobs(&self) -> Vec<Value> {
+        self.http
+            .get(format!("{}/api/jobs?limit=1000", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Waits until job `id` is in a terminal state and returns it.
+    pub async fn finished(&self, id: i64) -> Value {
+        wait_for_job(&self.http, &self.base, id).await
+    }
+}
+
+pub async fn wait_for_job(http: &reqwest::Client, base: &str, id: i64) -> Value {
+    for _ in 0..1200 {
+        if let Ok(res) = http.get(format!("{base}/api/jobs/{id}")).send().await {
+            let job: Value = res.json().await.unwrap();
+            if matches!(job["state"].as_str(), Some("succeeded" | "failed")) {
+                return job;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("job {id} did not finish in 120 s");
+}
+
+/// GitHub's push payload (`tests/fixtures/github/push.branch.json`), rewritten to our repo.
+pub fn push_body(repo: &str, git_ref: &str, sha: &str, deleted: bool) -> Vec<u8> {
+    let mut payload: Value =
+        serde_json::from_str(include_str!("../fixtures/github/push.branch.json")).unwrap();
+    payload["ref"] = git_ref.into();
+    payload["after"] = sha.into();
+    payload["deleted"] = deleted.into();
+    payload["repository"]["full_name"] = repo.into();
+    payload["repository"]["name"] = repo.split('/').nth(1).unwrap().into();
+    serde_json::to_vec(&payload).unwrap()
+}
+
+pub fn job_id(answer: &Value) -> i64 {
+    answer["job_id"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("no job id in {answer}"))
+}
+
+/// The log lines of a job as `host: line` strings.
+pub fn log_lines(job: &Value) -> Vec<String> {
+    job["log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            format!(
+                "{}: {}",
+                l["host"].as_str().unwrap(),
+                l["line"].as_str().unwrap()
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,115 @@
+//! A worker killed in the middle of a job: after its lease lapses another process picks the job
+//! up and finishes it.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use crate::helpers::{GitRepo, REPO, SECRET, job_id, push_body, wait_for_job};
+
+const BIN: &str = env!("CARGO_BIN_EXE_slipway");
+
+/// Starts `slipway serve` and returns it with the address it listens on.
+fn serve(config: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap();
+        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+        if log["message"] == "listening" {
+            break log["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{addr}"))
+}
+
+#[tokio::test]
+async fn a_job_of_a_killed_worker_is_picked_up_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "main");
+    let marker = dir.path().join("attempts");
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[github]\nwebhook_secret = \"{SECRET}\"\n\
+         [database]\nurl = \"sqlite://{d}/slipway.db\"\n\
+         [worker]\ndata_dir = \"{d}/var\"\nlease = \"2s\"\npoll_interval = \"200ms\"\n\
+         [apps.shop]\nrepo = \"{REPO}\"\nclone_url = \"{}\"\n\
+         [apps.shop.environments.staging]\nhosts = [\"local\"]\ndeploy_path = \"{d}/srv/shop\"\n\
+         steps = [\"echo attempt >> {}; echo started; sleep 3; echo finished\"]\n\
+         [[apps.shop.triggers]]\npush = \"main\"\ndeploy = \"staging\"\n",
+        repo.clone_url(),
+        marker.display(),
+        d = dir.path().display(),
+    );
+    let config_path = dir.path().join("slipway.toml");
+    std::fs::write(&config_path, config).unwrap();
+
+    let (mut first, base) = serve(&config_path);
+    let http = reqwest::Client::new();
+    let body = push_body(REPO, "refs/heads/main", &sha, false);
+    let answer: serde_json::Value = http
+        .post(format!("{base}/webhooks/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", "kill-test")
+        .header(
+            "x-hub-signature-256",
+            slipway::signature::sign_github(SECRET.as_bytes(), &body),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = job_id(&answer);
+    // Wait until the step is running, then kill the process without any chance to clean up.
+    for _ in 0..100 {
+        if std::fs::read_to_string(&marker).is_ok_and(|m| m.lines().count() == 1) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill().unwrap();
+    first.wait().unwrap();
+
+    let (mut second, base) = serve(&config_path);
+    let job = wait_for_job(&http, &base, id).await;
+    second.kill().unwrap();
+    second.wait().unwrap();
+
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["attempt"], 2);
+    let events: Vec<_> = job["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e == "lease of attempt 1 expired (worker lost)"),
+        "{events:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&marker).unwrap().lines().count(), 2);
+    let current = std::fs::read_link(dir.path().join("srv/shop/current")).unwrap();
+    assert_eq!(
+        current.display().to_string(),
+        format!("releases/{}", job["release_id"].as_str().unwrap())
+    );
+}
