@@ -94,7 +94,7 @@ async fn a_signed_push_deploys_to_two_ssh_hosts() {
     let release2 = job["release_id"].as_str().unwrap().to_owned();
     for host in &fleet.hosts {
         assert_eq!(current(&host.srv), format!("releases/{release2}"));
-        assert_eq!(releases(&host.srv), [release2.clone()]);
+        assert_eq!(releases(&host.srv), std::slice::from_ref(&release2));
         assert_eq!(
             std::fs::read_to_string(host.srv.join("shop/current/app.txt")).unwrap(),
             "v2\n"
@@ -142,7 +142,7 @@ async fn a_failing_step_leaves_current_on_the_old_release() {
         assert_eq!(current(&host.srv), format!("releases/{live}"));
         assert_eq!(
             releases(&host.srv),
-            [live.clone()],
+            std::slice::from_ref(&live),
             "the failed release is removed"
         );
     }

@@ -25,7 +25,9 @@ async fn bad_input_is_answered_and_nothing_is_stored() {
     let good = push_body(REPO, "refs/heads/main", &sha, false);
     let bad_sig = format!("sha256={}", "0".repeat(64));
     let big = vec![b' '; slipway::http::MAX_BODY + 1];
-    let cases: Vec<(&str, &str, Vec<u8>, Option<&str>, u16, &str)> = vec![
+    // (what, event, body, signature override, status, reason)
+    type Case<'a> = (&'a str, &'a str, Vec<u8>, Option<&'a str>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "missing signature",
             "push",
