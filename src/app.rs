@@ -13,7 +13,7 @@ use crate::deploy::Engine;
 use crate::http::{self, AppState};
 use crate::mask::Masker;
 use crate::queue::Queue;
-use crate::store::Store;
+use crate::store::{Job, JobState, Store};
 use crate::worker::Workers;
 
 /// A started service. Dropping it does not stop it: call [`Running::stop`].
@@ -36,25 +36,42 @@ impl Running {
     }
 }
 
-/// Opens the database and starts the server on `listener` and the worker pool.
-pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+/// The service's parts, before anything runs.
+pub struct Parts {
+    pub config: Arc<Config>,
+    pub queue: Queue,
+    pub workers: Arc<Workers>,
+}
+
+/// Opens (and migrates) the database and builds the queue and the worker pool.
+pub async fn assemble(config: Config) -> anyhow::Result<Parts> {
     let config = Arc::new(config);
     let store = Store::open(&config.database.url)
         .await
         .context("opening the database")?;
     let queue = Queue::new(store, config.worker.max_attempts);
-    let masker = Masker::new(config.secrets());
     let workers = Arc::new(Workers {
         queue: queue.clone(),
         config: config.clone(),
         engine: Engine::new(&config.worker.data_dir),
-        masker,
+        masker: Masker::new(config.secrets()),
     });
-    let addr = listener.local_addr()?;
-    let router = http::router(AppState {
-        config: config.clone(),
+    Ok(Parts {
+        config,
         queue,
-    });
+        workers,
+    })
+}
+
+/// Starts the server on `listener` and the worker pool.
+pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    let Parts {
+        config,
+        queue,
+        workers,
+    } = assemble(config).await?;
+    let addr = listener.local_addr()?;
+    let router = http::router(AppState { config, queue });
     let shutdown = CancellationToken::new();
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
@@ -75,6 +92,23 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
         shutdown,
         task,
     })
+}
+
+/// Runs this process's workers until job `id` has ended (for `slipway deploy`/`rollback`
+/// without a server), then returns it.
+pub async fn work_until_done(parts: &Parts, id: i64) -> anyhow::Result<Job> {
+    let shutdown = CancellationToken::new();
+    let pool = tokio::spawn(parts.workers.clone().run(shutdown.clone()));
+    let job = loop {
+        let job = parts.queue.store().job(id).await?.context("the job vanished")?;
+        if matches!(job.state, JobState::Succeeded | JobState::Failed) {
+            break job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    shutdown.cancel();
+    pool.await.context("worker pool panicked")?;
+    Ok(job)
 }
 
 /// `slipway serve`: runs until SIGINT or SIGTERM.

@@ -24,13 +24,19 @@ pub fn check_config(path: &Path) -> Result<String, String> {
         );
         for env in app.environments.values() {
             let hosts: Vec<_> = env.hosts.iter().map(ToString::to_string).collect();
+            let p = &env.phases;
             let _ = writeln!(
                 out,
-                "  env {}: {} -> {} ({} steps, keep {})",
+                "  env {}: {} -> {} ({:?}; steps: {} build, {} migrate, {} start, {} stop, {} after_switch; keep {})",
                 env.name,
                 hosts.join(", "),
                 env.deploy_path.display(),
-                env.steps.len(),
+                env.strategy,
+                p.build.len(),
+                p.migrate.len(),
+                p.start.len(),
+                p.stop.len(),
+                p.after_switch.len(),
                 env.keep_releases
             );
         }

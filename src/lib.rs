@@ -16,6 +16,7 @@ pub mod http;
 pub mod mask;
 pub mod planner;
 pub mod queue;
+pub mod requests;
 pub mod signature;
 pub mod store;
 pub mod telemetry;

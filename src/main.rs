@@ -30,6 +30,21 @@ enum Command {
         #[command(subcommand)]
         command: JobsCommand,
     },
+    /// Deploy a branch, tag or commit to an environment, running the job in this process.
+    Deploy {
+        app: String,
+        env: String,
+        /// Branch, tag or commit id.
+        #[arg(long = "ref", default_value = "main")]
+        git_ref: String,
+    },
+    /// Switch an environment back to its previous release (or --to a named one still on disk).
+    Rollback {
+        app: String,
+        env: String,
+        #[arg(long)]
+        to: Option<String>,
+    },
     /// Deploy the example app with the local target: serve, push a signed commit, follow it.
     Demo,
 }
@@ -46,6 +61,24 @@ enum JobsCommand {
     },
     /// One job: state, events, per-host step results and its log.
     Show { id: i64 },
+}
+
+/// Who runs a CLI command, for the job's `requested_by`.
+fn operator() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+/// Runs job `id` to its end in this process, prints it, and exits by its outcome.
+async fn finish(parts: &slipway::app::Parts, id: i64) -> anyhow::Result<ExitCode> {
+    eprintln!("queued job {id}");
+    let job = slipway::app::work_until_done(parts, id).await?;
+    if let Some(text) = slipway::cli::jobs_show(parts.queue.store(), id).await? {
+        print!("{text}");
+    }
+    Ok(match job.state {
+        JobState::Succeeded => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
 }
 
 fn main() -> ExitCode {
@@ -103,6 +136,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     }
                 },
             }
+        }
+        Command::Deploy { app, env, git_ref } => {
+            let parts = slipway::app::assemble(config).await?;
+            let id = slipway::requests::deploy(
+                &parts.queue,
+                &parts.config,
+                parts.workers.engine.mirrors(),
+                (&app, &env),
+                &git_ref,
+                &operator(),
+                "cli",
+            )
+            .await?;
+            return finish(&parts, id).await;
+        }
+        Command::Rollback { app, env, to } => {
+            let parts = slipway::app::assemble(config).await?;
+            let id = slipway::requests::rollback(
+                &parts.queue,
+                &parts.config,
+                (&app, &env),
+                to.as_deref(),
+                &operator(),
+                "cli",
+            )
+            .await?;
+            return finish(&parts, id).await;
         }
         Command::Demo => slipway::demo::run(config).await?,
     }

@@ -4,6 +4,7 @@
 use crate::config::Config;
 use crate::gitops::{Push, PushTarget};
 use crate::queue::NewJob;
+use crate::store::JobKind;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Plan {
@@ -30,12 +31,14 @@ pub fn plan_push(config: &Config, push: &Push) -> Plan {
     let jobs: Vec<NewJob> = app
         .triggered_envs(branch.as_str())
         .map(|env| NewJob {
+            kind: JobKind::Deploy,
             app: app.name.clone(),
             env: env.clone(),
             git_ref: branch.clone(),
             sha: sha.clone(),
             requested_by: push.pushed_by.clone(),
             source: "github",
+            target_release: None,
         })
         .collect();
     if jobs.is_empty() {

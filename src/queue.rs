@@ -18,18 +18,22 @@ use std::time::Duration;
 use sqlx::{Sqlite, Transaction};
 use tokio::sync::Notify;
 
-use crate::domain::{GitRef, Name, Sha};
-use crate::store::{Job, JobState, Store, StoreError, now_ms};
+use crate::domain::{GitRef, Name, ReleaseId, Sha};
+use crate::store::JOB_COLUMNS;
+use crate::store::{Job, JobKind, JobState, Store, StoreError, now_ms};
 
 /// A job to be queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewJob {
+    pub kind: JobKind,
     pub app: Name,
     pub env: Name,
     pub git_ref: GitRef,
     pub sha: Sha,
     pub requested_by: String,
     pub source: &'static str,
+    /// Rollbacks: the release to go back to.
+    pub target_release: Option<ReleaseId>,
 }
 
 /// The webhook delivery a set of jobs came from.
@@ -79,8 +83,6 @@ pub struct Queue {
     max_attempts: u32,
 }
 
-const RETURNING: &str = "RETURNING id, kind, app, env, git_ref, sha, requested_by, source, \
-    delivery_id, state, attempt, max_attempts, created_at, started_at, finished_at, error, result";
 
 impl Queue {
     pub fn new(store: Store, max_attempts: u32) -> Self {
@@ -133,9 +135,10 @@ impl Queue {
         for job in jobs {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO jobs (kind, app, env, lane, git_ref, sha, requested_by, source, \
-                 delivery_id, state, max_attempts, created_at) \
-                 VALUES ('deploy', $1, $2, $3, $4, $5, $6, $7, $8, 'queued', $9, $10) RETURNING id",
+                 delivery_id, state, max_attempts, created_at, target_release) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11, $12) RETURNING id",
             )
+            .bind(job.kind)
             .bind(job.app.as_str())
             .bind(job.env.as_str())
             .bind(format!("{}/{}", job.app, job.env))
@@ -146,10 +149,12 @@ impl Queue {
             .bind(delivery.map(|d| d.id))
             .bind(i64::from(self.max_attempts))
             .bind(now)
+            .bind(job.target_release.as_ref().map(ReleaseId::as_str))
             .fetch_one(&mut *tx)
             .await?;
             let message = format!(
-                "deploy {} ({}) to {}/{} requested by {} via {}",
+                "{} {} ({}) to {}/{} requested by {} via {}",
+                job.kind.as_str(),
                 job.git_ref,
                 job.sha.short(),
                 job.app,
@@ -177,7 +182,7 @@ impl Queue {
              lease_until = $2, started_at = COALESCE(started_at, $3) \
              WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'queued' AND NOT EXISTS \
                 (SELECT 1 FROM jobs r WHERE r.lane = j.lane AND r.state = 'running') \
-                ORDER BY j.id LIMIT 1) {RETURNING}"
+                ORDER BY j.id LIMIT 1) RETURNING {JOB_COLUMNS}"
         );
         let job: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(owner)

@@ -15,7 +15,7 @@ use tracing::Instrument;
 
 use crate::config::Config;
 use crate::deploy::journal::Journal;
-use crate::deploy::{Engine, Fence};
+use crate::deploy::{Engine, Fence, Request};
 use crate::mask::Masker;
 use crate::queue::{Claim, Lease, Outcome, Queue};
 use crate::store::now_ms;
@@ -120,19 +120,11 @@ impl Workers {
         }
     }
 
-    async fn deploy(
-        &self,
-        lease: &Lease,
-        journal: &Journal,
-        cancel: &CancellationToken,
-    ) -> Outcome {
+    async fn deploy(&self, lease: &Lease, journal: &Journal, cancel: &CancellationToken) -> Outcome {
         let job = &lease.job;
         let Some((app, env)) = self.config.app(&job.app).and_then(|app| {
-            Some((
-                app,
-                app.environments
-                    .get(&crate::domain::Name::parse(&job.env).ok()?)?,
-            ))
+            let env = app.environments.get(&crate::domain::Name::parse(&job.env).ok()?)?;
+            Some((app, env))
         }) else {
             let error = format!("{}/{} is no longer configured", job.app, job.env);
             return Outcome::Failed {
@@ -140,24 +132,45 @@ impl Workers {
                 error,
             };
         };
+        let store = self.queue.store();
+        let live_slots = match store.live_deployments(&job.app, &job.env).await {
+            Ok(live) => live
+                .into_iter()
+                .filter_map(|d| Some((d.host, d.slot?)))
+                .collect(),
+            Err(err) => {
+                return Outcome::Failed {
+                    error: format!("reading live deployments: {err}"),
+                    result: serde_json::json!({}),
+                };
+            }
+        };
         let fence = LeaseFence {
             queue: &self.queue,
             lease,
             duration: self.config.worker.lease,
         };
-        match self
-            .engine
-            .deploy(job, app, env, journal, &fence, cancel)
-            .await
-        {
-            Ok(success) => Outcome::Succeeded {
-                message: format!(
-                    "release {} ({}) live on {}",
-                    success.release,
-                    &job.sha[..8.min(job.sha.len())],
-                    success.hosts.join(", ")
-                ),
-            },
+        let request = Request {
+            job,
+            app,
+            env,
+            live_slots,
+        };
+        match self.engine.run(request, journal, &fence, cancel).await {
+            Ok(success) => {
+                if let Err(err) = store.record_switch(job, &success.release, &success.hosts).await {
+                    tracing::error!(error = %err, "could not record the switch");
+                }
+                let hosts: Vec<&str> = success.hosts.iter().map(|(h, _)| h.as_str()).collect();
+                Outcome::Succeeded {
+                    message: format!(
+                        "release {} ({}) live on {}",
+                        success.release,
+                        &job.sha[..8.min(job.sha.len())],
+                        hosts.join(", ")
+                    ),
+                }
+            }
             Err(failure) => Outcome::Failed {
                 error: failure.message(),
                 result: failure.to_json(),

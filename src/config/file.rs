@@ -20,6 +20,8 @@ pub struct File {
     #[serde(default)]
     pub github: Github,
     #[serde(default)]
+    pub api: Api,
+    #[serde(default)]
     pub worker: Worker,
     #[serde(default)]
     pub apps: BTreeMap<String, App>,
@@ -72,6 +74,13 @@ impl Default for Database {
 pub struct Github {
     pub webhook_secret: Option<SecretString>,
     pub webhook_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    pub token: Option<SecretString>,
+    pub token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -140,7 +149,12 @@ pub struct Environment {
     #[serde(default)]
     pub ssh: Ssh,
     #[serde(default)]
-    pub steps: Vec<Step>,
+    pub steps: Steps,
+    #[serde(default)]
+    pub strategy: Strategy,
+    pub health: Option<Health>,
+    #[serde(default = "Environment::default_auto_rollback")]
+    pub auto_rollback: bool,
     #[serde(
         default = "Environment::default_step_timeout",
         with = "humantime_serde"
@@ -156,6 +170,9 @@ pub struct Environment {
 impl Environment {
     fn default_keep_releases() -> usize {
         5
+    }
+    fn default_auto_rollback() -> bool {
+        true
     }
     fn default_step_timeout() -> Duration {
         Duration::from_secs(600)
@@ -188,6 +205,124 @@ impl Default for Ssh {
             connect_timeout: Self::default_connect_timeout(),
         }
     }
+}
+
+/// Steps: a list (the `build` phase), or a table of phases.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Steps {
+    Build(Vec<Step>),
+    Phases(Phases),
+}
+
+impl Default for Steps {
+    fn default() -> Self {
+        Self::Build(Vec::new())
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Phases {
+    #[serde(default)]
+    pub build: Vec<Step>,
+    #[serde(default)]
+    pub migrate: Vec<Step>,
+    #[serde(default)]
+    pub start: Vec<Step>,
+    #[serde(default)]
+    pub stop: Vec<Step>,
+    #[serde(default)]
+    pub after_switch: Vec<Step>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Strategy {
+    #[default]
+    AllAtOnce,
+    Rolling {
+        batch: usize,
+        #[serde(default)]
+        max_failures: usize,
+    },
+    Canary {
+        hosts: usize,
+        #[serde(with = "humantime_serde")]
+        observe: Duration,
+        batch: Option<usize>,
+    },
+    BlueGreen(BlueGreen),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlueGreen {
+    pub blue_port: u16,
+    pub green_port: u16,
+    pub upstream_file: PathBuf,
+    #[serde(default = "BlueGreen::default_template")]
+    pub upstream_template: String,
+    #[serde(default = "BlueGreen::default_check")]
+    pub check: String,
+    #[serde(default = "BlueGreen::default_reload")]
+    pub reload: String,
+    #[serde(default = "BlueGreen::default_drain", with = "humantime_serde")]
+    pub drain: Duration,
+}
+
+impl BlueGreen {
+    fn default_template() -> String {
+        "server 127.0.0.1:{port};\n".into()
+    }
+    fn default_check() -> String {
+        "nginx -t -q".into()
+    }
+    fn default_reload() -> String {
+        "nginx -s reload".into()
+    }
+    fn default_drain() -> Duration {
+        Duration::from_secs(5)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Health {
+    pub path: String,
+    pub port: Option<u16>,
+    pub status: Option<u16>,
+    pub body: Option<String>,
+    #[serde(default = "Health::default_interval", with = "humantime_serde")]
+    pub interval: Duration,
+    #[serde(default = "Health::default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    #[serde(default = "Health::default_retries")]
+    pub retries: u32,
+    #[serde(default)]
+    pub from: HealthFrom,
+}
+
+impl Health {
+    fn default_interval() -> Duration {
+        Duration::from_secs(1)
+    }
+    fn default_timeout() -> Duration {
+        Duration::from_secs(2)
+    }
+    fn default_retries() -> u32 {
+        10
+    }
+}
+
+/// Where the health check's HTTP request starts: the bot, or the host itself (`curl` over SSH),
+/// for apps whose ports are only reachable on the host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthFrom {
+    #[default]
+    Bot,
+    Host,
 }
 
 /// A step is either a shell line, or a table with a name and its own timeouts.

@@ -30,6 +30,7 @@ pub struct Config {
     pub server: Server,
     pub database: Database,
     pub github: Github,
+    pub api: Api,
     pub worker: Worker,
     pub apps: BTreeMap<Name, App>,
 }
@@ -47,6 +48,12 @@ pub struct Database {
 #[derive(Debug)]
 pub struct Github {
     pub webhook_secret: SecretString,
+}
+
+#[derive(Debug)]
+pub struct Api {
+    /// Bearer token for the API's write endpoints; without one they are refused.
+    pub token: Option<SecretString>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,8 +86,64 @@ pub struct Environment {
     pub deploy_path: PathBuf,
     pub keep_releases: usize,
     pub ssh: Ssh,
-    pub steps: Vec<Step>,
+    pub phases: Phases,
+    pub strategy: Strategy,
+    pub health: Option<Health>,
+    /// Roll back hosts whose health check fails after the switch.
+    pub auto_rollback: bool,
 }
+
+/// The steps of a deploy, by when they run.
+#[derive(Debug, Clone, Default)]
+pub struct Phases {
+    /// In the new release directory on every host, before anything switches.
+    pub build: Vec<Step>,
+    /// Once per deploy, on the first host, after build and before the switch.
+    pub migrate: Vec<Step>,
+    /// Start the app (blue/green: in a slot, with SLIPWAY_SLOT and SLIPWAY_PORT).
+    pub start: Vec<Step>,
+    /// Stop the app (blue/green: a slot).
+    pub stop: Vec<Step>,
+    /// On every host right after its switch (e.g. restart the service).
+    pub after_switch: Vec<Step>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Strategy {
+    AllAtOnce,
+    Rolling { batch: usize, max_failures: usize },
+    Canary { hosts: usize, observe: Duration, batch: usize },
+    BlueGreen(BlueGreen),
+}
+
+#[derive(Debug, Clone)]
+pub struct BlueGreen {
+    pub blue_port: u16,
+    pub green_port: u16,
+    pub upstream_file: String,
+    /// The upstream file's text; `{port}` and `{slot}` are replaced.
+    pub upstream_template: String,
+    pub check: String,
+    pub reload: String,
+    /// How long the old slot keeps running after the switch, for in-flight requests.
+    pub drain: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub path: String,
+    pub port: Option<u16>,
+    /// Expected status; any 2xx when unset.
+    pub status: Option<u16>,
+    /// A substring the body must contain.
+    pub body: Option<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub from: HealthFrom,
+}
+
+pub use file::HealthFrom;
 
 #[derive(Debug, Clone)]
 pub struct Ssh {
@@ -137,7 +200,9 @@ impl Config {
 
     /// Every secret value the config holds, for masking in logs and job output.
     pub fn secrets(&self) -> Vec<&str> {
-        vec![self.github.webhook_secret.expose_secret()]
+        let mut secrets = vec![self.github.webhook_secret.expose_secret()];
+        secrets.extend(self.api.token.as_ref().map(ExposeSecret::expose_secret));
+        secrets
     }
 
     pub fn app(&self, name: &str) -> Option<&App> {
@@ -152,38 +217,19 @@ impl Config {
     fn validate(raw: file::File, base: &Path) -> Result<Self, ConfigError> {
         let mut errors = Errors::default();
 
-        let webhook_secret = match (raw.github.webhook_secret, raw.github.webhook_secret_file) {
-            (Some(_), Some(_)) => {
-                errors.push(
-                    "github",
-                    "set either webhook_secret or webhook_secret_file, not both",
-                );
-                None
-            }
-            (Some(secret), None) => Some(secret),
-            (None, Some(file)) => match std::fs::read_to_string(&file) {
-                Ok(text) => Some(SecretString::from(text.trim_end_matches(['\r', '\n']))),
-                Err(err) => {
-                    errors.push(
-                        "github.webhook_secret_file",
-                        format!("cannot read {}: {err}", file.display()),
-                    );
-                    None
-                }
-            },
-            (None, None) => {
-                errors.push(
-                    "github.webhook_secret",
-                    "required (or webhook_secret_file): webhooks cannot be verified without it",
-                );
-                None
-            }
-        };
-        if let Some(secret) = &webhook_secret
-            && secret.expose_secret().len() < 8
-        {
-            errors.push("github.webhook_secret", "must be at least 8 characters");
+        let webhook_secret = secret(
+            &mut errors,
+            "github.webhook_secret",
+            raw.github.webhook_secret,
+            raw.github.webhook_secret_file,
+        );
+        if webhook_secret.is_none() && !errors.0.iter().any(|(p, _)| p.starts_with("github.")) {
+            errors.push(
+                "github.webhook_secret",
+                "required (or webhook_secret_file): webhooks cannot be verified without it",
+            );
         }
+        let api_token = secret(&mut errors, "api.token", raw.api.token, raw.api.token_file);
 
         let w = raw.worker;
         if w.concurrency == 0 {
@@ -285,6 +331,7 @@ impl Config {
             github: Github {
                 webhook_secret: webhook_secret.expect("checked above"),
             },
+            api: Api { token: api_token },
             worker: Worker {
                 concurrency: w.concurrency,
                 lease: w.lease,
@@ -356,22 +403,57 @@ fn validate_env(
     if env.keep_releases == 0 {
         errors.push(format!("{at}.keep_releases"), "must be at least 1");
     }
-    let mut steps = Vec::new();
-    for (i, step) in env.steps.into_iter().enumerate() {
-        let (run, step_name, timeout, idle) = match step {
-            file::Step::Line(run) => (run, None, None, None),
-            file::Step::Table(t) => (t.run, t.name, t.timeout, t.idle_timeout),
+    let defaults = (env.step_timeout, env.step_idle_timeout);
+    let (phases, phases_at) = match env.steps {
+        file::Steps::Build(build) => (
+            file::Phases {
+                build,
+                ..Default::default()
+            },
+            None,
+        ),
+        file::Steps::Phases(phases) => (phases, Some(())),
+    };
+    let mut phase = |name: &str, steps: Vec<file::Step>| {
+        let at = match phases_at {
+            Some(()) => format!("{at}.steps.{name}"),
+            None => format!("{at}.steps"),
         };
-        if run.trim().is_empty() {
-            errors.push(format!("{at}.steps[{i}]"), "a step needs a command");
-            continue;
+        validate_steps(errors, &at, steps, defaults)
+    };
+    let phases = Phases {
+        build: phase("build", phases.build),
+        migrate: phase("migrate", phases.migrate),
+        start: phase("start", phases.start),
+        stop: phase("stop", phases.stop),
+        after_switch: phase("after_switch", phases.after_switch),
+    };
+    let strategy = validate_strategy(errors, at, env.strategy, &phases, hosts.len());
+    let health = env.health.map(|h| {
+        if !h.path.starts_with('/') {
+            errors.push(format!("{at}.health.path"), "must start with '/'");
         }
-        steps.push(Step {
-            name: step_name.unwrap_or_else(|| run.clone()),
-            run,
-            timeout: timeout.unwrap_or(env.step_timeout),
-            idle_timeout: idle.unwrap_or(env.step_idle_timeout),
-        });
+        if h.port.is_none() && !matches!(strategy, Strategy::BlueGreen(_)) {
+            errors.push(format!("{at}.health.port"), "required (blue_green checks each slot's own port)");
+        }
+        if h.retries == 0 {
+            errors.push(format!("{at}.health.retries"), "must be at least 1");
+        }
+        Health {
+            path: h.path,
+            port: h.port,
+            status: h.status,
+            body: h.body,
+            interval: h.interval,
+            timeout: h.timeout,
+            retries: h.retries,
+            from: h.from,
+        }
+    });
+    if let Strategy::Canary { .. } | Strategy::Rolling { .. } = strategy
+        && health.is_none()
+    {
+        errors.push(format!("{at}.health"), "rolling and canary deploys need a health check");
     }
     let ssh = Ssh {
         key: env.ssh.key.map(|p| resolve(base, &p)),
@@ -384,8 +466,132 @@ fn validate_env(
         deploy_path,
         keep_releases: env.keep_releases,
         ssh,
-        steps,
+        phases,
+        strategy,
+        health,
+        auto_rollback: env.auto_rollback,
     })
+}
+
+fn validate_steps(
+    errors: &mut Errors,
+    at: &str,
+    steps: Vec<file::Step>,
+    (timeout, idle_timeout): (Duration, Duration),
+) -> Vec<Step> {
+    let mut out = Vec::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        let (run, name, step_timeout, idle) = match step {
+            file::Step::Line(run) => (run, None, None, None),
+            file::Step::Table(t) => (t.run, t.name, t.timeout, t.idle_timeout),
+        };
+        if run.trim().is_empty() {
+            errors.push(format!("{at}[{i}]"), "a step needs a command");
+            continue;
+        }
+        out.push(Step {
+            name: name.unwrap_or_else(|| run.clone()),
+            run,
+            timeout: step_timeout.unwrap_or(timeout),
+            idle_timeout: idle.unwrap_or(idle_timeout),
+        });
+    }
+    out
+}
+
+fn validate_strategy(
+    errors: &mut Errors,
+    at: &str,
+    strategy: file::Strategy,
+    phases: &Phases,
+    hosts: usize,
+) -> Strategy {
+    let at = format!("{at}.strategy");
+    match strategy {
+        file::Strategy::AllAtOnce => Strategy::AllAtOnce,
+        file::Strategy::Rolling { batch, max_failures } => {
+            if batch == 0 {
+                errors.push(format!("{at}.rolling.batch"), "must be at least 1");
+            }
+            Strategy::Rolling {
+                batch: batch.max(1),
+                max_failures,
+            }
+        }
+        file::Strategy::Canary {
+            hosts: canaries,
+            observe,
+            batch,
+        } => {
+            if canaries == 0 || canaries >= hosts.max(1) {
+                errors.push(
+                    format!("{at}.canary.hosts"),
+                    format!("must be at least 1 and fewer than the {hosts} hosts"),
+                );
+            }
+            Strategy::Canary {
+                hosts: canaries.max(1),
+                observe,
+                batch: batch.unwrap_or(canaries).max(1),
+            }
+        }
+        file::Strategy::BlueGreen(bg) => {
+            if bg.blue_port == bg.green_port {
+                errors.push(format!("{at}.blue_green"), "blue_port and green_port must differ");
+            }
+            if phases.start.is_empty() || phases.stop.is_empty() {
+                errors.push(
+                    format!("{at}.blue_green"),
+                    "blue_green needs steps.start and steps.stop (run per slot with SLIPWAY_PORT)",
+                );
+            }
+            if !bg.upstream_template.contains("{port}") {
+                errors.push(format!("{at}.blue_green.upstream_template"), "must contain {port}");
+            }
+            if bg.upstream_file.to_str().is_none_or(|f| !f.starts_with('/')) {
+                errors.push(format!("{at}.blue_green.upstream_file"), "must be an absolute path");
+            }
+            Strategy::BlueGreen(BlueGreen {
+                blue_port: bg.blue_port,
+                green_port: bg.green_port,
+                upstream_file: bg.upstream_file.display().to_string(),
+                upstream_template: bg.upstream_template,
+                check: bg.check,
+                reload: bg.reload,
+                drain: bg.drain,
+            })
+        }
+    }
+}
+
+/// A secret given inline (`<key>`) or in a file (`<key>_file`, trailing newline ignored); at
+/// least 8 characters.
+fn secret(
+    errors: &mut Errors,
+    key: &str,
+    inline: Option<SecretString>,
+    file: Option<PathBuf>,
+) -> Option<SecretString> {
+    let value = match (inline, file) {
+        (Some(_), Some(_)) => {
+            errors.push(key, format!("set either {key} or {key}_file, not both"));
+            return None;
+        }
+        (Some(secret), None) => secret,
+        (None, Some(file)) => match std::fs::read_to_string(&file) {
+            Ok(text) => SecretString::from(text.trim_end_matches(['\r', '\n'])),
+            Err(err) => {
+                errors.push(format!("{key}_file"), format!("cannot read {}: {err}", file.display()));
+                return None;
+            }
+        },
+        (None, None) => return None,
+    };
+    if value.expose_secret().len() < 8 {
+        errors.push(key, "must be at least 8 characters");
+        return None;
+    }
+    Some(value)
 }
 
 /// `path` made absolute against the config file's directory, without `.` or `..` parts.

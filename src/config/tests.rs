@@ -1,4 +1,5 @@
 use super::*;
+use crate::config::Strategy;
 
 fn load(toml: &str) -> Result<Config, ConfigError> {
     let dir = tempfile::tempdir().unwrap();
@@ -34,10 +35,10 @@ fn a_good_config_loads_with_defaults() {
     let env = config.environment("shop", "staging").unwrap();
     assert_eq!(env.hosts.len(), 2);
     assert_eq!(env.keep_releases, 3);
-    assert_eq!(env.steps[0].name, "python3 -m compileall -q .");
-    assert_eq!(env.steps[0].timeout, Duration::from_secs(600));
-    assert_eq!(env.steps[1].name, "build");
-    assert_eq!(env.steps[1].idle_timeout, Duration::from_secs(30));
+    assert_eq!(env.phases.build[0].name, "python3 -m compileall -q .");
+    assert_eq!(env.phases.build[0].timeout, Duration::from_secs(600));
+    assert_eq!(env.phases.build[1].name, "build");
+    assert_eq!(env.phases.build[1].idle_timeout, Duration::from_secs(30));
     assert_eq!(
         app.triggered_envs("main").collect::<Vec<_>>()[0].as_str(),
         "staging"
@@ -156,4 +157,48 @@ fn all_problems_are_reported_at_once() {
 fn a_missing_file_is_an_error() {
     let err = Config::load(Path::new("/nonexistent/slipway.toml")).unwrap_err();
     assert!(err.to_string().contains("not found"));
+}
+
+#[test]
+fn strategies_phases_and_health() {
+    let env = |extra: &str| {
+        GOOD.replace(
+            "keep_releases = 3",
+            &format!("keep_releases = 3\n{extra}"),
+        )
+        .replace("steps = [\"python3", "build_steps = [\"python3")
+    };
+    let base = |extra: &str| env(extra).replace("build_steps = ", "steps.build = ");
+
+    let rolling = load(&base(
+        "strategy = { rolling = { batch = 1, max_failures = 1 } }\nhealth = { path = \"/up\", port = 8000 }",
+    ))
+    .unwrap();
+    let e = rolling.environment("shop", "staging").unwrap();
+    assert!(matches!(e.strategy, Strategy::Rolling { batch: 1, max_failures: 1 }));
+    assert_eq!(e.health.as_ref().unwrap().retries, 10);
+    assert_eq!(e.phases.build.len(), 2);
+
+    let bg = base("steps.start = [\"./start\"]\nsteps.stop = [\"./stop\"]\nhealth = { path = \"/up\" }")
+        + "[apps.shop.environments.staging.strategy.blue_green]\nblue_port = 8001\ngreen_port = 8002\n\
+           upstream_file = \"/etc/nginx/up.conf\"\n";
+    let bg = load(&bg).unwrap();
+    let Strategy::BlueGreen(b) = &bg.environment("shop", "staging").unwrap().strategy else {
+        panic!("blue_green")
+    };
+    assert_eq!((b.blue_port, b.green_port), (8001, 8002));
+    assert_eq!(b.check, "nginx -t -q");
+
+    let at = "apps.shop.environments.staging";
+    let cases = [
+        ("strategy = { rolling = { batch = 1 } }", format!("{at}.health")),
+        ("strategy = { canary = { hosts = 2, observe = \"1m\" } }\nhealth = { path = \"/\", port = 1 }", format!("{at}.strategy.canary.hosts")),
+        ("health = { path = \"up\", port = 1 }", format!("{at}.health.path")),
+        ("health = { path = \"/up\" }", format!("{at}.health.port")),
+        ("strategy = \"sideways\"", format!("{at}.strategy")),
+    ];
+    for (extra, path) in cases {
+        let found = problems(&base(extra));
+        assert!(found.contains(&path), "{extra}: expected {path}, got {found:?}");
+    }
 }

@@ -1,29 +1,33 @@
-//! Talking to hosts: ship a release, run its steps, switch `current`.
+//! Talking to hosts: ship a release, run its steps, health-check it, switch `current`, and roll
+//! back when that goes wrong.
 //!
-//! The deploy of one job (strategy `all_at_once`):
-//! 1. the commit is archived once from the bot's mirror ([`source`]);
-//! 2. every host connects (one multiplexed SSH master each) and, in parallel, unpacks the archive
-//!    into `releases/<id>` and runs the steps there ([`plan`], [`exec`]);
-//! 3. only if every host succeeded, and the job's lease is still ours (fencing), every host
-//!    switches `current` atomically and prunes old releases;
-//! 4. if any host failed, the new release is removed everywhere and `current` is never touched.
+//! [`Engine::run`] does one job: archive the commit once ([`source`]), connect every host (one
+//! multiplexed SSH master each, in parallel), then hand a [`Run`] to the environment's strategy
+//! ([`strategy`]). A [`Run`] holds the operations every strategy composes: prepare (unpack +
+//! build, in parallel), migrate (once), switch (atomic rename + `after_switch`), health checks,
+//! and switching a host back. Scripts are built by [`plan`] and run by [`exec`].
 
 pub mod exec;
+pub mod health;
 pub mod journal;
 pub mod plan;
 pub mod shell;
 pub mod source;
+mod strategy;
 pub mod target;
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
 
 use futures::future::{BoxFuture, join_all};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{App, Environment};
-use crate::domain::{ReleaseId, Sha};
-use crate::store::{Job, now_ms};
+use crate::config::{App, Environment, Step, Strategy};
+use crate::domain::{HostSpec, ReleaseId, Sha};
+use crate::store::{JobKind, now_ms};
 use exec::{Exit, Limits};
 use journal::Journal;
 use plan::Layout;
@@ -32,8 +36,8 @@ use target::Target;
 
 /// Limits of the bot's own short commands (unpack, switch, cleanup).
 const INTERNAL_LIMITS: Limits = Limits {
-    timeout: std::time::Duration::from_secs(600),
-    idle_timeout: std::time::Duration::from_secs(600),
+    timeout: Duration::from_secs(600),
+    idle_timeout: Duration::from_secs(600),
 };
 
 /// Confirms, right before anything irreversible, that the job is still ours to run.
@@ -41,31 +45,48 @@ pub trait Fence: Send + Sync {
     fn still_ours(&self) -> BoxFuture<'_, bool>;
 }
 
-/// Why a deploy failed, with where, for the job result and the log.
+/// Why a job failed, with where, for the job result and the log.
 #[derive(Debug, Clone)]
 pub struct Failure {
     pub host: Option<String>,
     pub step: Option<String>,
     pub reason: String,
     pub log_tail: Vec<String>,
+    /// Hosts switched back to their previous release by an automatic rollback.
+    pub rolled_back: Vec<String>,
 }
 
 impl Failure {
-    fn general(reason: impl Into<String>) -> Self {
+    pub fn general(reason: impl Into<String>) -> Self {
         Self {
             host: None,
             step: None,
             reason: reason.into(),
             log_tail: Vec::new(),
+            rolled_back: Vec::new(),
+        }
+    }
+
+    fn at(host: &Host, step: &str, reason: String, journal: &Journal) -> Self {
+        Self {
+            host: Some(host.name.clone()),
+            step: Some(step.to_owned()),
+            reason: journal.mask(&reason),
+            log_tail: journal.tail(&host.name),
+            rolled_back: Vec::new(),
         }
     }
 
     pub fn message(&self) -> String {
-        match (&self.host, &self.step) {
+        let mut text = match (&self.host, &self.step) {
             (Some(h), Some(s)) => format!("{h}: step `{s}` failed: {}", self.reason),
             (Some(h), None) => format!("{h}: {}", self.reason),
             _ => self.reason.clone(),
+        };
+        if !self.rolled_back.is_empty() {
+            text.push_str(&format!("; rolled back: {}", self.rolled_back.join(", ")));
         }
+        text
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -74,26 +95,31 @@ impl Failure {
             "step": self.step,
             "reason": self.reason,
             "log_tail": self.log_tail,
+            "rolled_back": self.rolled_back,
         })
     }
 }
 
-/// What went live.
+/// What went live: the release, and each host that now serves it (with its blue/green slot).
 #[derive(Debug, Clone)]
 pub struct Success {
     pub release: ReleaseId,
-    pub hosts: Vec<String>,
+    pub hosts: Vec<(String, Option<&'static str>)>,
 }
 
-/// Runs deploys; one per process, shared by the workers.
+/// A job to run, with what the caller knows that the hosts do not: each host's live slot.
+pub struct Request<'a> {
+    pub job: &'a crate::store::Job,
+    pub app: &'a App,
+    pub env: &'a Environment,
+    pub live_slots: HashMap<String, String>,
+}
+
+/// Runs jobs; one per process, shared by the workers.
 pub struct Engine {
     mirrors: Mirrors,
     control_dir: PathBuf,
-}
-
-struct Host {
-    name: String,
-    target: Box<dyn Target>,
+    http: reqwest::Client,
 }
 
 impl Engine {
@@ -101,187 +127,135 @@ impl Engine {
         Self {
             mirrors: Mirrors::new(data_dir),
             control_dir: data_dir.join("ssh"),
+            http: reqwest::Client::new(),
         }
     }
 
-    pub async fn deploy(
+    pub fn mirrors(&self) -> &Mirrors {
+        &self.mirrors
+    }
+
+    pub async fn run(
         &self,
-        job: &Job,
-        app: &App,
-        env: &Environment,
+        spec: Request<'_>,
         journal: &Journal,
         fence: &dyn Fence,
         cancel: &CancellationToken,
     ) -> Result<Success, Failure> {
-        let sha = Sha::parse(&job.sha).map_err(|e| Failure::general(e.to_string()))?;
-        let archive = self
-            .mirrors
-            .archive(app, &sha)
-            .await
-            .map_err(|e| Failure::general(journal.mask(&format!("{e:#}"))))?;
-
-        let hosts = self.connect_all(env).await?;
-        let result = self
-            .run_on(&hosts, &archive, job, app, env, journal, fence, cancel)
-            .await;
-        join_all(hosts.into_iter().map(|h| h.target.close())).await;
+        let job = spec.job;
+        let archive = match job.kind {
+            JobKind::Deploy => {
+                let sha = Sha::parse(&job.sha).map_err(|e| Failure::general(e.to_string()))?;
+                let archive = self.mirrors.archive(spec.app, &sha).await;
+                Some(archive.map_err(|e| Failure::general(journal.mask(&format!("{e:#}"))))?)
+            }
+            JobKind::Rollback => None,
+        };
+        let hosts = self.connect_all(spec.env).await?;
+        let run = Run {
+            job,
+            app: spec.app,
+            env: spec.env,
+            journal,
+            fence,
+            cancel,
+            http: &self.http,
+            layout: Layout::new(spec.env.deploy_path.to_str().expect("validated as UTF-8")),
+            release: job.release_id(),
+            archive,
+            live_slots: spec.live_slots,
+            hosts,
+        };
+        let result = strategy::run(&run).await;
+        join_all(run.hosts.into_iter().map(|h| h.target.close())).await;
         result
     }
 
     async fn connect_all(&self, env: &Environment) -> Result<Vec<Host>, Failure> {
         let connected = join_all(env.hosts.iter().map(|spec| async move {
-            target::connect(spec, &env.ssh, &self.control_dir)
-                .await
-                .map(|target| Host {
+            match target::connect(spec, &env.ssh, &self.control_dir).await {
+                Ok(target) => Ok(Host {
                     name: spec.to_string(),
+                    spec: spec.clone(),
                     target,
-                })
-                .map_err(|e| Failure {
+                    steps: AtomicI64::new(0),
+                }),
+                Err(e) => Err(Failure {
                     host: Some(spec.to_string()),
-                    step: None,
-                    reason: e.to_string(),
-                    log_tail: Vec::new(),
-                })
+                    ..Failure::general(e.to_string())
+                }),
+            }
         }))
         .await;
-        let mut hosts = Vec::new();
-        let mut first_error = None;
-        for result in connected {
-            match result {
-                Ok(host) => hosts.push(host),
-                Err(failure) => {
-                    first_error.get_or_insert(failure);
-                }
-            }
-        }
-        match first_error {
+        let (hosts, failures): (Vec<_>, Vec<_>) = connected.into_iter().partition(Result::is_ok);
+        let hosts: Vec<Host> = hosts.into_iter().map(Result::unwrap).collect();
+        match failures.into_iter().next() {
             None => Ok(hosts),
             Some(failure) => {
                 join_all(hosts.into_iter().map(|h| h.target.close())).await;
-                Err(failure)
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn run_on(
-        &self,
-        hosts: &[Host],
-        archive: &[u8],
-        job: &Job,
-        app: &App,
-        env: &Environment,
-        journal: &Journal,
-        fence: &dyn Fence,
-        cancel: &CancellationToken,
-    ) -> Result<Success, Failure> {
-        let layout = Layout::new(env.deploy_path.to_str().expect("validated as UTF-8"));
-        let release = job.release_id();
-        let vars = [
-            ("SLIPWAY_APP", app.name.as_str()),
-            ("SLIPWAY_ENV", env.name.as_str()),
-            ("SLIPWAY_SHA", job.sha.as_str()),
-            ("SLIPWAY_REF", job.git_ref.as_str()),
-            ("SLIPWAY_RELEASE", release.as_str()),
-            ("SLIPWAY_DEPLOY_PATH", layout_root(env)),
-        ];
-        let prepare = HostPlan {
-            layout: &layout,
-            release: &release,
-            vars: &vars,
-            env,
-            journal,
-            cancel,
-        };
-        let prepared = join_all(hosts.iter().map(|h| prepare.run(h, archive))).await;
-        if let Some(failure) = prepared.into_iter().find_map(Result::err) {
-            let discard = plan::discard(&layout, &release);
-            join_all(
-                hosts
-                    .iter()
-                    .map(|h| internal(h, "discard", &discard, journal, cancel)),
-            )
-            .await;
-            return Err(failure);
-        }
-
-        if cancel.is_cancelled() || !fence.still_ours().await {
-            return Err(Failure::general(
-                "the job's lease was lost before the switch; nothing was switched",
-            ));
-        }
-        let switch = plan::switch(&layout, &release, env.keep_releases);
-        // From here on nothing cancels: a switch is one rename per host, and stopping half-way
-        // through the fleet would leave it split.
-        let uninterrupted = CancellationToken::new();
-        let switched = join_all(
-            hosts
-                .iter()
-                .map(|h| internal(h, "switch", &switch, journal, &uninterrupted)),
-        )
-        .await;
-        let mut live = Vec::new();
-        let mut failure = None;
-        for (host, result) in hosts.iter().zip(switched) {
-            match result {
-                Ok(()) => live.push(host.name.clone()),
-                Err(f) => {
-                    failure.get_or_insert(f);
-                }
-            }
-        }
-        match failure {
-            None => Ok(Success {
-                release,
-                hosts: live,
-            }),
-            Some(mut f) => {
-                f.reason = format!("{} (switched on: {})", f.reason, live.join(", "));
-                Err(f)
+                Err(failure.err().expect("partitioned errors"))
             }
         }
     }
 }
 
-fn layout_root(env: &Environment) -> &str {
-    env.deploy_path.to_str().expect("validated as UTF-8")
+/// One connected host of a run.
+pub struct Host {
+    pub name: String,
+    pub spec: HostSpec,
+    target: Box<dyn Target>,
+    /// Numbers the host's step results in order.
+    steps: AtomicI64,
 }
 
-/// What every host does before the switch.
-struct HostPlan<'a> {
-    layout: &'a Layout,
-    release: &'a ReleaseId,
-    vars: &'a [(&'a str, &'a str)],
-    env: &'a Environment,
+/// One job's run over its connected hosts: the operations strategies are made of.
+pub struct Run<'a> {
+    pub job: &'a crate::store::Job,
+    pub app: &'a App,
+    pub env: &'a Environment,
     journal: &'a Journal,
+    fence: &'a dyn Fence,
     cancel: &'a CancellationToken,
+    http: &'a reqwest::Client,
+    layout: Layout,
+    pub release: ReleaseId,
+    /// The commit's tar archive (deploys; a rollback ships nothing).
+    archive: Option<Vec<u8>>,
+    live_slots: HashMap<String, String>,
+    pub hosts: Vec<Host>,
 }
 
-impl HostPlan<'_> {
-    async fn run(&self, host: &Host, archive: &[u8]) -> Result<(), Failure> {
-        let ship = plan::ship(self.layout, self.release);
-        self.step(host, 0, "ship", &ship, Some(archive), INTERNAL_LIMITS)
-            .await?;
-        for (i, step) in self.env.steps.iter().enumerate() {
-            let script = plan::step(self.layout, self.release, self.vars, &step.run);
-            let limits = Limits {
-                timeout: step.timeout,
-                idle_timeout: step.idle_timeout,
-            };
-            self.step(host, i + 1, &step.name, &script, None, limits)
-                .await?;
-        }
-        Ok(())
+impl Run<'_> {
+    pub fn strategy(&self) -> &Strategy {
+        &self.env.strategy
     }
 
-    async fn step(
+    fn vars(&self, release: &ReleaseId, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+        let mut vars = vec![
+            ("SLIPWAY_APP", self.app.name.to_string()),
+            ("SLIPWAY_ENV", self.env.name.to_string()),
+            ("SLIPWAY_SHA", self.job.sha.clone()),
+            ("SLIPWAY_REF", self.job.git_ref.clone()),
+            ("SLIPWAY_RELEASE", release.to_string()),
+            ("SLIPWAY_DEPLOY_PATH", self.layout_root().to_owned()),
+        ];
+        vars.extend(extra.iter().cloned());
+        vars
+    }
+
+    fn layout_root(&self) -> &str {
+        self.env.deploy_path.to_str().expect("validated as UTF-8")
+    }
+
+    /// Runs `script` on `host` as step `name`, recording its result.
+    async fn exec(
         &self,
         host: &Host,
-        idx: usize,
         name: &str,
         script: &str,
         stdin: Option<&[u8]>,
         limits: Limits,
+        cancel: &CancellationToken,
     ) -> Result<(), Failure> {
         let started = now_ms();
         let journal = self.journal;
@@ -290,7 +264,7 @@ impl HostPlan<'_> {
             script,
             stdin,
             limits,
-            self.cancel,
+            cancel,
             &mut |line| journal.line(&host.name, name, &line),
         )
         .await;
@@ -299,56 +273,159 @@ impl HostPlan<'_> {
             Ok(exit) => (exit.status(), None, exit.describe()),
             Err(e) => ("failed", None, e.to_string()),
         };
+        let idx = host.steps.fetch_add(1, Ordering::Relaxed) as usize;
         journal
             .step_result(&host.name, idx, name, status, code, started)
             .await;
         if matches!(&result, Ok(exit) if exit.success()) {
             return Ok(());
         }
-        journal.line(
-            &host.name,
-            name,
-            &format!("slipway: step `{name}` failed: {reason}"),
-        );
-        Err(Failure {
-            host: Some(host.name.clone()),
-            step: Some(name.to_owned()),
-            reason: journal.mask(&reason),
-            log_tail: journal.tail(&host.name),
-        })
+        journal.line(&host.name, name, &format!("slipway: `{name}` failed: {reason}"));
+        Err(Failure::at(host, name, reason, journal))
     }
-}
 
-/// One of the bot's own commands on a host, logged like a step but not numbered.
-async fn internal(
-    host: &Host,
-    name: &str,
-    script: &str,
-    journal: &Journal,
-    cancel: &CancellationToken,
-) -> Result<(), Failure> {
-    let result = exec::run(
-        host.target.as_ref(),
-        script,
-        None,
-        INTERNAL_LIMITS,
-        cancel,
-        &mut |line| journal.line(&host.name, name, &line),
-    )
-    .await;
-    match result {
-        Ok(exit) if exit.success() => Ok(()),
-        Ok(exit) => Err(Failure {
-            host: Some(host.name.clone()),
-            step: Some(name.to_owned()),
-            reason: exit.describe(),
-            log_tail: journal.tail(&host.name),
-        }),
-        Err(e) => Err(Failure {
-            host: Some(host.name.clone()),
-            step: Some(name.to_owned()),
-            reason: e.to_string(),
-            log_tail: journal.tail(&host.name),
-        }),
+    /// Runs configured steps in `release`'s directory.
+    async fn steps(
+        &self,
+        host: &Host,
+        phase: &str,
+        steps: &[Step],
+        release: &ReleaseId,
+        extra: &[(&'static str, String)],
+    ) -> Result<(), Failure> {
+        let vars = self.vars(release, extra);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        for step in steps {
+            let script = plan::step(&self.layout, release, &vars, &step.run);
+            let name = if phase == "build" {
+                step.name.clone()
+            } else {
+                format!("{phase}: {}", step.name)
+            };
+            let limits = Limits {
+                timeout: step.timeout,
+                idle_timeout: step.idle_timeout,
+            };
+            self.exec(host, &name, &script, None, limits, self.cancel)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Deploy: unpack the archive and build. Rollback: check the release is still there.
+    async fn prepare(&self, host: &Host) -> Result<(), Failure> {
+        match &self.archive {
+            Some(archive) => {
+                let ship = plan::ship(&self.layout, &self.release);
+                self.exec(host, "ship", &ship, Some(archive), INTERNAL_LIMITS, self.cancel)
+                    .await?;
+                self.steps(host, "build", &self.env.phases.build, &self.release, &[])
+                    .await
+            }
+            None => {
+                let verify = plan::verify_release(&self.layout, &self.release);
+                self.exec(host, "verify release", &verify, None, INTERNAL_LIMITS, self.cancel)
+                    .await
+            }
+        }
+    }
+
+    /// Prepares every host in parallel; on any failure removes the new release everywhere.
+    pub async fn prepare_all(&self) -> Result<(), Failure> {
+        let prepared = join_all(self.hosts.iter().map(|h| self.prepare(h))).await;
+        match prepared.into_iter().find_map(Result::err) {
+            None => Ok(()),
+            Some(failure) => {
+                self.discard().await;
+                Err(failure)
+            }
+        }
+    }
+
+    /// Removes a deploy's release from every host (never a rollback's: it is an old release).
+    pub async fn discard(&self) {
+        if self.archive.is_none() {
+            return;
+        }
+        let script = plan::discard(&self.layout, &self.release);
+        let never = CancellationToken::new();
+        // Best effort: a host we cannot reach keeps a dead directory that prune removes later.
+        join_all(
+            self.hosts
+                .iter()
+                .map(|h| self.exec(h, "discard", &script, None, INTERNAL_LIMITS, &never)),
+        )
+        .await;
+    }
+
+    /// Runs the migrate phase once (on the first host), for deploys.
+    pub async fn migrate(&self) -> Result<(), Failure> {
+        if self.archive.is_none() || self.env.phases.migrate.is_empty() {
+            return Ok(());
+        }
+        let result = self
+            .steps(&self.hosts[0], "migrate", &self.env.phases.migrate, &self.release, &[])
+            .await;
+        if result.is_err() {
+            self.discard().await;
+        }
+        result
+    }
+
+    /// The last check before anything irreversible: the job is still ours.
+    pub async fn fence(&self) -> Result<(), Failure> {
+        if self.cancel.is_cancelled() || !self.fence.still_ours().await {
+            self.discard().await;
+            return Err(Failure::general(
+                "the job's lease was lost before the switch; nothing was switched",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The release each host serves now, read from the host.
+    pub async fn current_releases(&self) -> Vec<Option<ReleaseId>> {
+        let script = plan::read_current(&self.layout);
+        join_all(self.hosts.iter().map(|host| async {
+            let mut out = Vec::new();
+            let never = CancellationToken::new();
+            let exit = exec::run(host.target.as_ref(), &script, None, INTERNAL_LIMITS, &never, &mut |l| out.push(l)).await;
+            match (exit, out.first()) {
+                (Ok(e), Some(id)) if e.success() && !id.is_empty() => {
+                    Some(ReleaseId::from_stored(id.clone()))
+                }
+                _ => None,
+            }
+        }))
+        .await
+    }
+
+    /// Points `current` at `release` and runs `after_switch`. Never cancelled half-way.
+    pub async fn switch(&self, host: &Host, release: &ReleaseId) -> Result<(), Failure> {
+        let never = CancellationToken::new();
+        let script = plan::switch(&self.layout, release, self.env.keep_releases);
+        self.exec(host, "switch", &script, None, INTERNAL_LIMITS, &never)
+            .await?;
+        self.steps(host, "after_switch", &self.env.phases.after_switch, release, &[])
+            .await
+    }
+
+    /// Switches `hosts` back to their previous releases; returns the names of those switched.
+    pub async fn roll_back(&self, hosts: &[(&Host, &Option<ReleaseId>)]) -> Vec<String> {
+        let done = join_all(hosts.iter().map(|(host, previous)| async move {
+            let previous = previous.as_ref()?;
+            self.journal.line(&host.name, "rollback", &format!("slipway: rolling back to {previous}"));
+            self.switch(host, previous).await.ok().map(|()| host.name.clone())
+        }))
+        .await;
+        done.into_iter().flatten().collect()
+    }
+
+    pub fn journal(&self) -> &Journal {
+        self.journal
+    }
+
+    pub fn live_slot(&self, host: &Host) -> Option<&str> {
+        self.live_slots.get(&host.name).map(String::as_str)
     }
 }

@@ -77,6 +77,51 @@ pub fn switch(layout: &Layout, release: &ReleaseId, keep: usize) -> String {
     )
 }
 
+/// Prints the release `current` points to (nothing when there is none yet).
+pub fn read_current(layout: &Layout) -> String {
+    format!(
+        "l=$(readlink -- {} 2>/dev/null) || exit 0\nbasename \"$l\"",
+        quote(&layout.current())
+    )
+}
+
+/// Fails with a clear message unless the release is still on the host (a rollback needs it).
+pub fn verify_release(layout: &Layout, release: &ReleaseId) -> String {
+    let dir = quote(&layout.release_dir(release));
+    format!(
+        "if [ -d {dir} ]; then exit 0; fi\n\
+         echo \"release {release} is not on this host (pruned?); releases kept here:\"\n\
+         ls -1 -- {} 2>/dev/null | sort -r\nexit 1",
+        quote(&format!("{}/releases", layout.root))
+    )
+}
+
+/// Writes a proxy's upstream file, checks the proxy config, and reloads it. If the check fails,
+/// the previous file is put back (so the running proxy keeps serving what it served).
+pub fn proxy_switch(file: &str, content: &str, check: &str, reload: &str) -> String {
+    let f = quote(file);
+    format!(
+        "set -e\nf={f}\nmkdir -p -- \"$(dirname -- \"$f\")\"\n\
+         if [ -f \"$f\" ]; then cp -p -- \"$f\" \"$f.slipway-prev\"; else rm -f -- \"$f.slipway-prev\"; fi\n\
+         printf '%s' {content} > \"$f.slipway-new\"\nmv -f -- \"$f.slipway-new\" \"$f\"\n\
+         if ! sh -c {check}; then\n\
+         \x20 if [ -f \"$f.slipway-prev\" ]; then mv -f -- \"$f.slipway-prev\" \"$f\"; else rm -f -- \"$f\"; fi\n\
+         \x20 echo 'slipway: proxy config check failed; the previous upstream is restored'\n\
+         \x20 exit 1\nfi\nsh -c {reload}",
+        content = quote(content),
+        check = quote(check),
+        reload = quote(reload),
+    )
+}
+
+/// Fetches a health URL from the host itself and prints the body, then `slipway-status:<code>`.
+pub fn probe(url: &str, timeout_secs: u64) -> String {
+    format!(
+        "curl -sS --max-time {timeout_secs} -o - -w '\nslipway-status:%{{http_code}}\n' -- {}",
+        quote(url)
+    )
+}
+
 /// Removes a release that never went live (its steps failed).
 pub fn discard(layout: &Layout, release: &ReleaseId) -> String {
     format!("rm -rf -- {}", quote(&layout.release_dir(release)))
@@ -191,6 +236,42 @@ mod tests {
         let out = sh(&discard(&layout, &release(3)), b"");
         assert!(out.status.success());
         assert!(!root.join("releases").join(release(3).as_str()).exists());
+    }
+
+    #[test]
+    fn read_current_and_verify_release() {
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = Layout::new(tmp.path().to_str().unwrap());
+        let out = sh(&read_current(&layout), b"");
+        assert!(out.status.success());
+        assert!(out.stdout.is_empty());
+        std::fs::create_dir_all(tmp.path().join("releases").join(release(1).as_str())).unwrap();
+        assert!(sh(&switch(&layout, &release(1), 5), b"").status.success());
+        let out = sh(&read_current(&layout), b"");
+        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), release(1).as_str());
+        assert!(sh(&verify_release(&layout, &release(1)), b"").status.success());
+        let out = sh(&verify_release(&layout, &release(2)), b"");
+        assert!(!out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.contains("is not on this host (pruned?)"), "{text}");
+        assert!(text.contains(release(1).as_str()), "{text}");
+    }
+
+    #[test]
+    fn proxy_switch_restores_the_old_file_when_the_check_fails() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("up stream.conf");
+        let f = file.to_str().unwrap();
+        assert!(sh(&proxy_switch(f, "server a;\n", "true", "true"), b"").status.success());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "server a;\n");
+        let out = sh(&proxy_switch(f, "server b;\n", "false", "true"), b"");
+        assert!(!out.status.success());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "server a;\n");
+        let marker = tmp.path().join("reloaded");
+        let reload = format!("touch {}", quote(marker.to_str().unwrap()));
+        assert!(sh(&proxy_switch(f, "server c;\n", "true", &reload), b"").status.success());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "server c;\n");
+        assert!(marker.exists());
     }
 
     #[test]

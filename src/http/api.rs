@@ -1,10 +1,16 @@
 //! The JSON API over jobs: the same views `slipway jobs` prints.
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use secrecy::ExposeSecret;
 use serde::Deserialize;
+use serde_json::json;
+use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
+use crate::requests::{self, RequestError};
 use crate::store::Job;
 use crate::store::{JobDetail, JobState};
 
@@ -40,4 +46,52 @@ pub async fn show_job(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackBody {
+    to: Option<String>,
+}
+
+/// `POST /api/environments/{app}/{env}/rollback` with an optional `{"to": "<release>"}`:
+/// queues a rollback job (behind the environment's running job) and answers 202 with its id.
+pub async fn rollback(
+    State(state): State<AppState>,
+    Path((app, env)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    authorize(&state, &headers)?;
+    let body: RollbackBody = if body.is_empty() {
+        RollbackBody::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?
+    };
+    let id = requests::rollback(&state.queue, &state.config, (&app, &env), body.to.as_deref(), "api", "api")
+        .await
+        .map_err(|e| match e {
+            RequestError::Invalid(why) => ApiError::BadRequest(why),
+            RequestError::Store(e) => ApiError::Store(e),
+        })?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": id }))))
+}
+
+/// Write endpoints need `Authorization: Bearer <api.token>`; without a configured token they are
+/// off. The token is compared in constant time.
+fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(token) = &state.config.api.token else {
+        return Err(ApiError::Forbidden("write endpoints are off: configure api.token".into()));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::Unauthorized("missing bearer token".into()))?;
+    let expected = token.expose_secret().as_bytes();
+    if given.len() == expected.len() && bool::from(given.as_bytes().ct_eq(expected)) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized("wrong bearer token".into()))
+    }
 }

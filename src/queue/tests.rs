@@ -17,12 +17,14 @@ async fn fixture(max_attempts: u32) -> Fixture {
 
 fn job(env: &str) -> NewJob {
     NewJob {
+        kind: JobKind::Deploy,
         app: Name::parse("shop").unwrap(),
         env: Name::parse(env).unwrap(),
         git_ref: GitRef::parse("main").unwrap(),
         sha: Sha::parse(&"ab".repeat(20)).unwrap(),
         requested_by: "octocat".into(),
         source: "test",
+        target_release: None,
     }
 }
 

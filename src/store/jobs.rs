@@ -34,10 +34,30 @@ impl JobState {
     }
 }
 
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
+#[serde(rename_all = "snake_case")]
+#[sqlx(type_name = "TEXT", rename_all = "snake_case")]
+pub enum JobKind {
+    /// Ship a commit and switch to it.
+    Deploy,
+    /// Switch back to a release already on the hosts.
+    Rollback,
+}
+
+impl JobKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Deploy => "deploy",
+            Self::Rollback => "rollback",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, FromRow)]
 pub struct Job {
     pub id: i64,
-    pub kind: String,
+    pub kind: JobKind,
     pub app: String,
     pub env: String,
     pub git_ref: String,
@@ -54,6 +74,8 @@ pub struct Job {
     pub error: Option<String>,
     #[serde(skip)]
     pub result: Option<String>,
+    /// Rollbacks: the release to switch to.
+    pub target_release: Option<String>,
 }
 
 impl Job {
@@ -112,10 +134,13 @@ pub struct Deployment {
     pub git_ref: String,
     pub job_id: i64,
     pub switched_at: i64,
+    pub kind: String,
+    pub slot: Option<String>,
 }
 
-const JOB_COLUMNS: &str = "id, kind, app, env, git_ref, sha, requested_by, source, delivery_id, \
-    state, attempt, max_attempts, created_at, started_at, finished_at, error, result";
+pub(crate) const JOB_COLUMNS: &str = "id, kind, app, env, git_ref, sha, requested_by, source, \
+    delivery_id, state, attempt, max_attempts, created_at, started_at, finished_at, error, result, \
+    target_release";
 
 impl Store {
     pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
@@ -177,13 +202,31 @@ impl Store {
         env: &str,
     ) -> Result<Vec<Deployment>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT host, release_id, sha, git_ref, job_id, switched_at FROM deployments d \
+            "SELECT host, release_id, sha, git_ref, job_id, switched_at, kind, slot FROM deployments d \
              WHERE app = $1 AND env = $2 AND id = \
                (SELECT MAX(id) FROM deployments WHERE app = d.app AND env = d.env AND host = d.host) \
              ORDER BY host",
         )
         .bind(app)
         .bind(env)
+        .fetch_all(self.pool())
+        .await?)
+    }
+}
+
+impl Store {
+    /// The releases an environment ran, newest switch first, each once: `[0]` is live, `[1]` the
+    /// one a rollback goes back to.
+    pub async fn release_history(&self, app: &str, env: &str, limit: i64) -> Result<Vec<Deployment>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT host, release_id, sha, git_ref, job_id, switched_at, kind, slot FROM deployments d \
+             WHERE app = $1 AND env = $2 AND id = \
+               (SELECT MAX(id) FROM deployments WHERE app = d.app AND env = d.env AND release_id = d.release_id) \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(app)
+        .bind(env)
+        .bind(limit)
         .fetch_all(self.pool())
         .await?)
     }

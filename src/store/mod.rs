@@ -14,7 +14,8 @@ use std::time::Duration;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
-pub use jobs::{Deployment, Job, JobDetail, JobEvent, JobState, LogLine, StepResult};
+pub(crate) use jobs::JOB_COLUMNS;
+pub use jobs::{Deployment, Job, JobDetail, JobEvent, JobKind, JobState, LogLine, StepResult};
 pub use records::{NewLogLine, NewStepResult};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -65,19 +65,19 @@ impl Store {
         Ok(())
     }
 
-    /// Records that `hosts` now serve the job's release.
+    /// Records that `hosts` (each with its blue/green slot, if any) now serve `release`.
     pub async fn record_switch(
         &self,
         job: &super::Job,
-        hosts: &[String],
+        release: &crate::domain::ReleaseId,
+        hosts: &[(String, Option<&str>)],
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        let release = job.release_id();
         let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
-        for host in hosts {
+        for (host, slot) in hosts {
             sqlx::query(
                 "INSERT INTO deployments (app, env, host, release_id, sha, git_ref, job_id, \
-                 switched_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 switched_at, kind, slot) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             )
             .bind(&job.app)
             .bind(&job.env)
@@ -87,6 +87,8 @@ impl Store {
             .bind(&job.git_ref)
             .bind(job.id)
             .bind(now)
+            .bind(job.kind.as_str())
+            .bind(*slot)
             .execute(&mut *tx)
             .await?;
         }

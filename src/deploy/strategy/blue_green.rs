@@ -1,0 +1,142 @@
+//! Blue/green: every host runs two slots (`blue`, `green`), each on its own port, behind a proxy.
+//! The new release starts in the idle slot and must pass its health check there before the proxy
+//! is switched to it (upstream file from a template, config check, reload). The old slot keeps
+//! serving in-flight requests for the drain period, then stops. If anything fails before the
+//! switch, the idle slot is stopped again and the live slot never noticed.
+
+use futures::future::join_all;
+
+use super::super::health::Verdict;
+use super::super::{Failure, Host, Run, Success, plan};
+use crate::config::BlueGreen;
+use crate::domain::ReleaseId;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Blue,
+    Green,
+}
+
+impl Slot {
+    fn name(self) -> &'static str {
+        match self {
+            Slot::Blue => "blue",
+            Slot::Green => "green",
+        }
+    }
+
+    fn other(self) -> Slot {
+        match self {
+            Slot::Blue => Slot::Green,
+            Slot::Green => Slot::Blue,
+        }
+    }
+
+    fn port(self, bg: &BlueGreen) -> u16 {
+        match self {
+            Slot::Blue => bg.blue_port,
+            Slot::Green => bg.green_port,
+        }
+    }
+}
+
+pub async fn run(run: &Run<'_>, bg: &BlueGreen) -> Result<Success, Failure> {
+    run.prepare_all().await?;
+    let previous = run.current_releases().await;
+    // The idle slot is the one not live; a host's first deploy goes to blue.
+    let idle: Vec<Slot> = run
+        .hosts
+        .iter()
+        .map(|h| match run.live_slot(h) {
+            Some("blue") => Slot::Green,
+            _ => Slot::Blue,
+        })
+        .collect();
+
+    let started = join_all(run.hosts.iter().zip(&idle).map(|(host, &slot)| start_in(run, bg, host, slot, &run.release))).await;
+    if let Some(failure) = started.into_iter().find_map(Result::err) {
+        stop_slots(run, bg, &idle, &run.release).await;
+        run.discard().await;
+        return Err(failure);
+    }
+    if let Err(failure) = run.migrate().await {
+        stop_slots(run, bg, &idle, &run.release).await;
+        return Err(failure);
+    }
+    if let Err(failure) = run.fence().await {
+        stop_slots(run, bg, &idle, &run.release).await;
+        return Err(failure);
+    }
+
+    let switched = join_all(run.hosts.iter().zip(&idle).map(|(host, &slot)| switch_to(run, bg, host, slot, &run.release))).await;
+    if let Some(failure) = switched.iter().find_map(|r| r.as_ref().err()).cloned() {
+        // Put every host that did switch back on its old slot, which is still running.
+        let mut rolled_back = Vec::new();
+        for (i, result) in switched.iter().enumerate() {
+            let (host, slot) = (&run.hosts[i], idle[i]);
+            if let (Ok(()), Some(old)) = (result, &previous[i])
+                && switch_to(run, bg, host, slot.other(), old).await.is_ok()
+            {
+                rolled_back.push(host.name.clone());
+            }
+        }
+        stop_slots(run, bg, &idle, &run.release).await;
+        return Err(Failure { rolled_back, ..failure });
+    }
+
+    // The old slots drain, then stop. A host's first deploy has no old slot running; its stop
+    // steps must cope (they do anyway: a stop of a stopped slot is the normal case after a crash).
+    tokio::time::sleep(bg.drain).await;
+    let old: Vec<Slot> = idle.iter().map(|s| s.other()).collect();
+    stop_slots(run, bg, &old, &run.release).await;
+
+    Ok(Success {
+        release: run.release.clone(),
+        hosts: run.hosts.iter().zip(&idle).map(|(h, s)| (h.name.clone(), Some(s.name()))).collect(),
+    })
+}
+
+fn slot_vars(bg: &BlueGreen, slot: Slot) -> [(&'static str, String); 2] {
+    [("SLIPWAY_SLOT", slot.name().to_owned()), ("SLIPWAY_PORT", slot.port(bg).to_string())]
+}
+
+/// Stops whatever runs in `slot`, starts `release` there, and checks it on the slot's own port.
+async fn start_in(run: &Run<'_>, bg: &BlueGreen, host: &Host, slot: Slot, release: &ReleaseId) -> Result<(), Failure> {
+    let vars = slot_vars(bg, slot);
+    run.steps(host, "stop", &run.env.phases.stop, release, &vars).await?;
+    run.steps(host, "start", &run.env.phases.start, release, &vars).await?;
+    match run.health(host, slot.port(bg), None).await {
+        Verdict::Healthy => Ok(()),
+        Verdict::Unhealthy(why) => Err(Failure {
+            host: Some(host.name.clone()),
+            step: Some("health".into()),
+            reason: why.to_string(),
+            log_tail: run.journal().tail(&host.name),
+            rolled_back: Vec::new(),
+        }),
+    }
+}
+
+/// Points `current` at `release` and the proxy at `slot`.
+async fn switch_to(run: &Run<'_>, bg: &BlueGreen, host: &Host, slot: Slot, release: &ReleaseId) -> Result<(), Failure> {
+    let content = bg
+        .upstream_template
+        .replace("{port}", &slot.port(bg).to_string())
+        .replace("{slot}", slot.name());
+    let script = plan::proxy_switch(&bg.upstream_file, &content, &bg.check, &bg.reload);
+    run.switch(host, release).await?;
+    let never = tokio_util::sync::CancellationToken::new();
+    run.exec(host, &format!("proxy -> {}", slot.name()), &script, None, super::super::INTERNAL_LIMITS, &never)
+        .await
+}
+
+/// Runs the stop steps for each host's given slot; best effort (failures are in the log).
+async fn stop_slots(run: &Run<'_>, bg: &BlueGreen, slots: &[Slot], release: &ReleaseId) {
+    join_all(run.hosts.iter().zip(slots).map(|(host, &slot)| {
+        let vars = slot_vars(bg, slot);
+        async move {
+            let _ = run.steps(host, "stop", &run.env.phases.stop, release, &vars).await;
+        }
+    }))
+    .await;
+}

@@ -1,0 +1,119 @@
+//! Operator requests — deploy a ref, roll back — checked against config and history, then
+//! queued. The CLI and the API (and later chat) go through these same functions.
+
+use crate::config::Config;
+use crate::deploy::source::Mirrors;
+use crate::domain::{GitRef, Name, ReleaseId, Sha};
+use crate::queue::{Enqueued, NewJob, Queue};
+use crate::store::{JobKind, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn invalid(message: impl Into<String>) -> RequestError {
+    RequestError::Invalid(message.into())
+}
+
+/// Checks that `app`/`env` are configured, naming the known ones when not.
+pub fn environment(config: &Config, app: &str, env: &str) -> Result<(Name, Name), RequestError> {
+    let Some(a) = config.app(app) else {
+        let known: Vec<_> = config.apps.keys().map(Name::as_str).collect();
+        return Err(invalid(format!("unknown app {app:?} (known: {})", known.join(", "))));
+    };
+    match Name::parse(env).ok().filter(|e| a.environments.contains_key(e)) {
+        Some(env) => Ok((a.name.clone(), env)),
+        None => {
+            let known: Vec<_> = a.environments.keys().map(Name::as_str).collect();
+            Err(invalid(format!("unknown environment {env:?} of {app} (known: {})", known.join(", "))))
+        }
+    }
+}
+
+/// Queues a deploy of what `git_ref` names now (a branch, tag or commit id).
+pub async fn deploy(
+    queue: &Queue,
+    config: &Config,
+    mirrors: &Mirrors,
+    (app, env): (&str, &str),
+    git_ref: &str,
+    requested_by: &str,
+    source: &'static str,
+) -> Result<i64, RequestError> {
+    let (app, env) = environment(config, app, env)?;
+    let git_ref = GitRef::parse(git_ref).map_err(|e| invalid(e.to_string()))?;
+    let app_config = config.app(app.as_str()).expect("checked above");
+    let sha = mirrors
+        .resolve(app_config, &git_ref)
+        .await
+        .map_err(|e| invalid(format!("{e:#}")))?;
+    let job = NewJob {
+        kind: JobKind::Deploy,
+        app,
+        env,
+        git_ref,
+        sha,
+        requested_by: requested_by.to_owned(),
+        source,
+        target_release: None,
+    };
+    first_id(queue.enqueue(None, &[job]).await?)
+}
+
+/// Queues a rollback of `app`/`env` to `to`, or to the release live before the current one.
+pub async fn rollback(
+    queue: &Queue,
+    config: &Config,
+    (app, env): (&str, &str),
+    to: Option<&str>,
+    requested_by: &str,
+    source: &'static str,
+) -> Result<i64, RequestError> {
+    let (app, env) = environment(config, app, env)?;
+    let history = queue
+        .store()
+        .release_history(app.as_str(), env.as_str(), 100)
+        .await?;
+    let Some(live) = history.first() else {
+        return Err(invalid(format!("nothing was deployed to {app}/{env} yet")));
+    };
+    let target = match to {
+        Some(wanted) => history.iter().find(|d| d.release_id == wanted).ok_or_else(|| {
+            let known: Vec<_> = history.iter().take(10).map(|d| d.release_id.as_str()).collect();
+            invalid(format!(
+                "release {wanted:?} was never live on {app}/{env} (recent: {})",
+                known.join(", ")
+            ))
+        })?,
+        None => history
+            .get(1)
+            .ok_or_else(|| invalid(format!("{app}/{env} has no release before {}", live.release_id)))?,
+    };
+    if target.release_id == live.release_id {
+        return Err(invalid(format!("release {} is already live on {app}/{env}", live.release_id)));
+    }
+    let job = NewJob {
+        kind: JobKind::Rollback,
+        app,
+        env,
+        git_ref: GitRef::parse(&target.git_ref).map_err(|e| invalid(e.to_string()))?,
+        sha: Sha::parse(&target.sha).map_err(|e| invalid(e.to_string()))?,
+        requested_by: requested_by.to_owned(),
+        source,
+        target_release: Some(ReleaseId::from_stored(target.release_id.clone())),
+    };
+    first_id(queue.enqueue(None, &[job]).await?)
+}
+
+fn first_id(enqueued: Enqueued) -> Result<i64, RequestError> {
+    match enqueued {
+        Enqueued::Created(ids) | Enqueued::Duplicate(ids) => ids
+            .first()
+            .copied()
+            .ok_or_else(|| invalid("nothing was queued")),
+    }
+}
