@@ -76,9 +76,9 @@ async fn a_signed_push_deploys_to_two_ssh_hosts() {
             "{lines:?}"
         );
     }
-    // ship + 2 steps on each host, all ok.
+    // ship, 2 steps and the switch on each host, all ok.
     let steps = job["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 6, "{steps:?}");
+    assert_eq!(steps.len(), 8, "{steps:?}");
     assert!(
         steps
             .iter()
