@@ -100,7 +100,12 @@ pub async fn work_until_done(parts: &Parts, id: i64) -> anyhow::Result<Job> {
     let shutdown = CancellationToken::new();
     let pool = tokio::spawn(parts.workers.clone().run(shutdown.clone()));
     let job = loop {
-        let job = parts.queue.store().job(id).await?.context("the job vanished")?;
+        let job = parts
+            .queue
+            .store()
+            .job(id)
+            .await?
+            .context("the job vanished")?;
         if matches!(job.state, JobState::Succeeded | JobState::Failed) {
             break job;
         }

@@ -83,7 +83,6 @@ pub struct Queue {
     max_attempts: u32,
 }
 
-
 impl Queue {
     pub fn new(store: Store, max_attempts: u32) -> Self {
         Self {

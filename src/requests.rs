@@ -23,13 +23,22 @@ fn invalid(message: impl Into<String>) -> RequestError {
 pub fn environment(config: &Config, app: &str, env: &str) -> Result<(Name, Name), RequestError> {
     let Some(a) = config.app(app) else {
         let known: Vec<_> = config.apps.keys().map(Name::as_str).collect();
-        return Err(invalid(format!("unknown app {app:?} (known: {})", known.join(", "))));
+        return Err(invalid(format!(
+            "unknown app {app:?} (known: {})",
+            known.join(", ")
+        )));
     };
-    match Name::parse(env).ok().filter(|e| a.environments.contains_key(e)) {
+    match Name::parse(env)
+        .ok()
+        .filter(|e| a.environments.contains_key(e))
+    {
         Some(env) => Ok((a.name.clone(), env)),
         None => {
             let known: Vec<_> = a.environments.keys().map(Name::as_str).collect();
-            Err(invalid(format!("unknown environment {env:?} of {app} (known: {})", known.join(", "))))
+            Err(invalid(format!(
+                "unknown environment {env:?} of {app} (known: {})",
+                known.join(", ")
+            )))
         }
     }
 }
@@ -82,19 +91,32 @@ pub async fn rollback(
         return Err(invalid(format!("nothing was deployed to {app}/{env} yet")));
     };
     let target = match to {
-        Some(wanted) => history.iter().find(|d| d.release_id == wanted).ok_or_else(|| {
-            let known: Vec<_> = history.iter().take(10).map(|d| d.release_id.as_str()).collect();
+        Some(wanted) => history
+            .iter()
+            .find(|d| d.release_id == wanted)
+            .ok_or_else(|| {
+                let known: Vec<_> = history
+                    .iter()
+                    .take(10)
+                    .map(|d| d.release_id.as_str())
+                    .collect();
+                invalid(format!(
+                    "release {wanted:?} was never live on {app}/{env} (recent: {})",
+                    known.join(", ")
+                ))
+            })?,
+        None => history.get(1).ok_or_else(|| {
             invalid(format!(
-                "release {wanted:?} was never live on {app}/{env} (recent: {})",
-                known.join(", ")
+                "{app}/{env} has no release before {}",
+                live.release_id
             ))
         })?,
-        None => history
-            .get(1)
-            .ok_or_else(|| invalid(format!("{app}/{env} has no release before {}", live.release_id)))?,
     };
     if target.release_id == live.release_id {
-        return Err(invalid(format!("release {} is already live on {app}/{env}", live.release_id)));
+        return Err(invalid(format!(
+            "release {} is already live on {app}/{env}",
+            live.release_id
+        )));
     }
     let job = NewJob {
         kind: JobKind::Rollback,

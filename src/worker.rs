@@ -120,10 +120,17 @@ impl Workers {
         }
     }
 
-    async fn deploy(&self, lease: &Lease, journal: &Journal, cancel: &CancellationToken) -> Outcome {
+    async fn deploy(
+        &self,
+        lease: &Lease,
+        journal: &Journal,
+        cancel: &CancellationToken,
+    ) -> Outcome {
         let job = &lease.job;
         let Some((app, env)) = self.config.app(&job.app).and_then(|app| {
-            let env = app.environments.get(&crate::domain::Name::parse(&job.env).ok()?)?;
+            let env = app
+                .environments
+                .get(&crate::domain::Name::parse(&job.env).ok()?)?;
             Some((app, env))
         }) else {
             let error = format!("{}/{} is no longer configured", job.app, job.env);
@@ -158,7 +165,10 @@ impl Workers {
         };
         match self.engine.run(request, journal, &fence, cancel).await {
             Ok(success) => {
-                if let Err(err) = store.record_switch(job, &success.release, &success.hosts).await {
+                if let Err(err) = store
+                    .record_switch(job, &success.release, &success.hosts)
+                    .await
+                {
                     tracing::error!(error = %err, "could not record the switch");
                 }
                 let hosts: Vec<&str> = success.hosts.iter().map(|(h, _)| h.as_str()).collect();

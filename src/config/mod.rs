@@ -111,8 +111,15 @@ pub struct Phases {
 #[derive(Debug, Clone)]
 pub enum Strategy {
     AllAtOnce,
-    Rolling { batch: usize, max_failures: usize },
-    Canary { hosts: usize, observe: Duration, batch: usize },
+    Rolling {
+        batch: usize,
+        max_failures: usize,
+    },
+    Canary {
+        hosts: usize,
+        observe: Duration,
+        batch: usize,
+    },
     BlueGreen(BlueGreen),
 }
 
@@ -434,7 +441,10 @@ fn validate_env(
             errors.push(format!("{at}.health.path"), "must start with '/'");
         }
         if h.port.is_none() && !matches!(strategy, Strategy::BlueGreen(_)) {
-            errors.push(format!("{at}.health.port"), "required (blue_green checks each slot's own port)");
+            errors.push(
+                format!("{at}.health.port"),
+                "required (blue_green checks each slot's own port)",
+            );
         }
         if h.retries == 0 {
             errors.push(format!("{at}.health.retries"), "must be at least 1");
@@ -453,7 +463,10 @@ fn validate_env(
     if let Strategy::Canary { .. } | Strategy::Rolling { .. } = strategy
         && health.is_none()
     {
-        errors.push(format!("{at}.health"), "rolling and canary deploys need a health check");
+        errors.push(
+            format!("{at}.health"),
+            "rolling and canary deploys need a health check",
+        );
     }
     let ssh = Ssh {
         key: env.ssh.key.map(|p| resolve(base, &p)),
@@ -509,7 +522,10 @@ fn validate_strategy(
     let at = format!("{at}.strategy");
     match strategy {
         file::Strategy::AllAtOnce => Strategy::AllAtOnce,
-        file::Strategy::Rolling { batch, max_failures } => {
+        file::Strategy::Rolling {
+            batch,
+            max_failures,
+        } => {
             if batch == 0 {
                 errors.push(format!("{at}.rolling.batch"), "must be at least 1");
             }
@@ -537,7 +553,10 @@ fn validate_strategy(
         }
         file::Strategy::BlueGreen(bg) => {
             if bg.blue_port == bg.green_port {
-                errors.push(format!("{at}.blue_green"), "blue_port and green_port must differ");
+                errors.push(
+                    format!("{at}.blue_green"),
+                    "blue_port and green_port must differ",
+                );
             }
             if phases.start.is_empty() || phases.stop.is_empty() {
                 errors.push(
@@ -546,10 +565,20 @@ fn validate_strategy(
                 );
             }
             if !bg.upstream_template.contains("{port}") {
-                errors.push(format!("{at}.blue_green.upstream_template"), "must contain {port}");
+                errors.push(
+                    format!("{at}.blue_green.upstream_template"),
+                    "must contain {port}",
+                );
             }
-            if bg.upstream_file.to_str().is_none_or(|f| !f.starts_with('/')) {
-                errors.push(format!("{at}.blue_green.upstream_file"), "must be an absolute path");
+            if bg
+                .upstream_file
+                .to_str()
+                .is_none_or(|f| !f.starts_with('/'))
+            {
+                errors.push(
+                    format!("{at}.blue_green.upstream_file"),
+                    "must be an absolute path",
+                );
             }
             Strategy::BlueGreen(BlueGreen {
                 blue_port: bg.blue_port,
@@ -581,7 +610,10 @@ fn secret(
         (None, Some(file)) => match std::fs::read_to_string(&file) {
             Ok(text) => SecretString::from(text.trim_end_matches(['\r', '\n'])),
             Err(err) => {
-                errors.push(format!("{key}_file"), format!("cannot read {}: {err}", file.display()));
+                errors.push(
+                    format!("{key}_file"),
+                    format!("cannot read {}: {err}", file.display()),
+                );
                 return None;
             }
         },

@@ -162,11 +162,8 @@ fn a_missing_file_is_an_error() {
 #[test]
 fn strategies_phases_and_health() {
     let env = |extra: &str| {
-        GOOD.replace(
-            "keep_releases = 3",
-            &format!("keep_releases = 3\n{extra}"),
-        )
-        .replace("steps = [\"python3", "build_steps = [\"python3")
+        GOOD.replace("keep_releases = 3", &format!("keep_releases = 3\n{extra}"))
+            .replace("steps = [\"python3", "build_steps = [\"python3")
     };
     let base = |extra: &str| env(extra).replace("build_steps = ", "steps.build = ");
 
@@ -175,12 +172,19 @@ fn strategies_phases_and_health() {
     ))
     .unwrap();
     let e = rolling.environment("shop", "staging").unwrap();
-    assert!(matches!(e.strategy, Strategy::Rolling { batch: 1, max_failures: 1 }));
+    assert!(matches!(
+        e.strategy,
+        Strategy::Rolling {
+            batch: 1,
+            max_failures: 1
+        }
+    ));
     assert_eq!(e.health.as_ref().unwrap().retries, 10);
     assert_eq!(e.phases.build.len(), 2);
 
-    let bg = base("steps.start = [\"./start\"]\nsteps.stop = [\"./stop\"]\nhealth = { path = \"/up\" }")
-        + "[apps.shop.environments.staging.strategy.blue_green]\nblue_port = 8001\ngreen_port = 8002\n\
+    let bg = base(
+        "steps.start = [\"./start\"]\nsteps.stop = [\"./stop\"]\nhealth = { path = \"/up\" }",
+    ) + "[apps.shop.environments.staging.strategy.blue_green]\nblue_port = 8001\ngreen_port = 8002\n\
            upstream_file = \"/etc/nginx/up.conf\"\n";
     let bg = load(&bg).unwrap();
     let Strategy::BlueGreen(b) = &bg.environment("shop", "staging").unwrap().strategy else {
@@ -191,14 +195,26 @@ fn strategies_phases_and_health() {
 
     let at = "apps.shop.environments.staging";
     let cases = [
-        ("strategy = { rolling = { batch = 1 } }", format!("{at}.health")),
-        ("strategy = { canary = { hosts = 2, observe = \"1m\" } }\nhealth = { path = \"/\", port = 1 }", format!("{at}.strategy.canary.hosts")),
-        ("health = { path = \"up\", port = 1 }", format!("{at}.health.path")),
+        (
+            "strategy = { rolling = { batch = 1 } }",
+            format!("{at}.health"),
+        ),
+        (
+            "strategy = { canary = { hosts = 2, observe = \"1m\" } }\nhealth = { path = \"/\", port = 1 }",
+            format!("{at}.strategy.canary.hosts"),
+        ),
+        (
+            "health = { path = \"up\", port = 1 }",
+            format!("{at}.health.path"),
+        ),
         ("health = { path = \"/up\" }", format!("{at}.health.port")),
         ("strategy = \"sideways\"", format!("{at}.strategy")),
     ];
     for (extra, path) in cases {
         let found = problems(&base(extra));
-        assert!(found.contains(&path), "{extra}: expected {path}, got {found:?}");
+        assert!(
+            found.contains(&path),
+            "{extra}: expected {path}, got {found:?}"
+        );
     }
 }

@@ -53,8 +53,12 @@ pub fn judge(check: &Health, url: &str, status: u16, body: &str) -> Verdict {
             url: url.to_owned(),
             status: Some(status),
             body: excerpt(body),
-            error: (!body_ok && status_ok)
-                .then(|| format!("body does not contain {:?}", check.body.as_deref().unwrap_or(""))),
+            error: (!body_ok && status_ok).then(|| {
+                format!(
+                    "body does not contain {:?}",
+                    check.body.as_deref().unwrap_or("")
+                )
+            }),
         })
     }
 }
@@ -83,7 +87,11 @@ impl Run<'_> {
         let Some(check) = &self.env.health else {
             return Verdict::Healthy;
         };
-        let url = format!("http://{}:{port}{}", address(&host.spec, check.from), check.path);
+        let url = format!(
+            "http://{}:{port}{}",
+            address(&host.spec, check.from),
+            check.path
+        );
         let mut verdict = Verdict::Healthy;
         for attempt in 1..=check.retries {
             verdict = self.probe(host, check, &url).await;
@@ -141,14 +149,26 @@ impl Run<'_> {
                     idle_timeout: check.timeout + Duration::from_secs(5),
                 };
                 let never = CancellationToken::new();
-                let exit = exec::run(host.target.as_ref(), &script, None, limits, &never, &mut |l| lines.push(l)).await;
+                let exit = exec::run(
+                    host.target.as_ref(),
+                    &script,
+                    None,
+                    limits,
+                    &never,
+                    &mut |l| lines.push(l),
+                )
+                .await;
                 let status = lines
                     .iter()
                     .rev()
                     .find_map(|l| l.strip_prefix("slipway-status:"))
                     .and_then(|s| s.trim().parse::<u16>().ok())
                     .filter(|s| *s != 0);
-                let body: Vec<_> = lines.iter().filter(|l| !l.starts_with("slipway-status:")).cloned().collect();
+                let body: Vec<_> = lines
+                    .iter()
+                    .filter(|l| !l.starts_with("slipway-status:"))
+                    .cloned()
+                    .collect();
                 match (exit, status) {
                     (_, Some(status)) => judge(check, url, status, &body.join("\n")),
                     (Ok(_), None) => unreachable(body.join(" ")),
@@ -179,12 +199,20 @@ mod tests {
     #[test]
     fn judges_status_and_body() {
         assert_eq!(judge(&check(None, None), "u", 204, ""), Verdict::Healthy);
-        assert_eq!(judge(&check(Some(200), Some("ok")), "u", 200, "all ok"), Verdict::Healthy);
+        assert_eq!(
+            judge(&check(Some(200), Some("ok")), "u", 200, "all ok"),
+            Verdict::Healthy
+        );
         let Verdict::Unhealthy(bad) = judge(&check(None, None), "http://h:1/", 503, "down") else {
             panic!("503 is unhealthy")
         };
-        assert_eq!(bad.to_string(), "health check GET http://h:1/ failed: status 503, body \"down\"");
-        let Verdict::Unhealthy(bad) = judge(&check(None, Some("ready")), "u", 200, &"x".repeat(500)) else {
+        assert_eq!(
+            bad.to_string(),
+            "health check GET http://h:1/ failed: status 503, body \"down\""
+        );
+        let Verdict::Unhealthy(bad) =
+            judge(&check(None, Some("ready")), "u", 200, &"x".repeat(500))
+        else {
             panic!("a missing substring is unhealthy")
         };
         assert_eq!(bad.body.len(), EXCERPT);

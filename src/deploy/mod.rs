@@ -230,7 +230,11 @@ impl Run<'_> {
         &self.env.strategy
     }
 
-    fn vars(&self, release: &ReleaseId, extra: &[(&'static str, String)]) -> Vec<(&'static str, String)> {
+    fn vars(
+        &self,
+        release: &ReleaseId,
+        extra: &[(&'static str, String)],
+    ) -> Vec<(&'static str, String)> {
         let mut vars = vec![
             ("SLIPWAY_APP", self.app.name.to_string()),
             ("SLIPWAY_ENV", self.env.name.to_string()),
@@ -280,7 +284,11 @@ impl Run<'_> {
         if matches!(&result, Ok(exit) if exit.success()) {
             return Ok(());
         }
-        journal.line(&host.name, name, &format!("slipway: `{name}` failed: {reason}"));
+        journal.line(
+            &host.name,
+            name,
+            &format!("slipway: `{name}` failed: {reason}"),
+        );
         Err(Failure::at(host, name, reason, journal))
     }
 
@@ -317,15 +325,29 @@ impl Run<'_> {
         match &self.archive {
             Some(archive) => {
                 let ship = plan::ship(&self.layout, &self.release);
-                self.exec(host, "ship", &ship, Some(archive), INTERNAL_LIMITS, self.cancel)
-                    .await?;
+                self.exec(
+                    host,
+                    "ship",
+                    &ship,
+                    Some(archive),
+                    INTERNAL_LIMITS,
+                    self.cancel,
+                )
+                .await?;
                 self.steps(host, "build", &self.env.phases.build, &self.release, &[])
                     .await
             }
             None => {
                 let verify = plan::verify_release(&self.layout, &self.release);
-                self.exec(host, "verify release", &verify, None, INTERNAL_LIMITS, self.cancel)
-                    .await
+                self.exec(
+                    host,
+                    "verify release",
+                    &verify,
+                    None,
+                    INTERNAL_LIMITS,
+                    self.cancel,
+                )
+                .await
             }
         }
     }
@@ -364,7 +386,13 @@ impl Run<'_> {
             return Ok(());
         }
         let result = self
-            .steps(&self.hosts[0], "migrate", &self.env.phases.migrate, &self.release, &[])
+            .steps(
+                &self.hosts[0],
+                "migrate",
+                &self.env.phases.migrate,
+                &self.release,
+                &[],
+            )
             .await;
         if result.is_err() {
             self.discard().await;
@@ -389,7 +417,15 @@ impl Run<'_> {
         join_all(self.hosts.iter().map(|host| async {
             let mut out = Vec::new();
             let never = CancellationToken::new();
-            let exit = exec::run(host.target.as_ref(), &script, None, INTERNAL_LIMITS, &never, &mut |l| out.push(l)).await;
+            let exit = exec::run(
+                host.target.as_ref(),
+                &script,
+                None,
+                INTERNAL_LIMITS,
+                &never,
+                &mut |l| out.push(l),
+            )
+            .await;
             match (exit, out.first()) {
                 (Ok(e), Some(id)) if e.success() && !id.is_empty() => {
                     Some(ReleaseId::from_stored(id.clone()))
@@ -406,16 +442,29 @@ impl Run<'_> {
         let script = plan::switch(&self.layout, release, self.env.keep_releases);
         self.exec(host, "switch", &script, None, INTERNAL_LIMITS, &never)
             .await?;
-        self.steps(host, "after_switch", &self.env.phases.after_switch, release, &[])
-            .await
+        self.steps(
+            host,
+            "after_switch",
+            &self.env.phases.after_switch,
+            release,
+            &[],
+        )
+        .await
     }
 
     /// Switches `hosts` back to their previous releases; returns the names of those switched.
     pub async fn roll_back(&self, hosts: &[(&Host, &Option<ReleaseId>)]) -> Vec<String> {
         let done = join_all(hosts.iter().map(|(host, previous)| async move {
             let previous = previous.as_ref()?;
-            self.journal.line(&host.name, "rollback", &format!("slipway: rolling back to {previous}"));
-            self.switch(host, previous).await.ok().map(|()| host.name.clone())
+            self.journal.line(
+                &host.name,
+                "rollback",
+                &format!("slipway: rolling back to {previous}"),
+            );
+            self.switch(host, previous)
+                .await
+                .ok()
+                .map(|()| host.name.clone())
         }))
         .await;
         done.into_iter().flatten().collect()

@@ -248,8 +248,15 @@ mod tests {
         std::fs::create_dir_all(tmp.path().join("releases").join(release(1).as_str())).unwrap();
         assert!(sh(&switch(&layout, &release(1), 5), b"").status.success());
         let out = sh(&read_current(&layout), b"");
-        assert_eq!(String::from_utf8(out.stdout).unwrap().trim(), release(1).as_str());
-        assert!(sh(&verify_release(&layout, &release(1)), b"").status.success());
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap().trim(),
+            release(1).as_str()
+        );
+        assert!(
+            sh(&verify_release(&layout, &release(1)), b"")
+                .status
+                .success()
+        );
         let out = sh(&verify_release(&layout, &release(2)), b"");
         assert!(!out.status.success());
         let text = String::from_utf8(out.stdout).unwrap();
@@ -262,14 +269,22 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("up stream.conf");
         let f = file.to_str().unwrap();
-        assert!(sh(&proxy_switch(f, "server a;\n", "true", "true"), b"").status.success());
+        assert!(
+            sh(&proxy_switch(f, "server a;\n", "true", "true"), b"")
+                .status
+                .success()
+        );
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "server a;\n");
         let out = sh(&proxy_switch(f, "server b;\n", "false", "true"), b"");
         assert!(!out.status.success());
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "server a;\n");
         let marker = tmp.path().join("reloaded");
         let reload = format!("touch {}", quote(marker.to_str().unwrap()));
-        assert!(sh(&proxy_switch(f, "server c;\n", "true", &reload), b"").status.success());
+        assert!(
+            sh(&proxy_switch(f, "server c;\n", "true", &reload), b"")
+                .status
+                .success()
+        );
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "server c;\n");
         assert!(marker.exists());
     }

@@ -54,9 +54,18 @@ impl Mirrors {
             format!("refs/tags/{name}^{{commit}}"),
             format!("{name}^{{commit}}"),
         ] {
-            let out = git(Some(&mirror), &["rev-parse", "--verify", "--quiet", "--end-of-options", &candidate])
-                .run()
-                .await;
+            let out = git(
+                Some(&mirror),
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    "--end-of-options",
+                    &candidate,
+                ],
+            )
+            .run()
+            .await;
             if let Ok(out) = out
                 && let Ok(sha) = Sha::parse(String::from_utf8_lossy(&out).trim())
             {
@@ -79,11 +88,14 @@ impl Mirrors {
                 .await
                 .with_context(|| format!("creating {}", self.dir.display()))?;
             let _ = tokio::fs::remove_dir_all(&mirror).await;
-            git(None, &["clone", "--mirror", "--quiet", "--", &app.clone_url])
-                .arg(&mirror)
-                .run()
-                .await
-                .with_context(|| format!("cloning {}", app.clone_url))?;
+            git(
+                None,
+                &["clone", "--mirror", "--quiet", "--", &app.clone_url],
+            )
+            .arg(&mirror)
+            .run()
+            .await
+            .with_context(|| format!("cloning {}", app.clone_url))?;
         }
         Ok(mirror)
     }
@@ -91,9 +103,12 @@ impl Mirrors {
 
 async fn fetch(mirror: &std::path::Path, app: &App) -> anyhow::Result<()> {
     // The clone URL may have changed in config since the mirror was made.
-    git(Some(mirror), &["remote", "set-url", "origin", "--", &app.clone_url])
-        .run()
-        .await?;
+    git(
+        Some(mirror),
+        &["remote", "set-url", "origin", "--", &app.clone_url],
+    )
+    .run()
+    .await?;
     git(Some(mirror), &["fetch", "--prune", "--quiet", "origin"])
         .run()
         .await

@@ -66,14 +66,22 @@ pub async fn rollback(
     let body: RollbackBody = if body.is_empty() {
         RollbackBody::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?
     };
-    let id = requests::rollback(&state.queue, &state.config, (&app, &env), body.to.as_deref(), "api", "api")
-        .await
-        .map_err(|e| match e {
-            RequestError::Invalid(why) => ApiError::BadRequest(why),
-            RequestError::Store(e) => ApiError::Store(e),
-        })?;
+    let id = requests::rollback(
+        &state.queue,
+        &state.config,
+        (&app, &env),
+        body.to.as_deref(),
+        "api",
+        "api",
+    )
+    .await
+    .map_err(|e| match e {
+        RequestError::Invalid(why) => ApiError::BadRequest(why),
+        RequestError::Store(e) => ApiError::Store(e),
+    })?;
     Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": id }))))
 }
 
@@ -81,7 +89,9 @@ pub async fn rollback(
 /// off. The token is compared in constant time.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(token) = &state.config.api.token else {
-        return Err(ApiError::Forbidden("write endpoints are off: configure api.token".into()));
+        return Err(ApiError::Forbidden(
+            "write endpoints are off: configure api.token".into(),
+        ));
     };
     let given = headers
         .get(header::AUTHORIZATION)

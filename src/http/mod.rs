@@ -34,7 +34,10 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/github", post(github::receive))
         .route("/api/jobs", get(api::list_jobs))
         .route("/api/jobs/{id}", get(api::show_job))
-        .route("/api/environments/{app}/{env}/rollback", post(api::rollback))
+        .route(
+            "/api/environments/{app}/{env}/rollback",
+            post(api::rollback),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY))

@@ -79,12 +79,17 @@ pub struct Job {
 }
 
 impl Job {
-    /// The release directory this job ships into, derived from its id and queue time so every
-    /// attempt (and every host) uses the same one.
+    /// The release this job makes live. A deploy ships into a directory derived from its id and
+    /// queue time, so every attempt (and every host) uses the same one; a rollback names its own.
     pub fn release_id(&self) -> ReleaseId {
-        let queued_at =
-            chrono::DateTime::from_timestamp_millis(self.created_at).unwrap_or_default();
-        ReleaseId::new(queued_at, self.id)
+        match &self.target_release {
+            Some(target) => ReleaseId::from_stored(target.clone()),
+            None => {
+                let queued_at =
+                    chrono::DateTime::from_timestamp_millis(self.created_at).unwrap_or_default();
+                ReleaseId::new(queued_at, self.id)
+            }
+        }
     }
 
     pub fn duration_ms(&self) -> Option<i64> {
@@ -217,7 +222,12 @@ impl Store {
 impl Store {
     /// The releases an environment ran, newest switch first, each once: `[0]` is live, `[1]` the
     /// one a rollback goes back to.
-    pub async fn release_history(&self, app: &str, env: &str, limit: i64) -> Result<Vec<Deployment>, StoreError> {
+    pub async fn release_history(
+        &self,
+        app: &str,
+        env: &str,
+        limit: i64,
+    ) -> Result<Vec<Deployment>, StoreError> {
         Ok(sqlx::query_as(
             "SELECT host, release_id, sha, git_ref, job_id, switched_at, kind, slot FROM deployments d \
              WHERE app = $1 AND env = $2 AND id = \

@@ -28,12 +28,14 @@ impl GitRepo {
         );
         let repo = Self { bare, work };
         repo.write("bin/build", "#!/bin/sh\nset -eu\nprintf '%s|%s|%s\\n' \"$SLIPWAY_RELEASE\" \"$SLIPWAY_SHA\" \"$SLIPWAY_REF\" > BUILD_INFO\necho \"built $SLIPWAY_APP/$SLIPWAY_ENV\"\n");
-        std::fs::set_permissions(
-            repo.work.join("bin/build"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        repo.make_executable("bin/build");
         repo
+    }
+
+    pub fn make_executable(&self, path: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.work.join(path), std::fs::Permissions::from_mode(0o755))
+            .unwrap();
     }
 
     pub fn write(&self, path: &str, text: &str) {

@@ -1,9 +1,12 @@
 //! Integration tests: the real service on port 0 with its own SQLite database, real `git`, and
 //! real OpenSSH `sshd` hosts on loopback addresses, each with its own `/srv`.
 
+mod apps;
 mod cli;
 mod deploy;
 mod helpers;
+mod nginx;
 mod recovery;
 mod sshd;
+mod strategies;
 mod webhook;

@@ -15,10 +15,39 @@ pub struct Host {
     child: Child,
 }
 
+impl Host {
+    /// The host's own loopback address.
+    pub fn addr(&self) -> &str {
+        let after_at = self
+            .spec
+            .split_once('@')
+            .map_or(self.spec.as_str(), |(_, h)| h);
+        after_at.rsplit_once(':').map_or(after_at, |(a, _)| a)
+    }
+}
+
 impl Drop for Host {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Apps the tests started on the host leave pid files in /srv: stop them with the host.
+        kill_pidfiles(&self.srv);
+    }
+}
+
+fn kill_pidfiles(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() && !path.is_symlink() {
+            kill_pidfiles(&path);
+        } else if path.extension().is_some_and(|e| e == "pid")
+            && let Ok(pid) = std::fs::read_to_string(&path)
+        {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
     }
 }
 

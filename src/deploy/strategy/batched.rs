@@ -22,7 +22,13 @@ pub struct Batches {
 
 impl Batches {
     /// `first` hosts, then batches of `rest` hosts.
-    pub fn new(hosts: usize, first: usize, rest: usize, max_failures: usize, observe: Option<Duration>) -> Self {
+    pub fn new(
+        hosts: usize,
+        first: usize,
+        rest: usize,
+        max_failures: usize,
+        observe: Option<Duration>,
+    ) -> Self {
         let first = first.clamp(1, hosts.max(1));
         let mut batches = vec![(0..first.min(hosts)).collect::<Vec<_>>()];
         let remaining: Vec<usize> = (first.min(hosts)..hosts).collect();
@@ -49,7 +55,12 @@ pub async fn run(run: &Run<'_>, plan: Batches) -> Result<Success, Failure> {
     let mut rolled_back = Vec::new();
     for (n, batch) in plan.batches.iter().enumerate() {
         let observe = if n == 0 { plan.observe } else { None };
-        let outcomes = join_all(batch.iter().map(|&i| switch_and_check(run, &run.hosts[i], &run.release, port, observe))).await;
+        let outcomes = join_all(
+            batch
+                .iter()
+                .map(|&i| switch_and_check(run, &run.hosts[i], &run.release, port, observe)),
+        )
+        .await;
         let mut bad = Vec::new();
         for (&i, outcome) in batch.iter().zip(outcomes) {
             match outcome {
@@ -61,13 +72,13 @@ pub async fn run(run: &Run<'_>, plan: Batches) -> Result<Success, Failure> {
             }
         }
         if !bad.is_empty() && run.env.auto_rollback {
-            rolled_back.extend(roll_back(run, &bad, &previous).await);
+            rolled_back.extend(roll_back(run, &bad, &previous, port).await);
         }
         failures += bad.len();
         let canary_failed = observe.is_some() && !bad.is_empty();
         if failures > plan.max_failures || canary_failed {
             if run.env.auto_rollback {
-                rolled_back.extend(roll_back(run, &live, &previous).await);
+                rolled_back.extend(roll_back(run, &live, &previous, port).await);
             }
             let mut failure = first_failure.expect("a failure was recorded");
             failure.rolled_back = rolled_back;
@@ -76,11 +87,20 @@ pub async fn run(run: &Run<'_>, plan: Batches) -> Result<Success, Failure> {
     }
     Ok(Success {
         release: run.release.clone(),
-        hosts: live.iter().map(|&i| (run.hosts[i].name.clone(), None)).collect(),
+        hosts: live
+            .iter()
+            .map(|&i| (run.hosts[i].name.clone(), None))
+            .collect(),
     })
 }
 
-async fn switch_and_check(run: &Run<'_>, host: &Host, release: &ReleaseId, port: Option<u16>, observe: Option<Duration>) -> Result<(), Failure> {
+async fn switch_and_check(
+    run: &Run<'_>,
+    host: &Host,
+    release: &ReleaseId,
+    port: Option<u16>,
+    observe: Option<Duration>,
+) -> Result<(), Failure> {
     run.switch(host, release).await?;
     let Some(port) = port else {
         return Ok(());
@@ -97,9 +117,24 @@ async fn switch_and_check(run: &Run<'_>, host: &Host, release: &ReleaseId, port:
     }
 }
 
-async fn roll_back(run: &Run<'_>, hosts: &[usize], previous: &[Option<ReleaseId>]) -> Vec<String> {
-    let targets: Vec<(&Host, &Option<ReleaseId>)> = hosts.iter().map(|&i| (&run.hosts[i], &previous[i])).collect();
-    run.roll_back(&targets).await
+/// Switches `hosts` back and waits until each answers its health check again (the result is in
+/// the log; a host that stays unhealthy on its old release needs a human either way).
+async fn roll_back(
+    run: &Run<'_>,
+    hosts: &[usize],
+    previous: &[Option<ReleaseId>],
+    port: Option<u16>,
+) -> Vec<String> {
+    let targets: Vec<(&Host, &Option<ReleaseId>)> = hosts
+        .iter()
+        .map(|&i| (&run.hosts[i], &previous[i]))
+        .collect();
+    let done = run.roll_back(&targets).await;
+    if let Some(port) = port {
+        let rolled = run.hosts.iter().filter(|h| done.contains(&h.name));
+        join_all(rolled.map(|h| run.health(h, port, None))).await;
+    }
+    done
 }
 
 #[cfg(test)]
@@ -108,9 +143,18 @@ mod tests {
 
     #[test]
     fn batches() {
-        assert_eq!(Batches::new(4, 4, 4, 0, None).batches, vec![vec![0, 1, 2, 3]]);
-        assert_eq!(Batches::new(5, 2, 2, 1, None).batches, vec![vec![0, 1], vec![2, 3], vec![4]]);
-        assert_eq!(Batches::new(4, 1, 2, 0, None).batches, vec![vec![0], vec![1, 2], vec![3]]);
+        assert_eq!(
+            Batches::new(4, 4, 4, 0, None).batches,
+            vec![vec![0, 1, 2, 3]]
+        );
+        assert_eq!(
+            Batches::new(5, 2, 2, 1, None).batches,
+            vec![vec![0, 1], vec![2, 3], vec![4]]
+        );
+        assert_eq!(
+            Batches::new(4, 1, 2, 0, None).batches,
+            vec![vec![0], vec![1, 2], vec![3]]
+        );
         assert_eq!(Batches::new(1, 3, 3, 0, None).batches, vec![vec![0]]);
     }
 }

@@ -53,7 +53,13 @@ pub async fn run(run: &Run<'_>, bg: &BlueGreen) -> Result<Success, Failure> {
         })
         .collect();
 
-    let started = join_all(run.hosts.iter().zip(&idle).map(|(host, &slot)| start_in(run, bg, host, slot, &run.release))).await;
+    let started = join_all(
+        run.hosts
+            .iter()
+            .zip(&idle)
+            .map(|(host, &slot)| start_in(run, bg, host, slot, &run.release)),
+    )
+    .await;
     if let Some(failure) = started.into_iter().find_map(Result::err) {
         stop_slots(run, bg, &idle, &run.release).await;
         run.discard().await;
@@ -68,7 +74,13 @@ pub async fn run(run: &Run<'_>, bg: &BlueGreen) -> Result<Success, Failure> {
         return Err(failure);
     }
 
-    let switched = join_all(run.hosts.iter().zip(&idle).map(|(host, &slot)| switch_to(run, bg, host, slot, &run.release))).await;
+    let switched = join_all(
+        run.hosts
+            .iter()
+            .zip(&idle)
+            .map(|(host, &slot)| switch_to(run, bg, host, slot, &run.release)),
+    )
+    .await;
     if let Some(failure) = switched.iter().find_map(|r| r.as_ref().err()).cloned() {
         // Put every host that did switch back on its old slot, which is still running.
         let mut rolled_back = Vec::new();
@@ -81,7 +93,10 @@ pub async fn run(run: &Run<'_>, bg: &BlueGreen) -> Result<Success, Failure> {
             }
         }
         stop_slots(run, bg, &idle, &run.release).await;
-        return Err(Failure { rolled_back, ..failure });
+        return Err(Failure {
+            rolled_back,
+            ..failure
+        });
     }
 
     // The old slots drain, then stop. A host's first deploy has no old slot running; its stop
@@ -92,19 +107,35 @@ pub async fn run(run: &Run<'_>, bg: &BlueGreen) -> Result<Success, Failure> {
 
     Ok(Success {
         release: run.release.clone(),
-        hosts: run.hosts.iter().zip(&idle).map(|(h, s)| (h.name.clone(), Some(s.name()))).collect(),
+        hosts: run
+            .hosts
+            .iter()
+            .zip(&idle)
+            .map(|(h, s)| (h.name.clone(), Some(s.name())))
+            .collect(),
     })
 }
 
 fn slot_vars(bg: &BlueGreen, slot: Slot) -> [(&'static str, String); 2] {
-    [("SLIPWAY_SLOT", slot.name().to_owned()), ("SLIPWAY_PORT", slot.port(bg).to_string())]
+    [
+        ("SLIPWAY_SLOT", slot.name().to_owned()),
+        ("SLIPWAY_PORT", slot.port(bg).to_string()),
+    ]
 }
 
 /// Stops whatever runs in `slot`, starts `release` there, and checks it on the slot's own port.
-async fn start_in(run: &Run<'_>, bg: &BlueGreen, host: &Host, slot: Slot, release: &ReleaseId) -> Result<(), Failure> {
+async fn start_in(
+    run: &Run<'_>,
+    bg: &BlueGreen,
+    host: &Host,
+    slot: Slot,
+    release: &ReleaseId,
+) -> Result<(), Failure> {
     let vars = slot_vars(bg, slot);
-    run.steps(host, "stop", &run.env.phases.stop, release, &vars).await?;
-    run.steps(host, "start", &run.env.phases.start, release, &vars).await?;
+    run.steps(host, "stop", &run.env.phases.stop, release, &vars)
+        .await?;
+    run.steps(host, "start", &run.env.phases.start, release, &vars)
+        .await?;
     match run.health(host, slot.port(bg), None).await {
         Verdict::Healthy => Ok(()),
         Verdict::Unhealthy(why) => Err(Failure {
@@ -118,7 +149,13 @@ async fn start_in(run: &Run<'_>, bg: &BlueGreen, host: &Host, slot: Slot, releas
 }
 
 /// Points `current` at `release` and the proxy at `slot`.
-async fn switch_to(run: &Run<'_>, bg: &BlueGreen, host: &Host, slot: Slot, release: &ReleaseId) -> Result<(), Failure> {
+async fn switch_to(
+    run: &Run<'_>,
+    bg: &BlueGreen,
+    host: &Host,
+    slot: Slot,
+    release: &ReleaseId,
+) -> Result<(), Failure> {
     let content = bg
         .upstream_template
         .replace("{port}", &slot.port(bg).to_string())
@@ -126,8 +163,15 @@ async fn switch_to(run: &Run<'_>, bg: &BlueGreen, host: &Host, slot: Slot, relea
     let script = plan::proxy_switch(&bg.upstream_file, &content, &bg.check, &bg.reload);
     run.switch(host, release).await?;
     let never = tokio_util::sync::CancellationToken::new();
-    run.exec(host, &format!("proxy -> {}", slot.name()), &script, None, super::super::INTERNAL_LIMITS, &never)
-        .await
+    run.exec(
+        host,
+        &format!("proxy -> {}", slot.name()),
+        &script,
+        None,
+        super::super::INTERNAL_LIMITS,
+        &never,
+    )
+    .await
 }
 
 /// Runs the stop steps for each host's given slot; best effort (failures are in the log).
@@ -135,7 +179,9 @@ async fn stop_slots(run: &Run<'_>, bg: &BlueGreen, slots: &[Slot], release: &Rel
     join_all(run.hosts.iter().zip(slots).map(|(host, &slot)| {
         let vars = slot_vars(bg, slot);
         async move {
-            let _ = run.steps(host, "stop", &run.env.phases.stop, release, &vars).await;
+            let _ = run
+                .steps(host, "stop", &run.env.phases.stop, release, &vars)
+                .await;
         }
     }))
     .await;

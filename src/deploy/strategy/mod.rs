@@ -14,11 +14,26 @@ pub async fn run(run: &Run<'_>) -> Result<Success, Failure> {
     let hosts = run.hosts.len();
     match run.strategy() {
         Strategy::AllAtOnce => batched::run(run, Batches::new(hosts, hosts, hosts, 0, None)).await,
-        Strategy::Rolling { batch, max_failures } => {
-            batched::run(run, Batches::new(hosts, *batch, *batch, *max_failures, None)).await
+        Strategy::Rolling {
+            batch,
+            max_failures,
+        } => {
+            batched::run(
+                run,
+                Batches::new(hosts, *batch, *batch, *max_failures, None),
+            )
+            .await
         }
-        Strategy::Canary { hosts: canaries, observe, batch } => {
-            batched::run(run, Batches::new(hosts, *canaries, *batch, 0, Some(*observe))).await
+        Strategy::Canary {
+            hosts: canaries,
+            observe,
+            batch,
+        } => {
+            batched::run(
+                run,
+                Batches::new(hosts, *canaries, *batch, 0, Some(*observe)),
+            )
+            .await
         }
         Strategy::BlueGreen(bg) => blue_green::run(run, bg).await,
     }
