@@ -71,12 +71,13 @@ fn excerpt(body: &str) -> String {
     body[..end].to_owned()
 }
 
-/// The address the bot uses to reach `host`'s ports.
-fn address(host: &HostSpec, from: HealthFrom) -> String {
-    match (host, from) {
-        (HostSpec::Ssh { host, .. }, HealthFrom::Bot) if host.contains(':') => format!("[{host}]"),
-        (HostSpec::Ssh { host, .. }, HealthFrom::Bot) => host.clone(),
-        _ => "127.0.0.1".into(),
+/// The address in a health URL: the host's SSH address (a host can reach its own address, and
+/// the bot can reach it when checking from the bot); the local target is this machine.
+fn address(host: &HostSpec) -> String {
+    match host {
+        HostSpec::Ssh { host, .. } if host.contains(':') => format!("[{host}]"),
+        HostSpec::Ssh { host, .. } => host.clone(),
+        HostSpec::Local => "127.0.0.1".into(),
     }
 }
 
@@ -87,11 +88,7 @@ impl Run<'_> {
         let Some(check) = &self.env.health else {
             return Verdict::Healthy;
         };
-        let url = format!(
-            "http://{}:{port}{}",
-            address(&host.spec, check.from),
-            check.path
-        );
+        let url = format!("http://{}:{port}{}", address(&host.spec), check.path);
         let mut verdict = Verdict::Healthy;
         for attempt in 1..=check.retries {
             verdict = self.probe(host, check, &url).await;

@@ -221,8 +221,10 @@ async fn an_unhealthy_canary_rolls_back_and_a_healthy_one_proceeds() {
     let fleet = Fleet::start(dir.path(), 3);
     let repo = GitRepo::new(dir.path());
     add_web_app(&repo);
+    // The canary's checks run on the hosts themselves (curl over SSH).
+    let health = HEALTH.replace("retries = 30", "retries = 30, from = \"host\"");
     let env =
-        format!("{RESTART}\n{HEALTH}\nstrategy = {{ canary = {{ hosts = 1, observe = \"1s\" }} }}");
+        format!("{RESTART}\n{health}\nstrategy = {{ canary = {{ hosts = 1, observe = \"1s\" }} }}");
     let app = TestApp::spawn(
         tempfile::tempdir().unwrap(),
         &config(dir.path(), &repo, &fleet, &env),
@@ -234,6 +236,14 @@ async fn an_unhealthy_canary_rolls_back_and_a_healthy_one_proceeds() {
     let bad = deploy(&app, &repo, "v2").await;
     assert_eq!(bad["state"], "failed", "{bad:#}");
     assert_eq!(bad["result"]["host"], fleet.hosts[0].spec.as_str());
+    let reason = bad["result"]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with(&format!(
+            "health check GET http://{}:8000/ failed: status 503",
+            fleet.hosts[0].addr()
+        )),
+        "{reason}"
+    );
     assert_eq!(
         bad["result"]["rolled_back"],
         serde_json::json!([fleet.hosts[0].spec])
