@@ -93,8 +93,9 @@ fn render(d: &JobDetail) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "job {}: {} {}/{}",
+        "job {} ({}): {} {}/{}",
         job.id,
+        job.kind.as_str(),
         job.state.as_str(),
         job.app,
         job.env
