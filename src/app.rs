@@ -63,20 +63,46 @@ pub async fn assemble(config: Config) -> anyhow::Result<Parts> {
     })
 }
 
+/// What a process runs. Replicas sharing a PostgreSQL database can split the work: `web`
+/// replicas take webhooks and API calls, `worker` replicas run jobs (and answer probes only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Role {
+    #[default]
+    All,
+    Web,
+    Worker,
+}
+
 /// Starts the server on `listener` and the worker pool.
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
+    start_as(config, listener, Role::All).await
+}
+
+/// Starts what `role` runs: the full HTTP API and/or the worker pool.
+pub async fn start_as(
+    config: Config,
+    listener: TcpListener,
+    role: Role,
+) -> anyhow::Result<Running> {
     let Parts {
         config,
         queue,
         workers,
     } = assemble(config).await?;
     let addr = listener.local_addr()?;
-    let router = http::router(AppState { config, queue });
+    let state = AppState { config, queue };
+    let router = match role {
+        Role::All | Role::Web => http::router(state),
+        Role::Worker => http::probes(state),
+    };
     let shutdown = CancellationToken::new();
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
-            let pool = tokio::spawn(workers.run(shutdown.clone()));
+            let pool = match role {
+                Role::All | Role::Worker => tokio::spawn(workers.run(shutdown.clone())),
+                Role::Web => tokio::spawn(async {}),
+            };
             let served = axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
                 .await;
@@ -86,7 +112,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
             served.context("HTTP server failed")
         }
     });
-    tracing::info!(addr = %addr, "listening");
+    tracing::info!(addr = %addr, role = ?role, "listening");
     Ok(Running {
         addr,
         shutdown,
@@ -117,11 +143,11 @@ pub async fn work_until_done(parts: &Parts, id: i64) -> anyhow::Result<Job> {
 }
 
 /// `slipway serve`: runs until SIGINT or SIGTERM.
-pub async fn serve(config: Config) -> anyhow::Result<()> {
+pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
-    let running = start(config, listener).await?;
+    let running = start_as(config, listener, role).await?;
     let shutdown = running.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

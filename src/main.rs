@@ -20,7 +20,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the HTTP server and the workers.
-    Serve,
+    Serve {
+        /// all: API and workers; web: API only; worker: workers (and probes) only.
+        #[arg(long, value_enum, default_value_t)]
+        role: slipway::app::Role,
+    },
     /// Validate the config and print a summary.
     CheckConfig,
     /// Create or upgrade the database schema, then exit.
@@ -111,7 +115,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("{}: invalid config\n{e}", cli.config.display()))?;
     match cli.command {
         Command::CheckConfig => unreachable!("handled before the runtime starts"),
-        Command::Serve => slipway::app::serve(config).await?,
+        Command::Serve { role } => slipway::app::serve(config, role).await?,
         Command::Migrate => {
             Store::open(&config.database.url).await?;
             println!("database {} is up to date", config.database.url);

@@ -15,12 +15,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Sqlite, Transaction};
 use tokio::sync::Notify;
 
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
 use crate::store::JOB_COLUMNS;
-use crate::store::{Job, JobKind, JobState, Store, StoreError, now_ms};
+use crate::store::{
+    Backend, Job, JobKind, JobState, Store, StoreError, WritePool, now_ms, on_pool,
+};
 
 /// A job to be queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,113 +109,150 @@ impl Queue {
         jobs: &[NewJob],
     ) -> Result<Enqueued, StoreError> {
         let now = now_ms();
-        let mut tx = self.begin().await?;
-        if let Some(d) = delivery {
-            let inserted = sqlx::query(
-                "INSERT INTO deliveries (id, source, event, received_at) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (id) DO NOTHING",
-            )
-            .bind(d.id)
-            .bind(d.source)
-            .bind(d.event)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if inserted == 0 {
-                let ids =
-                    sqlx::query_scalar("SELECT id FROM jobs WHERE delivery_id = $1 ORDER BY id")
-                        .bind(d.id)
-                        .fetch_all(&mut *tx)
+        let enqueued = on_pool!(self.store, pool => {
+            let mut tx = pool.begin_write().await?;
+            let mut duplicate = None;
+            if let Some(d) = delivery {
+                // Concurrent deliveries of one id: the second insert waits for the first
+                // transaction, then does nothing and reads the jobs the first one committed.
+                let inserted = sqlx::query(
+                    "INSERT INTO deliveries (id, source, event, received_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                )
+                .bind(d.id)
+                .bind(d.source)
+                .bind(d.event)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if inserted == 0 {
+                    let ids: Vec<i64> =
+                        sqlx::query_scalar("SELECT id FROM jobs WHERE delivery_id = $1 ORDER BY id")
+                            .bind(d.id)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    duplicate = Some(ids);
+                }
+            }
+            match duplicate {
+                Some(ids) => Enqueued::Duplicate(ids),
+                None => {
+                    let mut ids = Vec::with_capacity(jobs.len());
+                    for job in jobs {
+                        let id: i64 = sqlx::query_scalar(
+                            "INSERT INTO jobs (kind, app, env, lane, git_ref, sha, requested_by, \
+                             source, delivery_id, state, max_attempts, created_at, target_release) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11, $12) \
+                             RETURNING id",
+                        )
+                        .bind(job.kind)
+                        .bind(job.app.as_str())
+                        .bind(job.env.as_str())
+                        .bind(format!("{}/{}", job.app, job.env))
+                        .bind(job.git_ref.as_str())
+                        .bind(job.sha.as_str())
+                        .bind(&job.requested_by)
+                        .bind(job.source)
+                        .bind(delivery.map(|d| d.id))
+                        .bind(i64::from(self.max_attempts))
+                        .bind(now)
+                        .bind(job.target_release.as_ref().map(ReleaseId::as_str))
+                        .fetch_one(&mut *tx)
                         .await?;
-                return Ok(Enqueued::Duplicate(ids));
+                        let message = format!(
+                            "{} {} ({}) to {}/{} requested by {} via {}",
+                            job.kind.as_str(),
+                            job.git_ref,
+                            job.sha.short(),
+                            job.app,
+                            job.env,
+                            job.requested_by,
+                            job.source
+                        );
+                        insert_event!(tx, id, now, JobState::Queued, &message);
+                        ids.push(id);
+                    }
+                    tx.commit().await?;
+                    Enqueued::Created(ids)
+                }
+            }
+        });
+        if let Enqueued::Created(_) = enqueued {
+            self.wake.notify_waiters();
+            if let Backend::Postgres(pool) = self.store.backend() {
+                // Wakes idle workers of other replicas (they also poll, should this be lost).
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(NOTIFY_CHANNEL)
+                    .execute(pool)
+                    .await?;
             }
         }
-        let mut ids = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let id: i64 = sqlx::query_scalar(
-                "INSERT INTO jobs (kind, app, env, lane, git_ref, sha, requested_by, source, \
-                 delivery_id, state, max_attempts, created_at, target_release) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11, $12) RETURNING id",
-            )
-            .bind(job.kind)
-            .bind(job.app.as_str())
-            .bind(job.env.as_str())
-            .bind(format!("{}/{}", job.app, job.env))
-            .bind(job.git_ref.as_str())
-            .bind(job.sha.as_str())
-            .bind(&job.requested_by)
-            .bind(job.source)
-            .bind(delivery.map(|d| d.id))
-            .bind(i64::from(self.max_attempts))
-            .bind(now)
-            .bind(job.target_release.as_ref().map(ReleaseId::as_str))
-            .fetch_one(&mut *tx)
-            .await?;
-            let message = format!(
-                "{} {} ({}) to {}/{} requested by {} via {}",
-                job.kind.as_str(),
-                job.git_ref,
-                job.sha.short(),
-                job.app,
-                job.env,
-                job.requested_by,
-                job.source
-            );
-            event(&mut tx, id, now, JobState::Queued, &message).await?;
-            ids.push(id);
-        }
-        tx.commit().await?;
-        self.wake.notify_waiters();
-        Ok(Enqueued::Created(ids))
+        Ok(enqueued)
     }
 
     /// Claims the oldest runnable job for `owner`.
     pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Claim, StoreError> {
         let now = now_ms();
-        let mut tx = self.begin().await?;
-        // Scanning queued jobs oldest first and skipping lanes with a running job is enough for
-        // FIFO within a lane: an older queued job of the same lane would have been met first and
-        // skipped for the same reason.
+        // The oldest queued job whose lane has nothing running and no older queued job (so two
+        // claimers racing on one lane cannot take its jobs out of order). On PostgreSQL the
+        // candidate row is locked and rows other claimers hold are skipped; SQLite has one
+        // writer at a time, so the same statement needs no lock clause.
+        let lock = match self.store.backend() {
+            Backend::Sqlite(_) => "",
+            Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+        };
         let sql = format!(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1, \
              lease_until = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'queued' AND NOT EXISTS \
-                (SELECT 1 FROM jobs r WHERE r.lane = j.lane AND r.state = 'running') \
-                ORDER BY j.id LIMIT 1) RETURNING {JOB_COLUMNS}"
+             WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'queued' \
+                AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lane = j.lane AND r.state = 'running') \
+                AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.lane = j.lane AND o.state = 'queued' AND o.id < j.id) \
+                ORDER BY j.id LIMIT 1 {lock}) RETURNING {JOB_COLUMNS}"
         );
-        let job: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(now + lease.as_millis() as i64)
-            .bind(now)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some(job) = job else {
-            return Ok(Claim::Empty);
-        };
-        let message = format!("attempt {} claimed by {owner}", job.attempt);
-        event(&mut tx, job.id, now, JobState::Running, &message).await?;
-        tx.commit().await?;
-        Ok(Claim::Job(Box::new(Lease {
-            job,
-            owner: owner.to_owned(),
-        })))
+        let claimed = on_pool!(self.store, pool => {
+            let mut tx = pool.begin_write().await?;
+            let job: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(owner)
+                .bind(now + lease.as_millis() as i64)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+            if let Some(job) = &job {
+                // Timestamped after the claim statement, not before it: on PostgreSQL that
+                // statement only saw the lane free once the previous job's end was committed,
+                // so the event log never shows two jobs of a lane overlapping.
+                let claimed_at = now_ms();
+                let message = format!("attempt {} claimed by {owner}", job.attempt);
+                insert_event!(tx, job.id, claimed_at, JobState::Running, &message);
+                tx.commit().await?;
+            }
+            job
+        });
+        Ok(match claimed {
+            Some(job) => Claim::Job(Box::new(Lease {
+                job,
+                owner: owner.to_owned(),
+            })),
+            None => Claim::Empty,
+        })
     }
 
     /// Renews the lease. `false` means it is no longer ours: stop and do not switch anything.
     pub async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<bool, StoreError> {
-        let until = now_ms() + duration.as_millis() as i64;
-        let updated = sqlx::query(
+        let now = now_ms();
+        let until = now + duration.as_millis() as i64;
+        let updated = on_pool!(self.store, pool => sqlx::query(
             "UPDATE jobs SET lease_until = $1 \
              WHERE id = $2 AND attempt = $3 AND state = 'running' AND lease_until >= $4",
         )
         .bind(until)
         .bind(lease.job.id)
         .bind(lease.job.attempt)
-        .bind(now_ms())
-        .execute(self.store.pool())
+        .bind(now)
+        .execute(pool)
         .await?
-        .rows_affected();
+        .rows_affected());
         Ok(updated == 1)
     }
 
@@ -230,81 +268,110 @@ impl Queue {
                 Some(result.to_string()),
             ),
         };
-        let mut tx = self.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE jobs SET state = $1, finished_at = $2, error = $3, result = $4, \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE id = $5 AND attempt = $6 AND state = 'running'",
-        )
-        .bind(state)
-        .bind(now)
-        .bind(error)
-        .bind(result)
-        .bind(lease.job.id)
-        .bind(lease.job.attempt)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if updated == 0 {
-            return Ok(false);
-        }
-        event(&mut tx, lease.job.id, now, state, message).await?;
-        tx.commit().await?;
-        Ok(true)
+        let finished = on_pool!(self.store, pool => {
+            let mut tx = pool.begin_write().await?;
+            let updated = sqlx::query(
+                "UPDATE jobs SET state = $1, finished_at = $2, error = $3, result = $4, \
+                 lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $5 AND attempt = $6 AND state = 'running'",
+            )
+            .bind(state)
+            .bind(now)
+            .bind(error)
+            .bind(result.as_deref())
+            .bind(lease.job.id)
+            .bind(lease.job.attempt)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                insert_event!(tx, lease.job.id, now, state, message);
+                tx.commit().await?;
+            }
+            updated == 1
+        });
+        Ok(finished)
     }
 
     /// Returns jobs whose lease lapsed to the queue (or fails them once out of attempts).
     /// Returns how many were recovered.
     pub async fn reap_expired(&self) -> Result<usize, StoreError> {
         let now = now_ms();
-        let mut tx = self.begin().await?;
-        let reaped: Vec<(i64, JobState, i64)> = sqlx::query_as(
-            "UPDATE jobs SET \
-               state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END, \
-               finished_at = CASE WHEN attempt >= max_attempts THEN $1 ELSE NULL END, \
-               error = CASE WHEN attempt >= max_attempts \
-                 THEN 'lease expired on the last attempt (worker lost)' ELSE NULL END, \
-               lease_owner = NULL, lease_until = NULL \
-             WHERE state = 'running' AND lease_until < $1 \
-             RETURNING id, state, attempt",
-        )
-        .bind(now)
-        .fetch_all(&mut *tx)
-        .await?;
-        for (id, state, attempt) in &reaped {
-            let message = format!("lease of attempt {attempt} expired (worker lost)");
-            event(&mut tx, *id, now, *state, &message).await?;
-        }
-        tx.commit().await?;
-        if !reaped.is_empty() {
+        let reaped = on_pool!(self.store, pool => {
+            let mut tx = pool.begin_write().await?;
+            let reaped: Vec<(i64, JobState, i64)> = sqlx::query_as(
+                "UPDATE jobs SET \
+                   state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END, \
+                   finished_at = CASE WHEN attempt >= max_attempts THEN $1 ELSE NULL END, \
+                   error = CASE WHEN attempt >= max_attempts \
+                     THEN 'lease expired on the last attempt (worker lost)' ELSE NULL END, \
+                   lease_owner = NULL, lease_until = NULL \
+                 WHERE state = 'running' AND lease_until < $1 \
+                 RETURNING id, state, attempt",
+            )
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+            for (id, state, attempt) in &reaped {
+                let message = format!("lease of attempt {attempt} expired (worker lost)");
+                insert_event!(tx, *id, now, *state, &message);
+            }
+            tx.commit().await?;
+            reaped.len()
+        });
+        if reaped > 0 {
             self.wake.notify_waiters();
         }
-        Ok(reaped.len())
+        Ok(reaped)
     }
 
-    /// A write transaction. SQLite needs `BEGIN IMMEDIATE` so a writer waits on the busy timeout
-    /// instead of failing when it upgrades a read lock.
-    async fn begin(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        Ok(self.store.pool().begin_with("BEGIN IMMEDIATE").await?)
+    /// Wakes this process's idle workers whenever another replica enqueues (PostgreSQL
+    /// `LISTEN`); returns at once on SQLite, where one process owns the database. If the
+    /// connection drops, workers still poll, and listening resumes on reconnect.
+    pub async fn listen(&self, shutdown: tokio_util::sync::CancellationToken) {
+        let Backend::Postgres(pool) = self.store.backend() else {
+            return;
+        };
+        while !shutdown.is_cancelled() {
+            let listener = async {
+                let mut listener = sqlx::postgres::PgListener::connect_with(pool).await?;
+                listener.listen(NOTIFY_CHANNEL).await?;
+                loop {
+                    listener.recv().await?;
+                    self.wake.notify_waiters();
+                }
+                #[allow(unreachable_code)]
+                Ok::<(), sqlx::Error>(())
+            };
+            tokio::select! {
+                result = listener => {
+                    if let Err(err) = result {
+                        tracing::warn!(error = %err, "LISTEN connection lost; polling until it is back");
+                    }
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                () = shutdown.cancelled() => return,
+            }
+        }
     }
 }
 
-async fn event(
-    tx: &mut Transaction<'static, Sqlite>,
-    job_id: i64,
-    at: i64,
-    state: JobState,
-    message: &str,
-) -> Result<(), StoreError> {
-    sqlx::query("INSERT INTO job_events (job_id, at, state, message) VALUES ($1, $2, $3, $4)")
-        .bind(job_id)
-        .bind(at)
-        .bind(state)
-        .bind(message)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+/// The PostgreSQL channel enqueues notify.
+const NOTIFY_CHANNEL: &str = "slipway_jobs";
+
+/// Appends a row to a job's event log inside transaction `$tx`.
+macro_rules! insert_event {
+    ($tx:ident, $job_id:expr, $at:expr, $state:expr, $message:expr) => {
+        sqlx::query("INSERT INTO job_events (job_id, at, state, message) VALUES ($1, $2, $3, $4)")
+            .bind($job_id)
+            .bind($at)
+            .bind($state)
+            .bind($message)
+            .execute(&mut *$tx)
+            .await?
+    };
 }
+use insert_event;
 
 #[cfg(test)]
 mod tests;

@@ -36,6 +36,10 @@ impl Workers {
             std::env::var("HOSTNAME").unwrap_or_else(|_| "slipway".into()),
             std::process::id()
         );
+        let listener = tokio::spawn({
+            let (queue, shutdown) = (self.queue.clone(), shutdown.clone());
+            async move { queue.listen(shutdown).await }
+        });
         let workers: Vec<_> = (0..self.config.worker.concurrency)
             .map(|n| {
                 let this = self.clone();
@@ -45,6 +49,7 @@ impl Workers {
             })
             .collect();
         futures::future::join_all(workers).await;
+        listener.abort();
     }
 
     async fn work(&self, owner: String, shutdown: CancellationToken) {

@@ -40,9 +40,18 @@ pub struct Server {
     pub listen: SocketAddr,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Database {
+    /// `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`.
     pub url: String,
+}
+
+impl fmt::Debug for Database {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &crate::store::redact_url(&self.url))
+            .finish()
+    }
 }
 
 #[derive(Debug)]
@@ -248,12 +257,16 @@ impl Config {
         if w.lease < Duration::from_secs(1) {
             errors.push("worker.lease", "must be at least 1s");
         }
-        if !raw.database.url.starts_with("sqlite:") {
+        let url = &raw.database.url;
+        if !["sqlite:", "postgres://", "postgresql://"]
+            .iter()
+            .any(|scheme| url.starts_with(scheme))
+        {
             errors.push(
                 "database.url",
                 format!(
-                    "unsupported database URL {:?}: use sqlite://PATH",
-                    raw.database.url
+                    "unsupported database URL {:?}: use sqlite://PATH or postgres://USER@HOST/DB",
+                    crate::store::redact_url(url)
                 ),
             );
         }

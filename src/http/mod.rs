@@ -30,16 +30,30 @@ pub struct AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let routes = Router::new()
         .route("/webhooks/github", post(github::receive))
         .route("/api/jobs", get(api::list_jobs))
         .route("/api/jobs/{id}", get(api::show_job))
         .route(
             "/api/environments/{app}/{env}/rollback",
             post(api::rollback),
-        )
+        );
+    layers(routes.merge(probe_routes()), state)
+}
+
+/// Only the probes: what a `worker`-role replica serves.
+pub fn probes(state: AppState) -> Router {
+    layers(probe_routes(), state)
+}
+
+fn probe_routes() -> Router<AppState> {
+    Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+}
+
+fn layers(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(TraceLayer::new_for_http())

@@ -1,18 +1,49 @@
 use super::*;
 
 struct Fixture {
-    _dir: tempfile::TempDir,
+    /// The SQLite file's directory (kept as long as the queue).
+    _dir: Option<tempfile::TempDir>,
     queue: Queue,
 }
 
-async fn fixture(max_attempts: u32) -> Fixture {
+/// The same queue on each backend: a fresh SQLite file, and a fresh database on the PostgreSQL
+/// server at `SLIPWAY_TEST_POSTGRES` (default: the local one, as `scripts/test` provides).
+async fn fixtures(max_attempts: u32) -> Vec<Fixture> {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("q.db").display());
-    let store = Store::open(&url).await.unwrap();
-    Fixture {
-        _dir: dir,
-        queue: Queue::new(store, max_attempts),
+    let sqlite = format!("sqlite://{}", dir.path().join("q.db").display());
+    let mut out = Vec::new();
+    for (url, dir) in [(sqlite, Some(dir)), (fresh_postgres_database().await, None)] {
+        let store = Store::open(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        out.push(Fixture {
+            _dir: dir,
+            queue: Queue::new(store, max_attempts),
+        });
     }
+    out
+}
+
+async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    let admin = std::env::var("SLIPWAY_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (scripts/test starts one): {e}"));
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "slipway_unit_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        now_ms()
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
 }
 
 fn job(env: &str) -> NewJob {
@@ -39,126 +70,199 @@ const LONG: Duration = Duration::from_secs(60);
 
 #[tokio::test]
 async fn one_running_job_per_lane_fifo_within_it() {
-    let f = fixture(3).await;
-    let Enqueued::Created(ids) = f
-        .queue
-        .enqueue(None, &[job("staging"), job("staging"), job("prod")])
-        .await
-        .unwrap()
-    else {
-        panic!("created")
-    };
-    let first = claim(&f.queue, LONG).await.unwrap();
-    assert_eq!(first.job.id, ids[0]);
-    assert_eq!(first.job.attempt, 1);
-    // staging is busy, so the next claim skips the second staging job and takes prod.
-    let second = claim(&f.queue, LONG).await.unwrap();
-    assert_eq!(second.job.id, ids[2]);
-    assert!(claim(&f.queue, LONG).await.is_none());
-    let done = Outcome::Succeeded {
-        message: "ok".into(),
-    };
-    assert!(f.queue.finish(&first, &done).await.unwrap());
-    let third = claim(&f.queue, LONG).await.unwrap();
-    assert_eq!(third.job.id, ids[1]);
-    let stored = f.queue.store().job(ids[0]).await.unwrap().unwrap();
-    assert_eq!(stored.state, JobState::Succeeded);
-    let events = f.queue.store().job_events(ids[0]).await.unwrap();
-    let states: Vec<_> = events.iter().map(|e| e.state.as_str()).collect();
-    assert_eq!(states, ["queued", "running", "succeeded"]);
+    for f in fixtures(3).await {
+        let Enqueued::Created(ids) = f
+            .queue
+            .enqueue(None, &[job("staging"), job("staging"), job("prod")])
+            .await
+            .unwrap()
+        else {
+            panic!("created")
+        };
+        let first = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(first.job.id, ids[0]);
+        assert_eq!(first.job.attempt, 1);
+        // staging is busy, so the next claim skips the second staging job and takes prod.
+        let second = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(second.job.id, ids[2]);
+        assert!(claim(&f.queue, LONG).await.is_none());
+        let done = Outcome::Succeeded {
+            message: "ok".into(),
+        };
+        assert!(f.queue.finish(&first, &done).await.unwrap());
+        let third = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(third.job.id, ids[1]);
+        let stored = f.queue.store().job(ids[0]).await.unwrap().unwrap();
+        assert_eq!(stored.state, JobState::Succeeded);
+        let events = f.queue.store().job_events(ids[0]).await.unwrap();
+        let states: Vec<_> = events.iter().map(|e| e.state.as_str()).collect();
+        assert_eq!(states, ["queued", "running", "succeeded"]);
+    }
 }
 
 #[tokio::test]
 async fn a_delivery_enqueues_once() {
-    let f = fixture(3).await;
-    let d = Delivery {
-        id: "d-1",
-        source: "github",
-        event: "push",
-    };
-    let first = f.queue.enqueue(Some(d), &[job("staging")]).await.unwrap();
-    let Enqueued::Created(ids) = first else {
-        panic!("created")
-    };
-    let again = f.queue.enqueue(Some(d), &[job("staging")]).await.unwrap();
-    assert_eq!(again, Enqueued::Duplicate(ids));
-    assert_eq!(f.queue.store().jobs(None, 10).await.unwrap().len(), 1);
+    for f in fixtures(3).await {
+        let d = Delivery {
+            id: "d-1",
+            source: "github",
+            event: "push",
+        };
+        let first = f.queue.enqueue(Some(d), &[job("staging")]).await.unwrap();
+        let Enqueued::Created(ids) = first else {
+            panic!("created")
+        };
+        let again = f.queue.enqueue(Some(d), &[job("staging")]).await.unwrap();
+        assert_eq!(again, Enqueued::Duplicate(ids));
+        assert_eq!(f.queue.store().jobs(None, 10).await.unwrap().len(), 1);
+    }
 }
 
 #[tokio::test]
 async fn concurrent_redeliveries_create_one_job() {
-    let f = fixture(3).await;
-    let tasks: Vec<_> = (0..20)
-        .map(|_| {
-            let queue = f.queue.clone();
-            tokio::spawn(async move {
-                let d = Delivery {
-                    id: "same",
-                    source: "github",
-                    event: "push",
-                };
-                queue.enqueue(Some(d), &[job("staging")]).await.unwrap()
+    for f in fixtures(3).await {
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let queue = f.queue.clone();
+                tokio::spawn(async move {
+                    let d = Delivery {
+                        id: "same",
+                        source: "github",
+                        event: "push",
+                    };
+                    queue.enqueue(Some(d), &[job("staging")]).await.unwrap()
+                })
             })
-        })
-        .collect();
-    let mut created = 0;
-    for task in tasks {
-        if let Enqueued::Created(_) = task.await.unwrap() {
-            created += 1;
+            .collect();
+        let mut created = 0;
+        for task in tasks {
+            if let Enqueued::Created(_) = task.await.unwrap() {
+                created += 1;
+            }
         }
+        assert_eq!(created, 1);
+        assert_eq!(f.queue.store().jobs(None, 100).await.unwrap().len(), 1);
     }
-    assert_eq!(created, 1);
-    assert_eq!(f.queue.store().jobs(None, 100).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
 async fn an_expired_lease_returns_the_job_and_fences_the_old_owner() {
-    let f = fixture(3).await;
-    f.queue.enqueue(None, &[job("staging")]).await.unwrap();
-    let stale = claim(&f.queue, Duration::from_millis(1)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(f.queue.reap_expired().await.unwrap(), 1);
-    let fresh = claim(&f.queue, LONG).await.unwrap();
-    assert_eq!(fresh.job.id, stale.job.id);
-    assert_eq!(fresh.job.attempt, 2);
-    // The old owner can neither renew nor finish.
-    assert!(!f.queue.heartbeat(&stale, LONG).await.unwrap());
-    let failed = Outcome::Failed {
-        error: "x".into(),
-        result: serde_json::json!({}),
-    };
-    assert!(!f.queue.finish(&stale, &failed).await.unwrap());
-    assert!(f.queue.heartbeat(&fresh, LONG).await.unwrap());
-    assert_eq!(
-        f.queue
-            .store()
-            .job(fresh.job.id)
-            .await
-            .unwrap()
-            .unwrap()
-            .state,
-        JobState::Running
-    );
+    for f in fixtures(3).await {
+        f.queue.enqueue(None, &[job("staging")]).await.unwrap();
+        let stale = claim(&f.queue, Duration::from_millis(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(f.queue.reap_expired().await.unwrap(), 1);
+        let fresh = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(fresh.job.id, stale.job.id);
+        assert_eq!(fresh.job.attempt, 2);
+        // The old owner can neither renew nor finish.
+        assert!(!f.queue.heartbeat(&stale, LONG).await.unwrap());
+        let failed = Outcome::Failed {
+            error: "x".into(),
+            result: serde_json::json!({}),
+        };
+        assert!(!f.queue.finish(&stale, &failed).await.unwrap());
+        assert!(f.queue.heartbeat(&fresh, LONG).await.unwrap());
+        assert_eq!(
+            f.queue
+                .store()
+                .job(fresh.job.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .state,
+            JobState::Running
+        );
+    }
 }
 
 #[tokio::test]
 async fn a_job_out_of_attempts_fails() {
-    let f = fixture(1).await;
-    f.queue.enqueue(None, &[job("staging")]).await.unwrap();
-    let lease = claim(&f.queue, Duration::from_millis(1)).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(5)).await;
-    assert_eq!(f.queue.reap_expired().await.unwrap(), 1);
-    let stored = f.queue.store().job(lease.job.id).await.unwrap().unwrap();
-    assert_eq!(stored.state, JobState::Failed);
-    assert!(stored.error.unwrap().contains("lease expired"));
-    assert!(claim(&f.queue, LONG).await.is_none());
+    for f in fixtures(1).await {
+        f.queue.enqueue(None, &[job("staging")]).await.unwrap();
+        let lease = claim(&f.queue, Duration::from_millis(1)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(f.queue.reap_expired().await.unwrap(), 1);
+        let stored = f.queue.store().job(lease.job.id).await.unwrap().unwrap();
+        assert_eq!(stored.state, JobState::Failed);
+        assert!(stored.error.unwrap().contains("lease expired"));
+        assert!(claim(&f.queue, LONG).await.is_none());
+    }
 }
 
 #[tokio::test]
 async fn live_leases_are_not_reaped() {
-    let f = fixture(3).await;
-    f.queue.enqueue(None, &[job("staging")]).await.unwrap();
-    let lease = claim(&f.queue, LONG).await.unwrap();
-    assert_eq!(f.queue.reap_expired().await.unwrap(), 0);
-    assert!(f.queue.heartbeat(&lease, LONG).await.unwrap());
+    for f in fixtures(3).await {
+        f.queue.enqueue(None, &[job("staging")]).await.unwrap();
+        let lease = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(f.queue.reap_expired().await.unwrap(), 0);
+        assert!(f.queue.heartbeat(&lease, LONG).await.unwrap());
+    }
+}
+
+#[tokio::test]
+async fn every_read_query_answers_the_same_on_both_backends() {
+    let mut answers = Vec::new();
+    for f in fixtures(3).await {
+        let store = f.queue.store();
+        f.queue.enqueue(None, &[job("staging")]).await.unwrap();
+        let lease = claim(&f.queue, LONG).await.unwrap();
+        let line = crate::store::NewLogLine {
+            at: 1,
+            host: "h1".into(),
+            step: "build".into(),
+            line: "hello".into(),
+        };
+        store
+            .append_log(lease.job.id, &[line.clone(), line])
+            .await
+            .unwrap();
+        store
+            .record_step(&crate::store::NewStepResult {
+                job_id: lease.job.id,
+                attempt: lease.job.attempt,
+                host: "h1",
+                idx: 0,
+                name: "build",
+                status: "ok",
+                exit_code: Some(0),
+                started_at: 1,
+                duration_ms: 2,
+            })
+            .await
+            .unwrap();
+        let release = lease.job.release_id();
+        store
+            .record_switch(&lease.job, &release, &[("h1".into(), Some("blue"))])
+            .await
+            .unwrap();
+        let done = Outcome::Succeeded {
+            message: "ok".into(),
+        };
+        assert!(f.queue.finish(&lease, &done).await.unwrap());
+
+        let detail = store.job_detail(lease.job.id, 10).await.unwrap().unwrap();
+        let live = store.live_deployments("shop", "staging").await.unwrap();
+        let history = store.release_history("shop", "staging", 10).await.unwrap();
+        let listed = store.jobs(Some(JobState::Succeeded), 10).await.unwrap();
+        store.ready().await.unwrap();
+        answers.push((
+            detail.job.state,
+            detail.events.len(),
+            detail.steps.len(),
+            detail
+                .log
+                .iter()
+                .map(|l| l.line.clone())
+                .collect::<Vec<_>>(),
+            live.iter()
+                .map(|d| (d.host.clone(), d.slot.clone()))
+                .collect::<Vec<_>>(),
+            history.len(),
+            listed.len(),
+        ));
+    }
+    assert_eq!(answers[0], answers[1], "SQLite and PostgreSQL disagree");
+    assert_eq!(answers[0].3, ["hello", "hello"]);
+    assert_eq!(answers[0].4, [("h1".to_owned(), Some("blue".to_owned()))]);
 }

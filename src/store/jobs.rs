@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Store, StoreError};
+use super::{Store, StoreError, on_pool};
 use crate::domain::ReleaseId;
 
 /// Where a job is in its life. Terminal states never change again.
@@ -150,10 +150,10 @@ pub(crate) const JOB_COLUMNS: &str = "id, kind, app, env, git_ref, sha, requeste
 impl Store {
     pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
-            .fetch_optional(self.pool())
-            .await?)
+            .fetch_optional(pool)
+            .await?))
     }
 
     /// Newest first, optionally only one state.
@@ -161,43 +161,43 @@ impl Store {
         let sql = format!(
             "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 IS NULL OR state = $1) ORDER BY id DESC LIMIT $2"
         );
-        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(state)
             .bind(limit)
-            .fetch_all(self.pool())
-            .await?)
+            .fetch_all(pool)
+            .await?))
     }
 
     pub async fn job_events(&self, job_id: i64) -> Result<Vec<JobEvent>, StoreError> {
-        Ok(sqlx::query_as(
+        on_pool!(self, pool => Ok(sqlx::query_as(
             "SELECT at, state, message FROM job_events WHERE job_id = $1 ORDER BY id",
         )
         .bind(job_id)
-        .fetch_all(self.pool())
-        .await?)
+        .fetch_all(pool)
+        .await?))
     }
 
     /// The last `limit` log lines of a job, oldest first.
     pub async fn job_log(&self, job_id: i64, limit: i64) -> Result<Vec<LogLine>, StoreError> {
-        Ok(sqlx::query_as(
+        on_pool!(self, pool => Ok(sqlx::query_as(
             "SELECT at, host, step, line FROM \
-             (SELECT id, at, host, step, line FROM job_logs WHERE job_id = $1 ORDER BY id DESC LIMIT $2) \
+             (SELECT id, at, host, step, line FROM job_logs WHERE job_id = $1 ORDER BY id DESC LIMIT $2) AS recent \
              ORDER BY id",
         )
         .bind(job_id)
         .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+        .fetch_all(pool)
+        .await?))
     }
 
     pub async fn step_results(&self, job_id: i64) -> Result<Vec<StepResult>, StoreError> {
-        Ok(sqlx::query_as(
+        on_pool!(self, pool => Ok(sqlx::query_as(
             "SELECT attempt, host, idx, name, status, exit_code, started_at, duration_ms \
              FROM step_results WHERE job_id = $1 ORDER BY attempt, host, idx",
         )
         .bind(job_id)
-        .fetch_all(self.pool())
-        .await?)
+        .fetch_all(pool)
+        .await?))
     }
 
     /// What each host of an environment runs now: its latest switch.
@@ -206,7 +206,7 @@ impl Store {
         app: &str,
         env: &str,
     ) -> Result<Vec<Deployment>, StoreError> {
-        Ok(sqlx::query_as(
+        on_pool!(self, pool => Ok(sqlx::query_as(
             "SELECT host, release_id, sha, git_ref, job_id, switched_at, kind, slot FROM deployments d \
              WHERE app = $1 AND env = $2 AND id = \
                (SELECT MAX(id) FROM deployments WHERE app = d.app AND env = d.env AND host = d.host) \
@@ -214,8 +214,8 @@ impl Store {
         )
         .bind(app)
         .bind(env)
-        .fetch_all(self.pool())
-        .await?)
+        .fetch_all(pool)
+        .await?))
     }
 }
 
@@ -228,7 +228,7 @@ impl Store {
         env: &str,
         limit: i64,
     ) -> Result<Vec<Deployment>, StoreError> {
-        Ok(sqlx::query_as(
+        on_pool!(self, pool => Ok(sqlx::query_as(
             "SELECT host, release_id, sha, git_ref, job_id, switched_at, kind, slot FROM deployments d \
              WHERE app = $1 AND env = $2 AND id = \
                (SELECT MAX(id) FROM deployments WHERE app = d.app AND env = d.env AND release_id = d.release_id) \
@@ -237,8 +237,8 @@ impl Store {
         .bind(app)
         .bind(env)
         .bind(limit)
-        .fetch_all(self.pool())
-        .await?)
+        .fetch_all(pool)
+        .await?))
     }
 }
 

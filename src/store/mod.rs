@@ -2,23 +2,31 @@
 //! and the API. Writes that move a job between states live in [`crate::queue`], so the state
 //! machine has one home.
 //!
-//! Times are stored as UTC milliseconds (`INTEGER`); see `migrations/sqlite/0001_jobs.sql`.
+//! Two backends, one SQL text where the dialects agree (SQLite accepts `$1` parameters): SQLite
+//! is the embedded default; PostgreSQL lets several replicas share the queue. [`on_pool!`] runs
+//! a block once per backend's concrete pool type, so each query is written once and compiled
+//! twice; the few places that differ (the claim's row locking, transaction start) say so.
+//! Both schemas (`migrations/sqlite`, `migrations/postgres`) are kept in step by running the
+//! whole store/queue test suite against both. Times are UTC milliseconds (`INTEGER`/`BIGINT`).
 
 mod jobs;
 mod records;
 
-use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Postgres, Sqlite, Transaction};
 
 pub(crate) use jobs::JOB_COLUMNS;
 pub use jobs::{Deployment, Job, JobDetail, JobEvent, JobKind, JobState, LogLine, StepResult};
 pub use records::{NewLogLine, NewStepResult};
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -34,30 +42,98 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("unsupported database URL {0}: use sqlite://PATH or postgres://...")]
+    Unsupported(String),
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
 }
 
+/// The concrete pool behind a [`Store`].
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$pool` bound to the store's concrete pool (`&SqlitePool` or `&PgPool`).
+/// The body is compiled once per backend; it must be valid SQL for both.
+macro_rules! on_pool {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store.backend() {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Starting a write transaction, per backend.
+pub trait WritePool {
+    type Db: sqlx::Database;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+}
+
+impl WritePool for SqlitePool {
+    type Db = Sqlite;
+    /// `BEGIN IMMEDIATE`: a writer waits on the busy timeout instead of failing when it upgrades
+    /// a read lock (SQLite's default `BEGIN DEFERRED` would return SQLITE_BUSY at once).
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Transaction<'static, Sqlite>, sqlx::Error>> + Send
+    {
+        self.begin_with("BEGIN IMMEDIATE")
+    }
+}
+
+impl WritePool for PgPool {
+    type Db = Postgres;
+    fn begin_write(
+        &self,
+    ) -> impl std::future::Future<Output = Result<Transaction<'static, Postgres>, sqlx::Error>> + Send
+    {
+        self.begin()
+    }
+}
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
-    pool: SqlitePool,
+    backend: Backend,
 }
 
 impl Store {
-    /// Opens (creating if missing) and migrates the database at `url`.
+    /// Opens (creating a SQLite file if missing) and migrates the database at `url`.
     ///
     /// SQLite runs in WAL mode with `synchronous = NORMAL`: a commit is durable against a crash
     /// of this process (the WAL is written before the commit returns); only an OS crash or power
     /// loss can roll back the last transactions, and GitHub and Slack re-send what we had not
     /// answered. The busy timeout makes concurrent writers wait instead of failing.
+    /// PostgreSQL's migrator takes an advisory lock, so replicas starting together are safe.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open {
-            url: url.to_owned(),
+            url: redact_url(url),
             source,
         };
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let options = PgConnectOptions::from_str(url).map_err(open_err)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await
+                .map_err(open_err)?;
+            POSTGRES_MIGRATOR.run(&pool).await?;
+            return Ok(Self {
+                backend: Backend::Postgres(pool),
+            });
+        }
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::Unsupported(redact_url(url)));
+        }
         let options = SqliteConnectOptions::from_str(url)
             .map_err(open_err)?
             .create_if_missing(true)
@@ -78,33 +154,49 @@ impl Store {
             .connect_with(options)
             .await
             .map_err(open_err)?;
-        MIGRATOR.run(&pool).await?;
-        Ok(Self { pool })
+        SQLITE_MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            backend: Backend::Sqlite(pool),
+        })
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub fn backend(&self) -> &Backend {
+        &self.backend
     }
 
     /// Readiness: the database answers and every migration this binary knows is applied.
     pub async fn ready(&self) -> Result<(), String> {
-        let applied: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
-                .fetch_one(&self.pool)
-                .await
-                .map_err(|e| format!("database unreachable: {e}"))?;
-        let known = MIGRATOR.iter().count() as i64;
-        if applied < known {
+        let (applied, known): (Result<i64, sqlx::Error>, usize) = on_pool!(self, pool => {
+            let migrator = match self.backend() {
+                Backend::Sqlite(_) => &SQLITE_MIGRATOR,
+                Backend::Postgres(_) => &POSTGRES_MIGRATOR,
+            };
+            (
+                sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(pool)
+                    .await,
+                migrator.iter().count(),
+            )
+        });
+        let applied = applied.map_err(|e| format!("database unreachable: {e}"))?;
+        if applied < known as i64 {
             return Err(format!("{applied} of {known} migrations applied"));
         }
         Ok(())
     }
+}
 
-    /// The path of a `sqlite://` database file, for messages.
-    pub fn describe(url: &str) -> String {
-        SqliteConnectOptions::from_str(url)
-            .map(|o| Path::new(o.get_filename()).display().to_string())
-            .unwrap_or_else(|_| url.to_owned())
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:****{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Write side of a running job's records: log lines, step results and switches. State
 //! transitions are not here: they belong to [`crate::queue`].
 
-use super::{Store, StoreError, now_ms};
+use super::{Store, StoreError, WritePool, now_ms, on_pool};
 
 /// A captured output line waiting to be stored.
 #[derive(Debug, Clone)]
@@ -31,20 +31,23 @@ impl Store {
         if lines.is_empty() {
             return Ok(());
         }
-        let mut query =
-            sqlx::QueryBuilder::new("INSERT INTO job_logs (job_id, at, host, step, line) ");
-        query.push_values(lines, |mut row, line| {
-            row.push_bind(job_id)
-                .push_bind(line.at)
-                .push_bind(&line.host)
-                .push_bind(&line.step)
-                .push_bind(&line.line);
+        on_pool!(self, pool => {
+            let mut query =
+                sqlx::QueryBuilder::new("INSERT INTO job_logs (job_id, at, host, step, line) ");
+            query.push_values(lines, |mut row, line| {
+                row.push_bind(job_id)
+                    .push_bind(line.at)
+                    .push_bind(&line.host)
+                    .push_bind(&line.step)
+                    .push_bind(&line.line);
+            });
+            query.build().execute(pool).await?;
         });
-        query.build().execute(self.pool()).await?;
         Ok(())
     }
 
     pub async fn record_step(&self, r: &NewStepResult<'_>) -> Result<(), StoreError> {
+        on_pool!(self, pool => {
         sqlx::query(
             "INSERT INTO step_results (job_id, attempt, host, idx, name, status, exit_code, \
              started_at, duration_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
@@ -57,11 +60,12 @@ impl Store {
         .bind(r.idx)
         .bind(r.name)
         .bind(r.status)
-        .bind(r.exit_code)
+        .bind(r.exit_code.map(i64::from))
         .bind(r.started_at)
         .bind(r.duration_ms)
-        .execute(self.pool())
+        .execute(pool)
         .await?;
+        });
         Ok(())
     }
 
@@ -73,7 +77,8 @@ impl Store {
         hosts: &[(String, Option<&str>)],
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        let mut tx = self.pool().begin_with("BEGIN IMMEDIATE").await?;
+        on_pool!(self, pool => {
+        let mut tx = pool.begin_write().await?;
         for (host, slot) in hosts {
             sqlx::query(
                 "INSERT INTO deployments (app, env, host, release_id, sha, git_ref, job_id, \
@@ -93,6 +98,7 @@ impl Store {
             .await?;
         }
         tx.commit().await?;
+        });
         Ok(())
     }
 }

@@ -234,3 +234,83 @@ pub fn log_lines(job: &Value) -> Vec<String> {
         })
         .collect()
 }
+
+/// Starts `slipway serve --role ROLE` and returns it with the base URL it listens on (parsed
+/// from its `listening` log line, so `server.listen` can use port 0).
+pub fn serve(config: &Path, role: &str) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["serve", "--role", role, "--config"])
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("serve exited before listening")
+            .unwrap();
+        let log: Value = serde_json::from_str(&line).unwrap_or_default();
+        if log["message"] == "listening" {
+            break log["addr"].as_str().unwrap().to_owned();
+        }
+    };
+    // Keep draining its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{addr}"))
+}
+
+/// A fresh, empty database on the PostgreSQL server at `SLIPWAY_TEST_POSTGRES` (default: the
+/// local one; `scripts/test` starts a throwaway server when there is none).
+pub async fn fresh_postgres_database() -> String {
+    use sqlx::Connection;
+    let admin = std::env::var("SLIPWAY_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (scripts/test starts one): {e}"));
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let name = format!(
+        "slipway_it_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name}"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (base, _) = admin.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
+/// A signed push sent to `base` (a server started with [`serve`]).
+pub async fn push_to(
+    http: &reqwest::Client,
+    base: &str,
+    delivery: &str,
+    branch: &str,
+    sha: &str,
+) -> Value {
+    let body = push_body(REPO, &format!("refs/heads/{branch}"), sha, false);
+    http.post(format!("{base}/webhooks/github"))
+        .header("content-type", "application/json")
+        .header("x-github-event", "push")
+        .header("x-github-delivery", delivery)
+        .header("x-hub-signature-256", sign_github(SECRET.as_bytes(), &body))
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}

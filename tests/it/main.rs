@@ -7,6 +7,7 @@ mod deploy;
 mod helpers;
 mod nginx;
 mod recovery;
+mod replicas;
 mod sshd;
 mod strategies;
 mod webhook;

@@ -1,40 +1,9 @@
 //! A worker killed in the middle of a job: after its lease lapses another process picks the job
 //! up and finishes it.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::helpers::{GitRepo, REPO, SECRET, job_id, push_body, wait_for_job};
-
-const BIN: &str = env!("CARGO_BIN_EXE_slipway");
-
-/// Starts `slipway serve` and returns it with the address it listens on.
-fn serve(config: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .unwrap();
-        let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        if log["message"] == "listening" {
-            break log["addr"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{addr}"))
-}
+use crate::helpers::{GitRepo, REPO, SECRET, job_id, push_body, serve, wait_for_job};
 
 #[tokio::test]
 async fn a_job_of_a_killed_worker_is_picked_up_again() {
@@ -57,7 +26,7 @@ async fn a_job_of_a_killed_worker_is_picked_up_again() {
     let config_path = dir.path().join("slipway.toml");
     std::fs::write(&config_path, config).unwrap();
 
-    let (mut first, base) = serve(&config_path);
+    let (mut first, base) = serve(&config_path, "all");
     let http = reqwest::Client::new();
     let body = push_body(REPO, "refs/heads/main", &sha, false);
     let answer: serde_json::Value = http
@@ -87,7 +56,7 @@ async fn a_job_of_a_killed_worker_is_picked_up_again() {
     first.kill().unwrap();
     first.wait().unwrap();
 
-    let (mut second, base) = serve(&config_path);
+    let (mut second, base) = serve(&config_path, "all");
     let job = wait_for_job(&http, &base, id).await;
     second.kill().unwrap();
     second.wait().unwrap();
