@@ -34,9 +34,13 @@ UsePAM no
 MaxSessions 64
 MaxStartups 200
 CONF
+    # Diagnostic only (EMPTY_BASHRC=1): inside the host's namespace, root's ~/.bashrc reads as
+    # empty, to measure what sourcing it costs every ssh command. Never used for the headline.
+    extra=""
+    if [[ ${EMPTY_BASHRC:-} == 1 && -f /root/.bashrc ]]; then extra="mount --bind /dev/null /root/.bashrc && "; fi
     # unshare (no --fork) execs sh, which execs sshd: $! is sshd's pid.
     unshare --mount --propagation private sh -c \
-      "mount --bind '$dir/hosts/h$i' /srv && exec /usr/sbin/sshd -D -f '$dir/sshd_$i.conf' -E '$dir/sshd_$i.log'" \
+      "mount --bind '$dir/hosts/h$i' /srv && $extra exec /usr/sbin/sshd -D -f '$dir/sshd_$i.conf' -E '$dir/sshd_$i.log'" \
       </dev/null >/dev/null 2>>"$dir/sshd_$i.log" &
     echo $! > "$dir/sshd_$i.pid"
     echo "127.0.1.$i $(cut -d' ' -f1,2 "$dir/host_key.pub")" >> "$dir/known_hosts"

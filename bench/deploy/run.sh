@@ -13,6 +13,7 @@
 #   PEER=/work/shared/bench/peer   the peer scripts (raw.sh, deploy.yml, ansible.cfg, inventory.sh)
 #   ANSIBLE_VENV=/var/tmp/slipway-bench-ansible   where ansible-core is pip-installed (reused)
 #   KEEP=1            keep the work directories (default: removed at the end)
+#   EMPTY_BASHRC=1    diagnostic: hosts see an empty /root/.bashrc (see fleet.sh); not the headline
 #
 # Every host count gets a fresh fleet (bench/deploy/fleet.sh: sshd per host in its own mount
 # namespace, its root DIR/hosts/hI seen as /srv). Timings are wall clock (date +%s.%N) of the
@@ -137,7 +138,7 @@ TOML
     local t0 out=$dir/logs/slipway-$1.txt
     t0=$(now)
     if ! (cd "$dir" && "$bin" deploy bench prod --ref main --config slipway.toml) > "$out" 2>"$out.err"; then
-      log "slipway deploy failed ($n hosts, $1):"; tail -40 "$out" "$out.err" >&2; return 1
+      log "slipway deploy failed ($n hosts, $1):"; tail -n 40 "$out" "$out.err" >&2; return 1
     fi
     since "$t0"
   }
@@ -153,7 +154,7 @@ TOML
     t0=$(now)
     (cd "$dir" && LC_ALL=C.UTF-8 ANSIBLE_CONFIG=$PEER/ansible.cfg REL=$(new_rel) TARBALL=$tarball \
       "$ANSIBLE_VENV/bin/ansible-playbook" -i inventory.ini "$PEER/deploy.yml") > "$dir/logs/ansible-$1.txt" 2>&1 \
-      || { log "ansible-playbook failed:"; tail -40 "$dir/logs/ansible-$1.txt" >&2; return 1; }
+      || { log "ansible-playbook failed:"; tail -n 40 "$dir/logs/ansible-$1.txt" >&2; return 1; }
     since "$t0"
   }
 
@@ -173,13 +174,16 @@ TOML
   done
 
   if [[ $n == "$ROLLBACK_HOSTS" ]]; then
-    log "== $n hosts: rollback (each after an untimed deploy)"
+    # Each rollback follows two untimed deploys, so its target (the release live before the
+    # current one) is the second newest release on every host and cannot have been pruned.
+    log "== $n hosts: rollback (each after two untimed deploys)"
     for k in $(seq 1 "$R"); do
-      run_slipway "pre-rollback-$k" >/dev/null
+      run_slipway "pre-rollback-$k-a" >/dev/null
+      run_slipway "pre-rollback-$k-b" >/dev/null
       local t0 out=$dir/logs/rollback-$k.txt
       t0=$(now)
       (cd "$dir" && "$bin" rollback bench prod --config slipway.toml) > "$out" 2>"$out.err" \
-        || { log "slipway rollback failed:"; tail -40 "$out" "$out.err" >&2; return 1; }
+        || { log "slipway rollback failed:"; tail -n 40 "$out" "$out.err" >&2; return 1; }
       s=$(since "$t0"); sample "$n" "slipway-rollback" "$k" "$s"; log "  $n hosts rollback $k: $s s"
     done
   fi
@@ -212,6 +216,19 @@ TOML
   for k in 1 2 3 4 5; do t0=$(now); ssh "${o[@]}" root@127.0.1.1 'exec sh -c true'; c+=("$(since "$t0")"); done
   ssh "${o[@]}" -O exit root@127.0.1.1 2>/dev/null || true
   echo "one channel on a warm master ('exec sh -c true'), 5 tries: ${c[*]} s" >> "$dir/steps.txt"
+  # One round of N channels at once, one per host on warm masters: what each of slipway's
+  # all-host phases (ship, build step, read current, switch) costs at the least.
+  local p=(-i "$fleet/client_key" -o UserKnownHostsFile="$fleet/known_hosts" -o StrictHostKeyChecking=yes
+           -o LogLevel=ERROR -o ControlPath="$dir/cm-%h" -o ControlMaster=auto -o ControlPersist=30)
+  for i in $(seq 1 "$n"); do ssh "${p[@]}" "root@127.0.1.$i" true & done; wait
+  c=()
+  for k in 1 2 3; do
+    t0=$(now)
+    for i in $(seq 1 "$n"); do ssh "${p[@]}" "root@127.0.1.$i" 'exec sh -c true' & done; wait
+    c+=("$(since "$t0")")
+  done
+  for i in $(seq 1 "$n"); do ssh "${p[@]}" -O exit "root@127.0.1.$i" 2>/dev/null || true; done
+  echo "one round of $n parallel channels (one per host, warm masters), 3 tries: ${c[*]} s" >> "$dir/steps.txt"
 
   "$here/fleet.sh" stop "$fleet"
   fleet=""
@@ -221,6 +238,7 @@ for n in "${hosts_list[@]}"; do bench_hosts "$n"; done
 
 # --- summary -----------------------------------------------------------------------------------------
 echo "# Deploy fan-out: $(nproc) cores, $(uname -r), $(ssh -V 2>&1), slipway $(git -C "$repo" rev-parse --short HEAD)$(git -C "$repo" diff --quiet HEAD -- src Cargo.toml 2>/dev/null || echo '+dirty')"
+[[ ${EMPTY_BASHRC:-} == 1 ]] && echo "# DIAGNOSTIC RUN: EMPTY_BASHRC=1 (hosts see an empty /root/.bashrc)"
 echo "# R=$R, workload $(stat -c %s "$tarball") bytes tar.gz; medians of wall-clock seconds"
 "$PY" "$here/summarize.py" table "$samples"
 for n in "${hosts_list[@]}"; do echo; cat "$work/n$n/steps.txt"; done

@@ -69,7 +69,7 @@ def timeline(db, paths):
 
     ids = []
     for path in paths:
-        m = re.match(r"job (\d+):", open(path).readline())
+        m = re.match(r"job (\d+)\b", open(path).readline())
         if m:
             ids.append(int(m.group(1)))
     con = sqlite3.connect(db)
