@@ -63,6 +63,20 @@ impl Exit {
     }
 }
 
+/// One part of a chained script, with its own limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Segment<'a> {
+    pub script: &'a str,
+    pub limits: Limits,
+}
+
+/// How a segment ended, and when it started (UTC ms).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub exit: Exit,
+    pub started_at: i64,
+}
+
 /// Runs `body` on `target`, feeding `stdin` to it and every output line to `on_line`.
 pub async fn run(
     target: &dyn Target,
@@ -72,7 +86,32 @@ pub async fn run(
     cancel: &CancellationToken,
     on_line: &mut (dyn FnMut(String) + Send),
 ) -> Result<Exit, TargetError> {
-    let script = plan::with_pid_header(body);
+    let segment = Segment {
+        script: body,
+        limits,
+    };
+    let mut ended = run_chain(target, &[segment], stdin, cancel, &mut |_, line| {
+        on_line(line)
+    })
+    .await?;
+    Ok(ended.pop().map_or(Exit::Code(None), |e| e.exit))
+}
+
+/// Runs `segments` one after the other in ONE remote command (one SSH round trip instead of
+/// one per segment), stopping at the first that fails. Each segment keeps its own timeouts and
+/// its own output: the script prints a marker with a per-run nonce before and after each
+/// segment, and the runner switches limits and attribution when it reads one. Returns how each
+/// segment that started ended; `on_line` gets the segment's index with each line.
+pub async fn run_chain(
+    target: &dyn Target,
+    segments: &[Segment<'_>],
+    stdin: Option<&[u8]>,
+    cancel: &CancellationToken,
+    on_line: &mut (dyn FnMut(usize, String) + Send),
+) -> Result<Vec<Ended>, TargetError> {
+    let marker = plan::marker();
+    let bodies: Vec<&str> = segments.iter().map(|s| s.script).collect();
+    let script = plan::with_pid_header(&plan::chain(&marker, &bodies));
     let process = target.spawn(&script, stdin.is_some()).await?;
     let mut reader = BufReader::new(process.stdout);
     let mut writer = process.stdin;
@@ -88,9 +127,12 @@ pub async fn run(
     .fuse();
     let mut feed = std::pin::pin!(feed);
 
-    let started = Instant::now();
-    let deadline = started + limits.timeout;
-    let mut idle_deadline = started + limits.idle_timeout;
+    let mut current = 0;
+    let mut ended: Vec<Ended> = Vec::new();
+    let mut started_at = crate::store::now_ms();
+    let limits = |i: usize| segments.get(i).map_or(segments[0].limits, |s| s.limits);
+    let mut deadline = Instant::now() + limits(0).timeout;
+    let mut idle_deadline = Instant::now() + limits(0).idle_timeout;
     let mut pid: Option<u32> = None;
     let mut buf = Vec::new();
     let stopped = loop {
@@ -101,11 +143,31 @@ pub async fn run(
                 match read {
                     Ok(0) => break None,
                     Ok(_) => {
-                        idle_deadline = Instant::now() + limits.idle_timeout;
+                        idle_deadline = Instant::now() + limits(current).idle_timeout;
                         let line = to_line(&buf);
-                        match (pid, line.strip_prefix(plan::PID_PREFIX)) {
-                            (None, Some(p)) => pid = p.trim().parse().ok(),
-                            _ => on_line(line),
+                        if pid.is_none() && let Some(p) = line.strip_prefix(plan::PID_PREFIX) {
+                            pid = p.trim().parse().ok();
+                            continue;
+                        }
+                        let (text, event) = match line.find(&marker) {
+                            Some(at) => (&line[..at], Some(&line[at + marker.len()..])),
+                            None => (line.as_str(), None),
+                        };
+                        if event.is_none() || !text.is_empty() {
+                            on_line(current, text.to_owned());
+                        }
+                        match event.map(|e| e.split_whitespace().collect::<Vec<_>>()).as_deref() {
+                            Some(["s", i]) => {
+                                current = i.parse().unwrap_or(current);
+                                started_at = crate::store::now_ms();
+                                deadline = Instant::now() + limits(current).timeout;
+                                idle_deadline = Instant::now() + limits(current).idle_timeout;
+                            }
+                            Some(["e", _, rc]) => ended.push(Ended {
+                                exit: Exit::Code(rc.parse().ok()),
+                                started_at,
+                            }),
+                            _ => {}
                         }
                     }
                     Err(e) => {
@@ -116,8 +178,8 @@ pub async fn run(
                     }
                 }
             }
-            () = sleep_until(deadline) => break Some(Exit::TimedOut(limits.timeout)),
-            () = sleep_until(idle_deadline) => break Some(Exit::Idle(limits.idle_timeout)),
+            () = sleep_until(deadline) => break Some(Exit::TimedOut(limits(current).timeout)),
+            () = sleep_until(idle_deadline) => break Some(Exit::Idle(limits(current).idle_timeout)),
             () = cancel.cancelled() => break Some(Exit::Cancelled),
         }
     };
@@ -126,15 +188,26 @@ pub async fn run(
         if let Some(pid) = pid {
             kill_group(target, pid).await;
         }
-        return Ok(exit);
+        ended.push(Ended { exit, started_at });
+        return Ok(ended);
     }
-    match tokio::time::timeout(EXIT_GRACE, process.exit).await {
-        Ok(code) => Ok(Exit::Code(code?)),
-        Err(_) => Err(TargetError::Lost {
-            host: target.host().to_string(),
-            message: "output closed but the process did not exit".into(),
-        }),
+    let code = match tokio::time::timeout(EXIT_GRACE, process.exit).await {
+        Ok(code) => code?,
+        Err(_) => {
+            return Err(TargetError::Lost {
+                host: target.host().to_string(),
+                message: "output closed but the process did not exit".into(),
+            });
+        }
+    };
+    // The script died inside a segment (killed, or its shell failed) without an end marker.
+    if ended.len() <= current && code != Some(0) || ended.is_empty() {
+        ended.push(Ended {
+            exit: Exit::Code(code),
+            started_at,
+        });
     }
+    Ok(ended)
 }
 
 async fn kill_group(target: &dyn Target, pid: u32) {
@@ -250,6 +323,90 @@ mod tests {
             run_local("while true; do echo tick; sleep 0.1; done", None, limits).await;
         assert_eq!(exit, Exit::TimedOut(Duration::from_millis(600)));
         assert!(lines.len() >= 3);
+    }
+
+    #[tokio::test]
+    async fn a_chain_runs_segments_in_one_command_with_their_own_output_and_limits() {
+        let quick = Limits {
+            timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_secs(20),
+        };
+        let slow = Limits {
+            timeout: Duration::from_secs(20),
+            idle_timeout: Duration::from_millis(400),
+        };
+        let segments = [
+            Segment {
+                script: "echo one; printf 'no newline'",
+                limits: quick,
+            },
+            Segment {
+                script: "wc -c; echo two >&2",
+                limits: quick,
+            },
+            Segment {
+                script: "echo three; exit 4",
+                limits: quick,
+            },
+            Segment {
+                script: "echo never",
+                limits: quick,
+            },
+        ];
+        let mut lines = Vec::new();
+        let ended = run_chain(
+            &Local::new(),
+            &segments,
+            Some(b"12345"),
+            &CancellationToken::new(),
+            &mut |i, l| lines.push((i, l)),
+        )
+        .await
+        .unwrap();
+        let exits: Vec<_> = ended.iter().map(|e| e.exit.clone()).collect();
+        assert_eq!(
+            exits,
+            [
+                Exit::Code(Some(0)),
+                Exit::Code(Some(0)),
+                Exit::Code(Some(4))
+            ]
+        );
+        let expected = [
+            (0, "one"),
+            (0, "no newline"),
+            (1, "5"),
+            (1, "two"),
+            (2, "three"),
+        ];
+        let got: Vec<_> = lines.iter().map(|(i, l)| (*i, l.as_str())).collect();
+        assert_eq!(got, expected);
+
+        // The second segment's own idle limit applies to it.
+        let segments = [
+            Segment {
+                script: "sleep 1; echo slow but allowed",
+                limits: quick,
+            },
+            Segment {
+                script: "sleep 5",
+                limits: slow,
+            },
+        ];
+        let ended = run_chain(
+            &Local::new(),
+            &segments,
+            None,
+            &CancellationToken::new(),
+            &mut |_, _| {},
+        )
+        .await
+        .unwrap();
+        let exits: Vec<_> = ended.iter().map(|e| e.exit.clone()).collect();
+        assert_eq!(
+            exits,
+            [Exit::Code(Some(0)), Exit::Idle(Duration::from_millis(400))]
+        );
     }
 
     #[tokio::test]

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{App, Environment, Step, Strategy};
 use crate::domain::{HostSpec, ReleaseId, Sha};
-use crate::store::{JobKind, now_ms};
+use crate::store::JobKind;
 use exec::{Exit, Limits};
 use journal::Journal;
 use plan::Layout;
@@ -199,6 +199,36 @@ impl Engine {
     }
 }
 
+/// One part of a chained remote command.
+struct Seg {
+    name: String,
+    script: String,
+    limits: Limits,
+    /// Output returned to the caller instead of logged, and no step result (the bot's own
+    /// reads, such as where `current` points).
+    capture: bool,
+}
+
+impl Seg {
+    fn step(name: &str, script: String, limits: Limits) -> Self {
+        Self {
+            name: name.to_owned(),
+            script,
+            limits,
+            capture: false,
+        }
+    }
+
+    fn capture(script: String) -> Self {
+        Self {
+            name: "read current".into(),
+            script,
+            limits: INTERNAL_LIMITS,
+            capture: true,
+        }
+    }
+}
+
 /// One connected host of a run.
 pub struct Host {
     pub name: String,
@@ -251,48 +281,125 @@ impl Run<'_> {
         self.env.deploy_path.to_str().expect("validated as UTF-8")
     }
 
-    /// Runs `script` on `host` as step `name`, recording its result.
+    /// Runs `segments` on `host` in one remote command (see [`exec::run_chain`]): logs and
+    /// records each step, returns the captured output of `capture` segments, and stops at the
+    /// first failure.
+    async fn chain(
+        &self,
+        host: &Host,
+        segments: &[Seg],
+        stdin: Option<&[u8]>,
+        cancel: &CancellationToken,
+    ) -> Result<Vec<String>, Failure> {
+        let journal = self.journal;
+        let parts: Vec<exec::Segment> = segments
+            .iter()
+            .map(|s| exec::Segment {
+                script: &s.script,
+                limits: s.limits,
+            })
+            .collect();
+        let mut captured = Vec::new();
+        let result = exec::run_chain(
+            host.target.as_ref(),
+            &parts,
+            stdin,
+            cancel,
+            &mut |i, line| match segments.get(i) {
+                Some(seg) if seg.capture => captured.push(line),
+                Some(seg) => journal.line(&host.name, &seg.name, &line),
+                None => journal.line(&host.name, "slipway", &line),
+            },
+        )
+        .await;
+        let ended = match result {
+            Ok(ended) => ended,
+            Err(e) => {
+                let name = segments.first().map_or("connect", |s| s.name.as_str());
+                return Err(Failure::at(host, name, e.to_string(), journal));
+            }
+        };
+        for (seg, end) in segments.iter().zip(&ended) {
+            let code = match end.exit {
+                Exit::Code(code) => code,
+                _ => None,
+            };
+            if !seg.capture {
+                let idx = host.steps.fetch_add(1, Ordering::Relaxed) as usize;
+                journal
+                    .step_result(
+                        &host.name,
+                        idx,
+                        &seg.name,
+                        end.exit.status(),
+                        code,
+                        end.started_at,
+                    )
+                    .await;
+            }
+            if !end.exit.success() {
+                let reason = end.exit.describe();
+                journal.line(
+                    &host.name,
+                    &seg.name,
+                    &format!("slipway: `{}` failed: {reason}", seg.name),
+                );
+                return Err(Failure::at(host, &seg.name, reason, journal));
+            }
+        }
+        Ok(captured)
+    }
+
+    /// One of the bot's own commands, as a recorded step.
     async fn exec(
         &self,
         host: &Host,
         name: &str,
-        script: &str,
-        stdin: Option<&[u8]>,
-        limits: Limits,
+        script: String,
         cancel: &CancellationToken,
     ) -> Result<(), Failure> {
-        let started = now_ms();
-        let journal = self.journal;
-        let result = exec::run(
-            host.target.as_ref(),
-            script,
-            stdin,
-            limits,
+        self.chain(
+            host,
+            &[Seg::step(name, script, INTERNAL_LIMITS)],
+            None,
             cancel,
-            &mut |line| journal.line(&host.name, name, &line),
         )
-        .await;
-        let (status, code, reason) = match &result {
-            Ok(exit @ Exit::Code(code)) => (exit.status(), *code, exit.describe()),
-            Ok(exit) => (exit.status(), None, exit.describe()),
-            Err(e) => ("failed", None, e.to_string()),
-        };
-        let idx = host.steps.fetch_add(1, Ordering::Relaxed) as usize;
-        journal
-            .step_result(&host.name, idx, name, status, code, started)
-            .await;
-        if matches!(&result, Ok(exit) if exit.success()) {
-            return Ok(());
-        }
-        journal.line(
-            &host.name,
-            name,
-            &format!("slipway: `{name}` failed: {reason}"),
-        );
-        Err(Failure::at(host, name, reason, journal))
+        .await
+        .map(drop)
     }
 
-    /// Runs configured steps in `release`'s directory.
+    /// The configured `steps` as segments, run in `release`'s directory.
+    fn step_segments(
+        &self,
+        phase: &str,
+        steps: &[Step],
+        release: &ReleaseId,
+        extra: &[(&'static str, String)],
+    ) -> Vec<Seg> {
+        let vars = self.vars(release, extra);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        steps
+            .iter()
+            .map(|step| {
+                let name = if phase == "build" {
+                    step.name.clone()
+                } else {
+                    format!("{phase}: {}", step.name)
+                };
+                let limits = Limits {
+                    timeout: step.timeout,
+                    idle_timeout: step.idle_timeout,
+                };
+                Seg::step(
+                    &name,
+                    plan::step(&self.layout, release, &vars, &step.run),
+                    limits,
+                )
+            })
+            .collect()
+    }
+
+    /// Runs configured steps in `release`'s directory, in one round trip.
     async fn steps(
         &self,
         host: &Host,
@@ -301,67 +408,63 @@ impl Run<'_> {
         release: &ReleaseId,
         extra: &[(&'static str, String)],
     ) -> Result<(), Failure> {
-        let vars = self.vars(release, extra);
-        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        for step in steps {
-            let script = plan::step(&self.layout, release, &vars, &step.run);
-            let name = if phase == "build" {
-                step.name.clone()
-            } else {
-                format!("{phase}: {}", step.name)
-            };
-            let limits = Limits {
-                timeout: step.timeout,
-                idle_timeout: step.idle_timeout,
-            };
-            self.exec(host, &name, &script, None, limits, self.cancel)
-                .await?;
+        if steps.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let segments = self.step_segments(phase, steps, release, extra);
+        self.chain(host, &segments, None, self.cancel)
+            .await
+            .map(drop)
     }
 
-    /// Deploy: unpack the archive and build. Rollback: check the release is still there.
-    async fn prepare(&self, host: &Host) -> Result<(), Failure> {
+    /// In one round trip: read what `current` points to (returned), then for a deploy unpack
+    /// the archive and build; for a rollback check the release is still there.
+    async fn prepare(&self, host: &Host) -> Result<Option<ReleaseId>, Failure> {
+        let mut segments = vec![Seg::capture(plan::read_current(&self.layout))];
         match &self.archive {
-            Some(archive) => {
-                let ship = plan::ship(&self.layout, &self.release);
-                self.exec(
-                    host,
+            Some(_) => {
+                segments.push(Seg::step(
                     "ship",
-                    &ship,
-                    Some(archive),
+                    plan::ship(&self.layout, &self.release),
                     INTERNAL_LIMITS,
-                    self.cancel,
-                )
-                .await?;
-                self.steps(host, "build", &self.env.phases.build, &self.release, &[])
-                    .await
+                ));
+                segments.extend(self.step_segments(
+                    "build",
+                    &self.env.phases.build,
+                    &self.release,
+                    &[],
+                ));
             }
-            None => {
-                let verify = plan::verify_release(&self.layout, &self.release);
-                self.exec(
-                    host,
-                    "verify release",
-                    &verify,
-                    None,
-                    INTERNAL_LIMITS,
-                    self.cancel,
-                )
-                .await
-            }
+            None => segments.push(Seg::step(
+                "verify release",
+                plan::verify_release(&self.layout, &self.release),
+                INTERNAL_LIMITS,
+            )),
         }
+        let captured = self
+            .chain(host, &segments, self.archive.as_deref(), self.cancel)
+            .await?;
+        Ok(captured
+            .first()
+            .filter(|id| !id.is_empty())
+            .map(|id| ReleaseId::from_stored(id.clone())))
     }
 
-    /// Prepares every host in parallel; on any failure removes the new release everywhere.
-    pub async fn prepare_all(&self) -> Result<(), Failure> {
+    /// Prepares every host in parallel and returns the release each served before; on any
+    /// failure removes the new release everywhere.
+    pub async fn prepare_all(&self) -> Result<Vec<Option<ReleaseId>>, Failure> {
         let prepared = join_all(self.hosts.iter().map(|h| self.prepare(h))).await;
-        match prepared.into_iter().find_map(Result::err) {
-            None => Ok(()),
-            Some(failure) => {
-                self.discard().await;
-                Err(failure)
+        let mut previous = Vec::with_capacity(prepared.len());
+        for result in prepared {
+            match result {
+                Ok(release) => previous.push(release),
+                Err(failure) => {
+                    self.discard().await;
+                    return Err(failure);
+                }
             }
         }
+        Ok(previous)
     }
 
     /// Removes a deploy's release from every host (never a rollback's: it is an old release).
@@ -375,7 +478,7 @@ impl Run<'_> {
         join_all(
             self.hosts
                 .iter()
-                .map(|h| self.exec(h, "discard", &script, None, INTERNAL_LIMITS, &never)),
+                .map(|h| self.exec(h, "discard", script.clone(), &never)),
         )
         .await;
     }
@@ -411,45 +514,28 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// The release each host serves now, read from the host.
-    pub async fn current_releases(&self) -> Vec<Option<ReleaseId>> {
-        let script = plan::read_current(&self.layout);
-        join_all(self.hosts.iter().map(|host| async {
-            let mut out = Vec::new();
-            let never = CancellationToken::new();
-            let exit = exec::run(
-                host.target.as_ref(),
-                &script,
-                None,
-                INTERNAL_LIMITS,
-                &never,
-                &mut |l| out.push(l),
-            )
-            .await;
-            match (exit, out.first()) {
-                (Ok(e), Some(id)) if e.success() && !id.is_empty() => {
-                    Some(ReleaseId::from_stored(id.clone()))
-                }
-                _ => None,
-            }
-        }))
-        .await
-    }
-
-    /// Points `current` at `release` and runs `after_switch`. Never cancelled half-way.
-    pub async fn switch(&self, host: &Host, release: &ReleaseId) -> Result<(), Failure> {
+    /// Points `current` at `release`, then the proxy (blue/green), then runs `after_switch`,
+    /// in one round trip. Never cancelled half-way.
+    async fn switch(
+        &self,
+        host: &Host,
+        release: &ReleaseId,
+        proxy: Option<Seg>,
+    ) -> Result<(), Failure> {
         let never = CancellationToken::new();
-        let script = plan::switch(&self.layout, release, self.env.keep_releases);
-        self.exec(host, "switch", &script, None, INTERNAL_LIMITS, &never)
-            .await?;
-        self.steps(
-            host,
+        let mut segments = vec![Seg::step(
+            "switch",
+            plan::switch(&self.layout, release, self.env.keep_releases),
+            INTERNAL_LIMITS,
+        )];
+        segments.extend(proxy);
+        segments.extend(self.step_segments(
             "after_switch",
             &self.env.phases.after_switch,
             release,
             &[],
-        )
-        .await
+        ));
+        self.chain(host, &segments, None, &never).await.map(drop)
     }
 
     /// Switches `hosts` back to their previous releases; returns the names of those switched.
@@ -461,7 +547,7 @@ impl Run<'_> {
                 "rollback",
                 &format!("slipway: rolling back to {previous}"),
             );
-            self.switch(host, previous)
+            self.switch(host, previous, None)
                 .await
                 .ok()
                 .map(|()| host.name.clone())

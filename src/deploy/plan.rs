@@ -35,6 +35,32 @@ impl Layout {
     }
 }
 
+/// A marker no step output contains by accident: a per-run random nonce.
+pub fn marker() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    format!("~slipway-{:016x}", h.finish())
+}
+
+/// Chains script bodies into one: each runs in a subshell between `<marker> s <i>` and
+/// `<marker> e <i> <exit code>` lines; the first that fails ends the script with its code.
+pub fn chain(marker: &str, bodies: &[&str]) -> String {
+    let m = quote(marker);
+    let mut script = String::new();
+    for (i, body) in bodies.iter().enumerate() {
+        script.push_str(&format!(
+            "printf '%s s {i}\\n' {m}\n(\n{body}\n)\nrc=$?\nprintf '%s e {i} %s\\n' {m} \"$rc\"\n[ \"$rc\" -eq 0 ] || exit \"$rc\"\n"
+        ));
+    }
+    script
+}
+
 /// Wraps a script body: print our pid, then merge stderr into stdout so lines keep their order.
 pub fn with_pid_header(body: &str) -> String {
     format!("printf '{PID_PREFIX}%s\\n' \"$$\"; exec 2>&1\n{body}")

@@ -43,8 +43,7 @@ impl Batches {
 }
 
 pub async fn run(run: &Run<'_>, plan: Batches) -> Result<Success, Failure> {
-    run.prepare_all().await?;
-    let previous = run.current_releases().await;
+    let previous = run.prepare_all().await?;
     run.migrate().await?;
     run.fence().await?;
 
@@ -101,7 +100,7 @@ async fn switch_and_check(
     port: Option<u16>,
     observe: Option<Duration>,
 ) -> Result<(), Failure> {
-    run.switch(host, release).await?;
+    run.switch(host, release, None).await?;
     let Some(port) = port else {
         return Ok(());
     };

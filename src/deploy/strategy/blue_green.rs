@@ -7,7 +7,7 @@
 use futures::future::join_all;
 
 use super::super::health::Verdict;
-use super::super::{Failure, Host, Run, Success, plan};
+use super::super::{Failure, Host, INTERNAL_LIMITS, Run, Seg, Success, plan};
 use crate::config::BlueGreen;
 use crate::domain::ReleaseId;
 
@@ -41,8 +41,7 @@ impl Slot {
 }
 
 pub async fn run(run: &Run<'_>, bg: &BlueGreen) -> Result<Success, Failure> {
-    run.prepare_all().await?;
-    let previous = run.current_releases().await;
+    let previous = run.prepare_all().await?;
     // The idle slot is the one not live; a host's first deploy goes to blue.
     let idle: Vec<Slot> = run
         .hosts
@@ -161,17 +160,12 @@ async fn switch_to(
         .replace("{port}", &slot.port(bg).to_string())
         .replace("{slot}", slot.name());
     let script = plan::proxy_switch(&bg.upstream_file, &content, &bg.check, &bg.reload);
-    run.switch(host, release).await?;
-    let never = tokio_util::sync::CancellationToken::new();
-    run.exec(
-        host,
+    let proxy = Seg::step(
         &format!("proxy -> {}", slot.name()),
-        &script,
-        None,
-        super::super::INTERNAL_LIMITS,
-        &never,
-    )
-    .await
+        script,
+        INTERNAL_LIMITS,
+    );
+    run.switch(host, release, Some(proxy)).await
 }
 
 /// Runs the stop steps for each host's given slot; best effort (failures are in the log).
