@@ -49,6 +49,17 @@ async fn main() {
         started.elapsed()
     );
 
+    // The floor under every statement: one round trip through the pool.
+    let t = Instant::now();
+    for _ in 0..2000 {
+        match store.backend() {
+            Backend::Sqlite(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+            Backend::Postgres(pool) => sqlx::query("SELECT 1").execute(pool).await.map(drop),
+        }
+        .unwrap();
+    }
+    println!("{backend}: one statement round trip: {:.0?}", t.elapsed() / 2000);
+
     let queue = Queue::new(store, 3);
     let lanes = 1000;
     let batch: Vec<NewJob> = (0..500)

@@ -194,8 +194,9 @@ impl Queue {
     /// Claims the oldest runnable job for `owner`.
     pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Claim, StoreError> {
         let now = now_ms();
-        // The oldest queued job whose lane has nothing running and no older queued job (so two
-        // claimers racing on one lane cannot take its jobs out of order). On PostgreSQL the
+        // The oldest queued job that is the head of its lane (so two claimers racing on one lane
+        // cannot take its jobs out of order) and whose lane has nothing running. Both checks
+        // are index lookups per candidate (`jobs_queued_by_lane`, `jobs_one_running_per_lane`). On PostgreSQL the
         // candidate row is locked and rows other claimers hold are skipped; SQLite has one
         // writer at a time, so the same statement needs no lock clause.
         let lock = match self.store.backend() {
@@ -206,8 +207,8 @@ impl Queue {
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1, \
              lease_until = $2, started_at = COALESCE(started_at, $3) \
              WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'queued' \
+                AND j.id = (SELECT MIN(o.id) FROM jobs o WHERE o.lane = j.lane AND o.state = 'queued') \
                 AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lane = j.lane AND r.state = 'running') \
-                AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.lane = j.lane AND o.state = 'queued' AND o.id < j.id) \
                 ORDER BY j.id LIMIT 1 {lock}) RETURNING {JOB_COLUMNS}"
         );
         let claimed = on_pool!(self.store, pool => {
