@@ -85,19 +85,21 @@ pub fn step(layout: &Layout, release: &ReleaseId, vars: &[(&str, &str)], command
 }
 
 /// Points `current` at the release atomically (a new symlink renamed over the old one), then
-/// prunes releases beyond the newest `keep`, never the one `current` points to.
+/// prunes releases beyond the newest `keep`, never the live one nor the one it replaced (what a
+/// rollback goes back to, which after an earlier rollback can be older than `keep` allows).
 pub fn switch(layout: &Layout, release: &ReleaseId, keep: usize) -> String {
     let root = quote(&layout.root);
     let target = quote(&format!("releases/{release}"));
     let tmp = quote(&format!(".current.{release}"));
     format!(
         "set -e\ncd -- {root}\n\
+         prev=$(basename \"$(readlink current 2>/dev/null || echo none)\")\n\
          ln -sfn {target} {tmp}\n\
          mv -fT {tmp} current\n\
          live=$(basename \"$(readlink current)\")\n\
          cd releases\n\
          ls -1 | sort -r | tail -n +{skip} | while IFS= read -r old; do\n\
-         \x20 if [ \"$old\" != \"$live\" ]; then rm -rf -- \"$old\"; fi\n\
+         \x20 if [ \"$old\" != \"$live\" ] && [ \"$old\" != \"$prev\" ]; then rm -rf -- \"$old\"; fi\n\
          done",
         skip = keep + 1
     )
@@ -323,26 +325,25 @@ mod tests {
             std::fs::create_dir_all(tmp.path().join("releases").join(release(id).as_str()))
                 .unwrap();
         }
-        // Switch to the oldest one with keep = 1: the newest is kept by count, the live one too.
-        let out = sh(&switch(&layout, &release(5), 1), b"");
-        assert!(out.status.success(), "{out:?}");
-        assert!(
+        let exists = |id: i64| {
             tmp.path()
                 .join("releases")
-                .join(release(5).as_str())
+                .join(release(id).as_str())
                 .exists()
-        );
-        assert!(
-            tmp.path()
-                .join("releases")
-                .join(release(7).as_str())
-                .exists()
-        );
-        assert!(
-            !tmp.path()
-                .join("releases")
-                .join(release(6).as_str())
-                .exists()
-        );
+        };
+        let switch_to = |id: i64| {
+            let out = sh(&switch(&layout, &release(id), 1), b"");
+            assert!(out.status.success(), "{out:?}");
+        };
+        // keep = 1: live on 6 keeps 7 (newest) and 6 (live); 5 goes.
+        switch_to(6);
+        assert!(!exists(5) && exists(6) && exists(7));
+        // Switching to 7 keeps 6 too, though it is beyond `keep`: it is what a rollback wants.
+        switch_to(7);
+        assert!(exists(6) && exists(7));
+        // One switch later 6 is neither live, replaced, nor newest: pruned.
+        std::fs::create_dir_all(tmp.path().join("releases").join(release(8).as_str())).unwrap();
+        switch_to(8);
+        assert!(!exists(6) && exists(7) && exists(8));
     }
 }
