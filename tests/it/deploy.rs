@@ -85,7 +85,8 @@ async fn a_signed_push_deploys_to_two_ssh_hosts() {
             .all(|s| s["status"] == "ok" && s["exit_code"] == 0)
     );
 
-    // A second push goes live everywhere and prunes the first release (keep_releases = 1).
+    // A second push goes live everywhere; with keep_releases = 1 the first release stays only
+    // as the one the switch replaced (a rollback's target).
     repo.write("app.txt", "v2\n");
     let sha2 = repo.commit("second", "main");
     let (_, answer) = app.push("delivery-2", "main", &sha2).await;
@@ -94,7 +95,7 @@ async fn a_signed_push_deploys_to_two_ssh_hosts() {
     let release2 = job["release_id"].as_str().unwrap().to_owned();
     for host in &fleet.hosts {
         assert_eq!(current(&host.srv), format!("releases/{release2}"));
-        assert_eq!(releases(&host.srv), std::slice::from_ref(&release2));
+        assert_eq!(releases(&host.srv), [release1.clone(), release2.clone()]);
         assert_eq!(
             std::fs::read_to_string(host.srv.join("shop/current/app.txt")).unwrap(),
             "v2\n"
