@@ -58,7 +58,10 @@ async fn main() {
         }
         .unwrap();
     }
-    println!("{backend}: one statement round trip: {:.0?}", t.elapsed() / 2000);
+    println!(
+        "{backend}: one statement round trip: {:.0?}",
+        t.elapsed() / 2000
+    );
 
     let queue = Queue::new(store, 3);
     let lanes = 1000;
