@@ -294,6 +294,33 @@ impl Queue {
         Ok(finished)
     }
 
+    /// Gives a job back to the queue at once (shutdown), instead of letting its lease lapse.
+    /// `false` means the lease was already lost.
+    pub async fn release(&self, lease: &Lease, message: &str) -> Result<bool, StoreError> {
+        let now = now_ms();
+        let released = on_pool!(self.store, pool => {
+            let mut tx = pool.begin_write().await?;
+            let updated = sqlx::query(
+                "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL \
+                 WHERE id = $1 AND attempt = $2 AND state = 'running'",
+            )
+            .bind(lease.job.id)
+            .bind(lease.job.attempt)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                insert_event!(tx, lease.job.id, now, "interrupted", message);
+                tx.commit().await?;
+            }
+            updated == 1
+        });
+        if released {
+            self.wake.notify_waiters();
+        }
+        Ok(released)
+    }
+
     /// Returns jobs whose lease lapsed to the queue (or fails them once out of attempts).
     /// Returns how many were recovered.
     pub async fn reap_expired(&self) -> Result<usize, StoreError> {

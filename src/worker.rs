@@ -59,7 +59,7 @@ impl Workers {
                 Ok(Claim::Job(lease)) => {
                     backoff = Duration::from_millis(100);
                     let span = tracing::info_span!("job", job.id = lease.job.id, app = %lease.job.app, env = %lease.job.env, attempt = lease.job.attempt);
-                    self.execute(*lease).instrument(span).await;
+                    self.execute(*lease, &shutdown).instrument(span).await;
                 }
                 Ok(Claim::Empty) => {
                     tokio::select! {
@@ -91,10 +91,24 @@ impl Workers {
         self.queue.claim(owner, self.config.worker.lease).await
     }
 
-    async fn execute(&self, lease: Lease) {
+    async fn execute(&self, lease: Lease, shutdown: &CancellationToken) {
         let started = now_ms();
         tracing::info!(git_ref = %lease.job.git_ref, sha = %lease.job.sha, "job started");
         let cancel = CancellationToken::new();
+        // On shutdown the job gets `shutdown_grace` to end on its own; then its current step is
+        // stopped (a switch is never interrupted) and the job goes back to the queue.
+        let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let grace = tokio::spawn({
+            let (shutdown, cancel, interrupted) =
+                (shutdown.clone(), cancel.clone(), interrupted.clone());
+            let grace = self.config.worker.shutdown_grace;
+            async move {
+                shutdown.cancelled().await;
+                tokio::time::sleep(grace).await;
+                interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
+                cancel.cancel();
+            }
+        });
         let heartbeat = tokio::spawn(heartbeat(
             self.queue.clone(),
             lease.clone(),
@@ -110,7 +124,29 @@ impl Workers {
         let outcome = self.deploy(&lease, &journal, &cancel).await;
         journal.finish().await;
         heartbeat.abort();
+        grace.abort();
         let duration_ms = now_ms() - started;
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst)
+            && matches!(outcome, Outcome::Failed { .. })
+        {
+            match self
+                .queue
+                .release(&lease, "interrupted by shutdown; back in the queue")
+                .await
+            {
+                Ok(true) => tracing::warn!(
+                    duration_ms,
+                    "job interrupted by shutdown and returned to the queue"
+                ),
+                Ok(false) => {
+                    tracing::warn!(duration_ms, "lease lost; another worker owns the job now")
+                }
+                Err(err) => {
+                    tracing::error!(duration_ms, error = %err, "could not return the job; its lease will expire and it will run again")
+                }
+            }
+            return;
+        }
         match self.queue.finish(&lease, &outcome).await {
             Ok(true) => match &outcome {
                 Outcome::Succeeded { message } => tracing::info!(duration_ms, "{message}"),

@@ -96,6 +96,8 @@ pub struct Worker {
     pub max_attempts: u32,
     #[serde(default = "Worker::default_data_dir")]
     pub data_dir: PathBuf,
+    #[serde(default = "Worker::default_shutdown_grace", with = "humantime_serde")]
+    pub shutdown_grace: Duration,
 }
 
 impl Worker {
@@ -114,6 +116,9 @@ impl Worker {
     fn default_data_dir() -> PathBuf {
         PathBuf::from("var")
     }
+    fn default_shutdown_grace() -> Duration {
+        Duration::from_secs(30)
+    }
 }
 
 impl Default for Worker {
@@ -124,6 +129,7 @@ impl Default for Worker {
             poll_interval: Self::default_poll_interval(),
             max_attempts: Self::default_max_attempts(),
             data_dir: Self::default_data_dir(),
+            shutdown_grace: Self::default_shutdown_grace(),
         }
     }
 }

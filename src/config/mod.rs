@@ -76,6 +76,9 @@ pub struct Worker {
     pub max_attempts: u32,
     /// Where the bot keeps its git mirrors and SSH control sockets.
     pub data_dir: PathBuf,
+    /// On SIGTERM/SIGINT, how long a running job may go on before its step is stopped and the
+    /// job returns to the queue.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Debug)]
@@ -358,6 +361,7 @@ impl Config {
                 poll_interval: w.poll_interval,
                 max_attempts: w.max_attempts,
                 data_dir: w.data_dir,
+                shutdown_grace: w.shutdown_grace,
             },
             apps,
         })
