@@ -14,6 +14,7 @@ use crate::http::{self, AppState};
 use crate::mask::Masker;
 use crate::queue::Queue;
 use crate::store::{Job, JobState, Store};
+use crate::telemetry::{Metrics, Vitals};
 use crate::worker::Workers;
 
 /// A started service. Dropping it does not stop it: call [`Running::stop`].
@@ -41,6 +42,8 @@ pub struct Parts {
     pub config: Arc<Config>,
     pub queue: Queue,
     pub workers: Arc<Workers>,
+    pub metrics: Arc<Metrics>,
+    pub vitals: Arc<Vitals>,
 }
 
 /// Opens (and migrates) the database and builds the queue and the worker pool.
@@ -50,16 +53,22 @@ pub async fn assemble(config: Config) -> anyhow::Result<Parts> {
         .await
         .context("opening the database")?;
     let queue = Queue::new(store, config.worker.max_attempts);
+    let metrics = Arc::new(Metrics::new());
+    let vitals = Arc::new(Vitals::default());
     let workers = Arc::new(Workers {
         queue: queue.clone(),
         config: config.clone(),
         engine: Engine::new(&config.worker.data_dir),
         masker: Masker::new(config.secrets()),
+        metrics: metrics.clone(),
+        vitals: vitals.clone(),
     });
     Ok(Parts {
         config,
         queue,
         workers,
+        metrics,
+        vitals,
     })
 }
 
@@ -88,9 +97,16 @@ pub async fn start_as(
         config,
         queue,
         workers,
+        metrics,
+        vitals,
     } = assemble(config).await?;
     let addr = listener.local_addr()?;
-    let state = AppState { config, queue };
+    let state = AppState {
+        config,
+        queue,
+        metrics,
+        vitals: vitals.clone(),
+    };
     let router = match role {
         Role::All | Role::Web => http::router(state),
         Role::Worker => http::probes(state),
@@ -112,6 +128,7 @@ pub async fn start_as(
             served.context("HTTP server failed")
         }
     });
+    vitals.mark_started();
     tracing::info!(addr = %addr, role = ?role, "listening");
     Ok(Running {
         addr,

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use slipway::config::{self, Config};
+use slipway::mask::Masker;
 use slipway::store::{JobState, Store};
 
 #[derive(Parser)]
@@ -99,9 +100,16 @@ fn main() -> ExitCode {
             }
         };
     }
-    slipway::telemetry::init();
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(problems) => {
+            eprintln!("{}: invalid config\n{problems}", cli.config.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    slipway::telemetry::init(config.log_format, Masker::new(config.secrets()));
     let runtime = tokio::runtime::Runtime::new().expect("starting the async runtime");
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(cli.command, config)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -110,15 +118,16 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = Config::load(&cli.config)
-        .map_err(|e| anyhow::anyhow!("{}: invalid config\n{e}", cli.config.display()))?;
-    match cli.command {
+async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
+    match command {
         Command::CheckConfig => unreachable!("handled before the runtime starts"),
         Command::Serve { role } => slipway::app::serve(config, role).await?,
         Command::Migrate => {
             Store::open(&config.database.url).await?;
-            println!("database {} is up to date", config.database.url);
+            println!(
+                "database {} is up to date",
+                slipway::store::redact_url(&config.database.url)
+            );
         }
         Command::Jobs { command } => {
             let store = Store::open(&config.database.url).await?;

@@ -19,6 +19,7 @@ use crate::deploy::{Engine, Fence, Request};
 use crate::mask::Masker;
 use crate::queue::{Claim, Lease, Outcome, Queue};
 use crate::store::now_ms;
+use crate::telemetry::{Metrics, Vitals};
 
 /// What every worker of this process shares.
 pub struct Workers {
@@ -26,6 +27,8 @@ pub struct Workers {
     pub config: Arc<Config>,
     pub engine: Engine,
     pub masker: Masker,
+    pub metrics: Arc<Metrics>,
+    pub vitals: Arc<Vitals>,
 }
 
 impl Workers {
@@ -40,6 +43,16 @@ impl Workers {
             let (queue, shutdown) = (self.queue.clone(), shutdown.clone());
             async move { queue.listen(shutdown).await }
         });
+        // Shows the probes the pool is alive, even while every worker is busy with a long job.
+        let pulse = tokio::spawn({
+            let (vitals, every) = (self.vitals.clone(), self.config.worker.poll_interval);
+            async move {
+                loop {
+                    vitals.worker_alive();
+                    tokio::time::sleep(every).await;
+                }
+            }
+        });
         let workers: Vec<_> = (0..self.config.worker.concurrency)
             .map(|n| {
                 let this = self.clone();
@@ -50,6 +63,7 @@ impl Workers {
             .collect();
         futures::future::join_all(workers).await;
         listener.abort();
+        pulse.abort();
     }
 
     async fn work(&self, owner: String, shutdown: CancellationToken) {
@@ -83,6 +97,7 @@ impl Workers {
     async fn claim(&self, owner: &str) -> Result<Claim, crate::store::StoreError> {
         let reaped = self.queue.reap_expired().await?;
         if reaped > 0 {
+            self.metrics.lease_expiries.inc_by(reaped as u64);
             tracing::warn!(
                 jobs = reaped,
                 "returned jobs with lapsed leases to the queue"
@@ -120,6 +135,7 @@ impl Workers {
             lease.job.id,
             lease.job.attempt,
             self.masker.clone(),
+            self.metrics.clone(),
         );
         let outcome = self.deploy(&lease, &journal, &cancel).await;
         journal.finish().await;
@@ -147,6 +163,14 @@ impl Workers {
             }
             return;
         }
+        let outcome_label = match &outcome {
+            Outcome::Succeeded { .. } => "succeeded",
+            Outcome::Failed { .. } => "failed",
+        };
+        self.metrics
+            .job_seconds
+            .with_label_values(&[&lease.job.app, &lease.job.env, outcome_label])
+            .observe(duration_ms as f64 / 1000.0);
         match self.queue.finish(&lease, &outcome).await {
             Ok(true) => match &outcome {
                 Outcome::Succeeded { message } => tracing::info!(duration_ms, "{message}"),

@@ -22,6 +22,8 @@ pub struct File {
     #[serde(default)]
     pub api: Api,
     #[serde(default)]
+    pub telemetry: Telemetry,
+    #[serde(default)]
     pub worker: Worker,
     #[serde(default)]
     pub apps: BTreeMap<String, App>,
@@ -74,6 +76,23 @@ impl Default for Database {
 pub struct Github {
     pub webhook_secret: Option<SecretString>,
     pub webhook_secret_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    #[serde(default)]
+    pub log_format: LogFormat,
+}
+
+/// `auto`: JSON lines unless stderr is a terminal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Auto,
+    Json,
+    Text,
 }
 
 #[derive(Debug, Default, Deserialize)]

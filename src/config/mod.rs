@@ -31,6 +31,7 @@ pub struct Config {
     pub database: Database,
     pub github: Github,
     pub api: Api,
+    pub log_format: LogFormat,
     pub worker: Worker,
     pub apps: BTreeMap<Name, App>,
 }
@@ -162,7 +163,7 @@ pub struct Health {
     pub from: HealthFrom,
 }
 
-pub use file::HealthFrom;
+pub use file::{HealthFrom, LogFormat};
 
 #[derive(Debug, Clone)]
 pub struct Ssh {
@@ -344,7 +345,7 @@ impl Config {
         }
 
         errors.finish()?;
-        Ok(Self {
+        let mut config = Self {
             server: Server {
                 listen: raw.server.listen,
             },
@@ -355,6 +356,7 @@ impl Config {
                 webhook_secret: webhook_secret.expect("checked above"),
             },
             api: Api { token: api_token },
+            log_format: raw.telemetry.log_format,
             worker: Worker {
                 concurrency: w.concurrency,
                 lease: w.lease,
@@ -364,7 +366,34 @@ impl Config {
                 shutdown_grace: w.shutdown_grace,
             },
             apps,
-        })
+        };
+        config.mask_step_names();
+        Ok(config)
+    }
+
+    /// A step's name is shown everywhere (logs, results, chat); when it defaults to the command
+    /// and the command holds a secret literal, the name shows `****` instead.
+    fn mask_step_names(&mut self) {
+        let masker = crate::mask::Masker::new(self.secrets());
+        let masked = |steps: &mut Vec<Step>| {
+            for step in steps {
+                step.name = masker.mask(&step.name).into_owned();
+            }
+        };
+        for app in self.apps.values_mut() {
+            for env in app.environments.values_mut() {
+                let p = &mut env.phases;
+                for steps in [
+                    &mut p.build,
+                    &mut p.migrate,
+                    &mut p.start,
+                    &mut p.stop,
+                    &mut p.after_switch,
+                ] {
+                    masked(steps);
+                }
+            }
+        }
     }
 
     /// Finds the app whose `repo` is `full_name` (GitHub's `owner/name`).

@@ -3,7 +3,7 @@
 //! the last lines of each host for the failure report.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -11,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::mask::Masker;
 use crate::store::{NewLogLine, NewStepResult, Store, now_ms};
+use crate::telemetry::Metrics;
 
 /// Lines of a failing host kept in the job result.
 pub const TAIL_LINES: usize = 50;
@@ -22,13 +23,20 @@ pub struct Journal {
     job_id: i64,
     attempt: i64,
     masker: Masker,
+    metrics: Arc<Metrics>,
     lines: mpsc::UnboundedSender<NewLogLine>,
     writer: JoinHandle<()>,
     tails: Mutex<HashMap<String, VecDeque<String>>>,
 }
 
 impl Journal {
-    pub fn start(store: Store, job_id: i64, attempt: i64, masker: Masker) -> Self {
+    pub fn start(
+        store: Store,
+        job_id: i64,
+        attempt: i64,
+        masker: Masker,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         let (lines, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(write_lines(store.clone(), job_id, rx));
         Self {
@@ -36,6 +44,7 @@ impl Journal {
             job_id,
             attempt,
             masker,
+            metrics,
             lines,
             writer,
             tails: Mutex::default(),
@@ -95,6 +104,10 @@ impl Journal {
             started_at,
             duration_ms: now_ms() - started_at,
         };
+        self.metrics
+            .step_seconds
+            .with_label_values(&[status])
+            .observe(result.duration_ms as f64 / 1000.0);
         if let Err(err) = self.store.record_step(&result).await {
             tracing::warn!(job.id = self.job_id, error = %err, "could not record a step result");
         }

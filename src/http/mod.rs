@@ -11,11 +11,19 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use tower_http::LatencyUnit;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 
 use crate::config::Config;
 use crate::queue::Queue;
+use crate::telemetry::{Metrics, Vitals};
 
 pub use error::ApiError;
 
@@ -27,6 +35,8 @@ pub const MAX_BODY: usize = 25 * 1024 * 1024;
 pub struct AppState {
     pub config: Arc<Config>,
     pub queue: Queue,
+    pub metrics: Arc<Metrics>,
+    pub vitals: Arc<Vitals>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -50,13 +60,50 @@ fn probe_routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/startupz", get(health::startupz))
+        .route("/metrics", get(health::metrics))
+}
+
+/// Counts and times every request by its route (the matched pattern, never the raw path, so
+/// user input cannot blow up the label set).
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    state
+        .metrics
+        .observe_request(&route, response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// The request's span carries its id (`x-request-id`, set or propagated by the layers below).
+fn request_span(request: &Request) -> tracing::Span {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    tracing::info_span!("request", request.id = %id, method = %request.method(), path = %request.uri().path())
 }
 
 fn layers(routes: Router<AppState>, state: AppState) -> Router {
     routes
+        .route_layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http())
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(request_span)
+                .on_response(
+                    DefaultOnResponse::new()
+                        .level(tracing::Level::INFO)
+                        .latency_unit(LatencyUnit::Micros),
+                ),
+        )
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }

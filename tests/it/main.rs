@@ -6,6 +6,7 @@ mod cli;
 mod deploy;
 mod helpers;
 mod nginx;
+mod operability;
 mod recovery;
 mod replicas;
 mod sshd;
