@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::exec::{self, Limits};
-use super::{Host, Run, plan};
+use super::{Failure, Host, Run, plan};
 use crate::config::{Health, HealthFrom};
 use crate::domain::HostSpec;
 
@@ -83,8 +83,27 @@ fn address(host: &HostSpec) -> String {
 
 impl Run<'_> {
     /// Checks `host` on `port` until it is healthy or the retries run out; with `observe`, keeps
-    /// checking for that long afterwards and fails on the first bad answer.
-    pub async fn health(&self, host: &Host, port: u16, observe: Option<Duration>) -> Verdict {
+    /// checking for that long afterwards and fails on the first bad answer. Without a configured
+    /// check every host is healthy.
+    pub async fn health(
+        &self,
+        host: &Host,
+        port: u16,
+        observe: Option<Duration>,
+    ) -> Result<(), Failure> {
+        match self.verdict(host, port, observe).await {
+            Verdict::Healthy => Ok(()),
+            Verdict::Unhealthy(why) => Err(Failure {
+                host: Some(host.name.clone()),
+                step: Some("health".into()),
+                reason: why.to_string(),
+                log_tail: self.journal().tail(&host.name),
+                rolled_back: Vec::new(),
+            }),
+        }
+    }
+
+    async fn verdict(&self, host: &Host, port: u16, observe: Option<Duration>) -> Verdict {
         let Some(check) = &self.env.health else {
             return Verdict::Healthy;
         };

@@ -483,30 +483,16 @@ impl Run<'_> {
         .await;
     }
 
-    /// Runs the migrate phase once (on the first host), for deploys.
-    pub async fn migrate(&self) -> Result<(), Failure> {
-        if self.archive.is_none() || self.env.phases.migrate.is_empty() {
-            return Ok(());
+    /// The last steps before anything is switched: the migrate phase once (on the first host,
+    /// deploys only), then the fence (the job is still ours). On failure the caller cleans up
+    /// (blue/green stops its new slots first, then the release is discarded).
+    pub async fn migrate_and_fence(&self) -> Result<(), Failure> {
+        if self.archive.is_some() && !self.env.phases.migrate.is_empty() {
+            let migrate = &self.env.phases.migrate;
+            self.steps(&self.hosts[0], "migrate", migrate, &self.release, &[])
+                .await?;
         }
-        let result = self
-            .steps(
-                &self.hosts[0],
-                "migrate",
-                &self.env.phases.migrate,
-                &self.release,
-                &[],
-            )
-            .await;
-        if result.is_err() {
-            self.discard().await;
-        }
-        result
-    }
-
-    /// The last check before anything irreversible: the job is still ours.
-    pub async fn fence(&self) -> Result<(), Failure> {
         if self.cancel.is_cancelled() || !self.fence.still_ours().await {
-            self.discard().await;
             return Err(Failure::general(
                 "the job's lease was lost before the switch; nothing was switched",
             ));

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use futures::future::join_all;
 
-use super::super::health::Verdict;
 use super::super::{Failure, Host, Run, Success};
 use crate::domain::ReleaseId;
 
@@ -44,8 +43,10 @@ impl Batches {
 
 pub async fn run(run: &Run<'_>, plan: Batches) -> Result<Success, Failure> {
     let previous = run.prepare_all().await?;
-    run.migrate().await?;
-    run.fence().await?;
+    if let Err(failure) = run.migrate_and_fence().await {
+        run.discard().await;
+        return Err(failure);
+    }
 
     let port = run.env.health.as_ref().and_then(|h| h.port);
     let mut live: Vec<usize> = Vec::new();
@@ -101,18 +102,9 @@ async fn switch_and_check(
     observe: Option<Duration>,
 ) -> Result<(), Failure> {
     run.switch(host, release, None).await?;
-    let Some(port) = port else {
-        return Ok(());
-    };
-    match run.health(host, port, observe).await {
-        Verdict::Healthy => Ok(()),
-        Verdict::Unhealthy(why) => Err(Failure {
-            host: Some(host.name.clone()),
-            step: Some("health".into()),
-            reason: why.to_string(),
-            log_tail: run.journal().tail(&host.name),
-            rolled_back: Vec::new(),
-        }),
+    match port {
+        Some(port) => run.health(host, port, observe).await,
+        None => Ok(()),
     }
 }
 

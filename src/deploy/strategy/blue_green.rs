@@ -6,7 +6,6 @@
 
 use futures::future::join_all;
 
-use super::super::health::Verdict;
 use super::super::{Failure, Host, INTERNAL_LIMITS, Run, Seg, Success, plan};
 use crate::config::BlueGreen;
 use crate::domain::ReleaseId;
@@ -59,17 +58,14 @@ pub async fn run(run: &Run<'_>, bg: &BlueGreen) -> Result<Success, Failure> {
             .map(|(host, &slot)| start_in(run, bg, host, slot, &run.release)),
     )
     .await;
-    if let Some(failure) = started.into_iter().find_map(Result::err) {
+    let ready = match started.into_iter().find_map(Result::err) {
+        Some(failure) => Err(failure),
+        None => run.migrate_and_fence().await,
+    };
+    if let Err(failure) = ready {
+        // The new slots stop before their release directory goes.
         stop_slots(run, bg, &idle, &run.release).await;
         run.discard().await;
-        return Err(failure);
-    }
-    if let Err(failure) = run.migrate().await {
-        stop_slots(run, bg, &idle, &run.release).await;
-        return Err(failure);
-    }
-    if let Err(failure) = run.fence().await {
-        stop_slots(run, bg, &idle, &run.release).await;
         return Err(failure);
     }
 
@@ -130,21 +126,12 @@ async fn start_in(
     slot: Slot,
     release: &ReleaseId,
 ) -> Result<(), Failure> {
+    // Stop whatever still runs in the slot, then start the release there: one round trip.
     let vars = slot_vars(bg, slot);
-    run.steps(host, "stop", &run.env.phases.stop, release, &vars)
-        .await?;
-    run.steps(host, "start", &run.env.phases.start, release, &vars)
-        .await?;
-    match run.health(host, slot.port(bg), None).await {
-        Verdict::Healthy => Ok(()),
-        Verdict::Unhealthy(why) => Err(Failure {
-            host: Some(host.name.clone()),
-            step: Some("health".into()),
-            reason: why.to_string(),
-            log_tail: run.journal().tail(&host.name),
-            rolled_back: Vec::new(),
-        }),
-    }
+    let mut segments = run.step_segments("stop", &run.env.phases.stop, release, &vars);
+    segments.extend(run.step_segments("start", &run.env.phases.start, release, &vars));
+    run.chain(host, &segments, None, run.cancel).await?;
+    run.health(host, slot.port(bg), None).await
 }
 
 /// Points `current` at `release` and the proxy at `slot`.
