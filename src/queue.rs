@@ -196,9 +196,12 @@ impl Queue {
         let now = now_ms();
         // The oldest queued job that is the head of its lane (so two claimers racing on one lane
         // cannot take its jobs out of order) and whose lane has nothing running. Both checks
-        // are index lookups per candidate (`jobs_queued_by_lane`, `jobs_one_running_per_lane`). On PostgreSQL the
-        // candidate row is locked and rows other claimers hold are skipped; SQLite has one
-        // writer at a time, so the same statement needs no lock clause.
+        // are index lookups per candidate (`jobs_queued_by_lane`, `jobs_one_running_per_lane`).
+        // On PostgreSQL the candidate row is locked and rows other claimers hold are skipped;
+        // SQLite has one writer at a time, so the same statement needs no lock clause. The
+        // `running` event is written by the `jobs_claimed` trigger in the same statement, with
+        // the database clock after the row was won: one round trip, and the event log never
+        // shows two jobs of a lane overlapping.
         let lock = match self.store.backend() {
             Backend::Sqlite(_) => "",
             Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
@@ -211,25 +214,12 @@ impl Queue {
                 AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lane = j.lane AND r.state = 'running') \
                 ORDER BY j.id LIMIT 1 {lock}) RETURNING {JOB_COLUMNS}"
         );
-        let claimed = on_pool!(self.store, pool => {
-            let mut tx = pool.begin_write().await?;
-            let job: Option<Job> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(owner)
-                .bind(now + lease.as_millis() as i64)
-                .bind(now)
-                .fetch_optional(&mut *tx)
-                .await?;
-            if let Some(job) = &job {
-                // Timestamped after the claim statement, not before it: on PostgreSQL that
-                // statement only saw the lane free once the previous job's end was committed,
-                // so the event log never shows two jobs of a lane overlapping.
-                let claimed_at = now_ms();
-                let message = format!("attempt {} claimed by {owner}", job.attempt);
-                insert_event!(tx, job.id, claimed_at, JobState::Running, &message);
-                tx.commit().await?;
-            }
-            job
-        });
+        let claimed: Option<Job> = on_pool!(self.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(now + lease.as_millis() as i64)
+            .bind(now)
+            .fetch_optional(pool)
+            .await?);
         Ok(match claimed {
             Some(job) => Claim::Job(Box::new(Lease {
                 job,
@@ -269,28 +259,23 @@ impl Queue {
                 Some(result.to_string()),
             ),
         };
-        let finished = on_pool!(self.store, pool => {
-            let mut tx = pool.begin_write().await?;
-            let updated = sqlx::query(
-                "UPDATE jobs SET state = $1, finished_at = $2, error = $3, result = $4, \
-                 lease_owner = NULL, lease_until = NULL \
-                 WHERE id = $5 AND attempt = $6 AND state = 'running'",
-            )
-            .bind(state)
-            .bind(now)
-            .bind(error)
-            .bind(result.as_deref())
-            .bind(lease.job.id)
-            .bind(lease.job.attempt)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if updated == 1 {
-                insert_event!(tx, lease.job.id, now, state, message);
-                tx.commit().await?;
-            }
-            updated == 1
-        });
+        // The terminal event is written by the `jobs_finished` trigger (on `summary`).
+        let updated = on_pool!(self.store, pool => sqlx::query(
+            "UPDATE jobs SET state = $1, finished_at = $2, error = $3, result = $4, summary = $5, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE id = $6 AND attempt = $7 AND state = 'running'",
+        )
+        .bind(state)
+        .bind(now)
+        .bind(error)
+        .bind(result.as_deref())
+        .bind(message)
+        .bind(lease.job.id)
+        .bind(lease.job.attempt)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        let finished = updated == 1;
         Ok(finished)
     }
 
