@@ -202,14 +202,18 @@ impl Queue {
         // `running` event is written by the `jobs_claimed` trigger in the same statement, with
         // the database clock after the row was won: one round trip, and the event log never
         // shows two jobs of a lane overlapping.
-        let lock = match self.store.backend() {
-            Backend::Sqlite(_) => "",
-            Backend::Postgres(_) => "FOR UPDATE SKIP LOCKED",
+        //
+        // SQLite 3.51's planner, left alone, scans `jobs_queued_by_lane` and sorts, which makes
+        // every claim cost a pass over the whole queue; `INDEXED BY` pins the id-ordered index
+        // so the first candidate ends the scan.
+        let (candidates, lock) = match self.store.backend() {
+            Backend::Sqlite(_) => ("jobs j INDEXED BY jobs_queued", ""),
+            Backend::Postgres(_) => ("jobs j", "FOR UPDATE SKIP LOCKED"),
         };
         let sql = format!(
             "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1, \
              lease_until = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id = (SELECT j.id FROM jobs j WHERE j.state = 'queued' \
+             WHERE id = (SELECT j.id FROM {candidates} WHERE j.state = 'queued' \
                 AND j.id = (SELECT MIN(o.id) FROM jobs o WHERE o.lane = j.lane AND o.state = 'queued') \
                 AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lane = j.lane AND r.state = 'running') \
                 ORDER BY j.id LIMIT 1 {lock}) RETURNING {JOB_COLUMNS}"
