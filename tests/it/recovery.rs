@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::helpers::{GitRepo, REPO, SECRET, job_id, push_body, serve, wait_for_job};
+use crate::helpers::{GitRepo, REPO, SECRET, job_id, push_to, serve, wait_for_job};
 
 #[tokio::test]
 async fn a_job_of_a_killed_worker_is_picked_up_again() {
@@ -28,23 +28,7 @@ async fn a_job_of_a_killed_worker_is_picked_up_again() {
 
     let (mut first, base) = serve(&config_path, "all");
     let http = reqwest::Client::new();
-    let body = push_body(REPO, "refs/heads/main", &sha, false);
-    let answer: serde_json::Value = http
-        .post(format!("{base}/webhooks/github"))
-        .header("content-type", "application/json")
-        .header("x-github-event", "push")
-        .header("x-github-delivery", "kill-test")
-        .header(
-            "x-hub-signature-256",
-            slipway::signature::sign_github(SECRET.as_bytes(), &body),
-        )
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = push_to(&http, &base, "kill-test", "main", &sha).await;
     let id = job_id(&answer);
     // Wait until the step is running, then kill the process without any chance to clean up.
     for _ in 0..100 {
@@ -113,8 +97,8 @@ async fn sigterm_returns_a_running_job_to_the_queue_and_exits_cleanly() {
 
     let (mut server, base) = serve(&config_path, "all");
     let http = reqwest::Client::new();
-    let hung = job_id(&crate::helpers::push_to(&http, &base, "hung", "main", &sha).await);
-    let quick = job_id(&crate::helpers::push_to(&http, &base, "quick", "quick", &sha).await);
+    let hung = job_id(&push_to(&http, &base, "hung", "main", &sha).await);
+    let quick = job_id(&push_to(&http, &base, "quick", "quick", &sha).await);
     for _ in 0..200 {
         let started =
             std::fs::read_to_string(&attempts).is_ok() && dir.path().join("quick").exists();
