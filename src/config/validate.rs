@@ -1,0 +1,335 @@
+//! Validation helpers: each turns part of the file's shape into validated config, recording
+//! every problem with its key path instead of stopping at the first.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+
+use super::{BlueGreen, ConfigError, Environment, Health, Phases, Ssh, Step, Strategy, file};
+use crate::domain::{HostSpec, Name};
+
+pub(super) fn validate_env(
+    errors: &mut Errors,
+    at: &str,
+    key: &str,
+    env: file::Environment,
+    base: &Path,
+) -> Option<Environment> {
+    let name = errors.check(at, Name::parse(key));
+    if env.hosts.is_empty() {
+        errors.push(
+            format!("{at}.hosts"),
+            "list at least one host (or \"local\")",
+        );
+    }
+    let mut hosts = Vec::new();
+    for (i, host) in env.hosts.iter().enumerate() {
+        if let Some(host) = errors.check(&format!("{at}.hosts[{i}]"), HostSpec::parse(host)) {
+            if hosts.contains(&host) {
+                errors.push(
+                    format!("{at}.hosts[{i}]"),
+                    format!("{host} is listed twice"),
+                );
+            }
+            hosts.push(host);
+        }
+    }
+    if hosts.contains(&HostSpec::Local) && hosts.len() > 1 {
+        errors.push(
+            format!("{at}.hosts"),
+            "\"local\" cannot be mixed with SSH hosts",
+        );
+    }
+    let local = hosts == [HostSpec::Local];
+    let deploy_path = if env.deploy_path.is_absolute() {
+        env.deploy_path
+    } else if local {
+        // The local target resolves a relative path against the config file's directory, so the
+        // example config works from a checkout without root.
+        resolve(base, &env.deploy_path)
+    } else {
+        errors.push(
+            format!("{at}.deploy_path"),
+            "must be an absolute path on the hosts",
+        );
+        env.deploy_path
+    };
+    if deploy_path.to_str().is_none() {
+        errors.push(format!("{at}.deploy_path"), "must be valid UTF-8");
+    }
+    if env.keep_releases == 0 {
+        errors.push(format!("{at}.keep_releases"), "must be at least 1");
+    }
+    let defaults = (env.step_timeout, env.step_idle_timeout);
+    let (phases, phases_at) = match env.steps {
+        file::Steps::Build(build) => (
+            file::Phases {
+                build,
+                ..Default::default()
+            },
+            None,
+        ),
+        file::Steps::Phases(phases) => (phases, Some(())),
+    };
+    let mut phase = |name: &str, steps: Vec<file::Step>| {
+        let at = match phases_at {
+            Some(()) => format!("{at}.steps.{name}"),
+            None => format!("{at}.steps"),
+        };
+        validate_steps(errors, &at, steps, defaults)
+    };
+    let phases = Phases {
+        build: phase("build", phases.build),
+        migrate: phase("migrate", phases.migrate),
+        start: phase("start", phases.start),
+        stop: phase("stop", phases.stop),
+        after_switch: phase("after_switch", phases.after_switch),
+    };
+    let strategy = validate_strategy(errors, at, env.strategy, &phases, hosts.len());
+    let health = env.health.map(|h| {
+        if !h.path.starts_with('/') {
+            errors.push(format!("{at}.health.path"), "must start with '/'");
+        }
+        if h.port.is_none() && !matches!(strategy, Strategy::BlueGreen(_)) {
+            errors.push(
+                format!("{at}.health.port"),
+                "required (blue_green checks each slot's own port)",
+            );
+        }
+        if h.retries == 0 {
+            errors.push(format!("{at}.health.retries"), "must be at least 1");
+        }
+        Health {
+            path: h.path,
+            port: h.port,
+            status: h.status,
+            body: h.body,
+            interval: h.interval,
+            timeout: h.timeout,
+            retries: h.retries,
+            from: h.from,
+        }
+    });
+    if let Strategy::Canary { .. } | Strategy::Rolling { .. } = strategy
+        && health.is_none()
+    {
+        errors.push(
+            format!("{at}.health"),
+            "rolling and canary deploys need a health check",
+        );
+    }
+    let ssh = Ssh {
+        key: env.ssh.key.map(|p| resolve(base, &p)),
+        known_hosts: env.ssh.known_hosts.map(|p| resolve(base, &p)),
+        connect_timeout: env.ssh.connect_timeout,
+    };
+    Some(Environment {
+        name: name?,
+        hosts,
+        deploy_path,
+        keep_releases: env.keep_releases,
+        ssh,
+        phases,
+        strategy,
+        health,
+        auto_rollback: env.auto_rollback,
+    })
+}
+
+fn validate_steps(
+    errors: &mut Errors,
+    at: &str,
+    steps: Vec<file::Step>,
+    (timeout, idle_timeout): (Duration, Duration),
+) -> Vec<Step> {
+    let mut out = Vec::new();
+    for (i, step) in steps.into_iter().enumerate() {
+        let (run, name, step_timeout, idle) = match step {
+            file::Step::Line(run) => (run, None, None, None),
+            file::Step::Table(t) => (t.run, t.name, t.timeout, t.idle_timeout),
+        };
+        if run.trim().is_empty() {
+            errors.push(format!("{at}[{i}]"), "a step needs a command");
+            continue;
+        }
+        out.push(Step {
+            name: name.unwrap_or_else(|| run.clone()),
+            run,
+            timeout: step_timeout.unwrap_or(timeout),
+            idle_timeout: idle.unwrap_or(idle_timeout),
+        });
+    }
+    out
+}
+
+fn validate_strategy(
+    errors: &mut Errors,
+    at: &str,
+    strategy: file::Strategy,
+    phases: &Phases,
+    hosts: usize,
+) -> Strategy {
+    let at = format!("{at}.strategy");
+    match strategy {
+        file::Strategy::AllAtOnce => Strategy::AllAtOnce,
+        file::Strategy::Rolling {
+            batch,
+            max_failures,
+        } => {
+            if batch == 0 {
+                errors.push(format!("{at}.rolling.batch"), "must be at least 1");
+            }
+            Strategy::Rolling {
+                batch: batch.max(1),
+                max_failures,
+            }
+        }
+        file::Strategy::Canary {
+            hosts: canaries,
+            observe,
+            batch,
+        } => {
+            if canaries == 0 || canaries >= hosts.max(1) {
+                errors.push(
+                    format!("{at}.canary.hosts"),
+                    format!("must be at least 1 and fewer than the {hosts} hosts"),
+                );
+            }
+            Strategy::Canary {
+                hosts: canaries.max(1),
+                observe,
+                batch: batch.unwrap_or(canaries).max(1),
+            }
+        }
+        file::Strategy::BlueGreen(bg) => {
+            if bg.blue_port == bg.green_port {
+                errors.push(
+                    format!("{at}.blue_green"),
+                    "blue_port and green_port must differ",
+                );
+            }
+            if phases.start.is_empty() || phases.stop.is_empty() {
+                errors.push(
+                    format!("{at}.blue_green"),
+                    "blue_green needs steps.start and steps.stop (run per slot with SLIPWAY_PORT)",
+                );
+            }
+            if !bg.upstream_template.contains("{port}") {
+                errors.push(
+                    format!("{at}.blue_green.upstream_template"),
+                    "must contain {port}",
+                );
+            }
+            if bg
+                .upstream_file
+                .to_str()
+                .is_none_or(|f| !f.starts_with('/'))
+            {
+                errors.push(
+                    format!("{at}.blue_green.upstream_file"),
+                    "must be an absolute path",
+                );
+            }
+            Strategy::BlueGreen(BlueGreen {
+                blue_port: bg.blue_port,
+                green_port: bg.green_port,
+                upstream_file: bg.upstream_file.display().to_string(),
+                upstream_template: bg.upstream_template,
+                check: bg.check,
+                reload: bg.reload,
+                drain: bg.drain,
+            })
+        }
+    }
+}
+
+/// A secret given inline (`<key>`) or in a file (`<key>_file`, trailing newline ignored); at
+/// least 8 characters.
+pub(super) fn secret(
+    errors: &mut Errors,
+    key: &str,
+    inline: Option<SecretString>,
+    file: Option<PathBuf>,
+) -> Option<SecretString> {
+    let value = match (inline, file) {
+        (Some(_), Some(_)) => {
+            errors.push(key, format!("set either {key} or {key}_file, not both"));
+            return None;
+        }
+        (Some(secret), None) => secret,
+        (None, Some(file)) => match std::fs::read_to_string(&file) {
+            Ok(text) => SecretString::from(text.trim_end_matches(['\r', '\n'])),
+            Err(err) => {
+                errors.push(
+                    format!("{key}_file"),
+                    format!("cannot read {}: {err}", file.display()),
+                );
+                return None;
+            }
+        },
+        (None, None) => return None,
+    };
+    if value.expose_secret().len() < 8 {
+        errors.push(key, "must be at least 8 characters");
+        return None;
+    }
+    Some(value)
+}
+
+/// `path` made absolute against the config file's directory, without `.` or `..` parts.
+pub(super) fn resolve(base: &Path, path: &Path) -> PathBuf {
+    let joined = std::path::absolute(base.join(path)).unwrap_or_else(|_| base.join(path));
+    let mut clean = PathBuf::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => clean.push(other),
+        }
+    }
+    clean
+}
+
+/// A clone URL that is a relative local path is resolved like the file's other paths; URLs
+/// (`scheme://`, `user@host:path`) and absolute paths are kept as written.
+pub(super) fn resolve_local_url(url: &str, base: &Path) -> String {
+    let remote = url.contains("://")
+        || url
+            .split('/')
+            .next()
+            .is_some_and(|first| first.contains(':'));
+    if remote || url.starts_with('/') {
+        url.to_owned()
+    } else {
+        resolve(base, Path::new(url)).display().to_string()
+    }
+}
+
+#[derive(Default)]
+pub(super) struct Errors(pub(super) Vec<(String, String)>);
+
+impl Errors {
+    pub(super) fn push(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push((path.into(), message.into()));
+    }
+
+    pub(super) fn check<T, E: fmt::Display>(
+        &mut self,
+        path: &str,
+        result: Result<T, E>,
+    ) -> Option<T> {
+        result.map_err(|e| self.push(path, e.to_string())).ok()
+    }
+
+    pub(super) fn finish(self) -> Result<(), ConfigError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError { problems: self.0 })
+        }
+    }
+}
