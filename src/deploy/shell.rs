@@ -59,6 +59,16 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        // Any string without NUL (which no argv or environment can carry) comes back unchanged
+        // through a real shell: quotes, `$(..)`, backticks, newlines, control characters, UTF-8.
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        #[test]
+        fn sh_prints_exactly_the_quoted_value(value in "[^\\x00]{0,64}") {
+            proptest::prop_assert_eq!(echo_through_sh(&value), value);
+        }
+    }
+
     #[test]
     fn quote_shape() {
         assert_eq!(quote("a"), "'a'");
