@@ -279,3 +279,47 @@ async fn web_and_worker_roles_split_the_work() {
         child.wait().unwrap();
     }
 }
+
+/// Idle workers of another replica wake on LISTEN/NOTIFY: with a one-minute poll interval, a job
+/// queued through a web replica still starts within seconds.
+#[tokio::test]
+async fn notify_wakes_idle_workers_of_other_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "main");
+    let db = fresh_postgres_database().await;
+    let configs = replica_configs(
+        dir.path(),
+        &db,
+        &repo,
+        "30s",
+        &[("staging", "[\"true\"]")],
+        2,
+    );
+    for config in &configs {
+        let text = std::fs::read_to_string(config)
+            .unwrap()
+            .replace("poll_interval = \"200ms\"", "poll_interval = \"60s\"");
+        std::fs::write(config, text).unwrap();
+    }
+    let (mut worker, _) = serve(&configs[1], "worker");
+    let (mut web, web_base) = serve(&configs[0], "web");
+    // Let the worker finish its start-up claim and go idle.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let http = reqwest::Client::new();
+    let queued = std::time::Instant::now();
+    let id = push_to(&http, &web_base, "notify", "staging", &sha).await["job_id"]
+        .as_i64()
+        .unwrap();
+    let job = crate::helpers::wait_for_job(&http, &web_base, id).await;
+    let took = queued.elapsed();
+    for child in [&mut web, &mut worker] {
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert!(
+        took < Duration::from_secs(20),
+        "the job waited {took:?}: the worker was not woken"
+    );
+}
