@@ -130,6 +130,8 @@ fn secrets_are_masked_in_logs_and_step_output() {
         .collect();
     assert!(lines.iter().any(|l| {
         l["span"]["name"] == "request"
+            && l["duration_us"].is_u64()
+            && l["http.status"].is_u64()
             && l["span"]["request.id"]
                 .as_str()
                 .is_some_and(|id| !id.is_empty())
