@@ -16,6 +16,7 @@ fn replica_configs(
     db: &str,
     repo: &GitRepo,
     lease: &str,
+    poll: &str,
     envs: &[(&str, &str)],
     count: usize,
 ) -> Vec<PathBuf> {
@@ -42,7 +43,7 @@ fn replica_configs(
                 format!(
                     "[server]\nlisten = \"127.0.0.1:0\"\n[github]\nwebhook_secret = \"{SECRET}\"\n\
                      [database]\nurl = \"{db}\"\n[worker]\ndata_dir = \"{}/replica{n}\"\nlease = \"{lease}\"\n\
-                     poll_interval = \"200ms\"\n{apps}",
+                     poll_interval = \"{poll}\"\n{apps}",
                     dir.display()
                 ),
             )
@@ -75,7 +76,7 @@ async fn three_replicas_run_300_jobs_once_each_one_at_a_time_per_environment() {
     let db = fresh_postgres_database().await;
     let names: Vec<String> = (0..20).map(|i| format!("e{i:02}")).collect();
     let envs: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "[\"true\"]")).collect();
-    let configs = replica_configs(dir.path(), &db, &repo, "30s", &envs, 3);
+    let configs = replica_configs(dir.path(), &db, &repo, "30s", "200ms", &envs, 3);
     let mut replicas: Vec<_> = configs.iter().map(|c| serve(c, "all")).collect();
 
     let http = reqwest::Client::new();
@@ -169,7 +170,15 @@ async fn a_killed_replicas_job_is_finished_by_another_and_switched_once() {
     let db = fresh_postgres_database().await;
     let marker = dir.path().join("attempts");
     let step = format!("[\"echo attempt >> {}; sleep 3\"]", marker.display());
-    let configs = replica_configs(dir.path(), &db, &repo, "2s", &[("staging", &step)], 2);
+    let configs = replica_configs(
+        dir.path(),
+        &db,
+        &repo,
+        "2s",
+        "200ms",
+        &[("staging", &step)],
+        2,
+    );
     let mut replicas: Vec<_> = configs.iter().map(|c| serve(c, "all")).collect();
 
     let http = reqwest::Client::new();
@@ -233,6 +242,7 @@ async fn web_and_worker_roles_split_the_work() {
         &db,
         &repo,
         "30s",
+        "200ms",
         &[("staging", "[\"true\"]")],
         2,
     );
@@ -293,15 +303,10 @@ async fn notify_wakes_idle_workers_of_other_replicas() {
         &db,
         &repo,
         "30s",
+        "60s",
         &[("staging", "[\"true\"]")],
         2,
     );
-    for config in &configs {
-        let text = std::fs::read_to_string(config)
-            .unwrap()
-            .replace("poll_interval = \"200ms\"", "poll_interval = \"60s\"");
-        std::fs::write(config, text).unwrap();
-    }
     let (mut worker, _) = serve(&configs[1], "worker");
     let (mut web, web_base) = serve(&configs[0], "web");
     // Let the worker finish its start-up claim and go idle.
