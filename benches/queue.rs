@@ -70,11 +70,12 @@ async fn main() {
             kind: JobKind::Deploy,
             app: Name::parse("bench").unwrap(),
             env: Name::parse(&format!("e{}", i % lanes)).unwrap(),
-            git_ref: GitRef::parse("main").unwrap(),
-            sha: Sha::parse(&"a".repeat(40)).unwrap(),
+            git_ref: Some(GitRef::parse("main").unwrap()),
+            sha: Some(Sha::parse(&"a".repeat(40)).unwrap()),
             requested_by: "bench".into(),
             source: "bench",
             target_release: None,
+            ephemeral: None,
         })
         .collect();
     for _ in 0..jobs / batch.len() {

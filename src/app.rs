@@ -13,7 +13,7 @@ use crate::deploy::Engine;
 use crate::http::{self, AppState};
 use crate::mask::Masker;
 use crate::queue::Queue;
-use crate::store::{Job, JobState, Store};
+use crate::store::{Job, Store};
 use crate::telemetry::{Metrics, Vitals};
 use crate::worker::Workers;
 
@@ -149,7 +149,7 @@ pub async fn work_until_done(parts: &Parts, id: i64) -> anyhow::Result<Job> {
             .job(id)
             .await?
             .context("the job vanished")?;
-        if matches!(job.state, JobState::Succeeded | JobState::Failed) {
+        if job.state.is_final() {
             break job;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;

@@ -85,6 +85,32 @@ pub fn parse_push(body: &[u8]) -> Result<Push, ParseError> {
     })
 }
 
+/// Parses a `delete` event body (a branch or tag was deleted) as the push that deleted it.
+pub fn parse_delete(body: &[u8]) -> Result<Push, ParseError> {
+    #[derive(Deserialize)]
+    struct DeletePayload {
+        #[serde(rename = "ref")]
+        git_ref: String,
+        ref_type: String,
+        repository: Repository,
+        sender: Option<Sender>,
+    }
+    let payload: DeletePayload = serde_json::from_slice(body)
+        .map_err(|e| ParseError(format!("invalid delete payload: {e}")))?;
+    let name = GitRef::parse(&payload.git_ref).map_err(|e| ParseError(format!("ref: {e}")))?;
+    let target = match payload.ref_type.as_str() {
+        "branch" => PushTarget::Branch(name),
+        "tag" => PushTarget::Tag(name),
+        other => PushTarget::Other(format!("{other} {name}")),
+    };
+    Ok(Push {
+        repo: payload.repository.full_name,
+        target,
+        sha: None,
+        pushed_by: payload.sender.map_or_else(|| "unknown".into(), |s| s.login),
+    })
+}
+
 /// The `zen` line of a `ping` event, for the answer.
 pub fn parse_ping(body: &[u8]) -> Result<String, ParseError> {
     #[derive(Deserialize)]
@@ -138,6 +164,21 @@ mod tests {
             PushTarget::Tag(GitRef::parse("v0.0.1").unwrap())
         );
         assert!(push.sha.is_some());
+    }
+
+    #[test]
+    fn a_delete_event_is_a_push_without_sha() {
+        // The shape of GitHub's documented `delete` payload (fields we do not read left out).
+        let body = br#"{"ref": "demo/xyz", "ref_type": "branch", "pusher_type": "user",
+            "repository": {"full_name": "acme/shop"}, "sender": {"login": "octocat"}}"#;
+        let push = parse_delete(body).unwrap();
+        assert_eq!(
+            push.target,
+            PushTarget::Branch(GitRef::parse("demo/xyz").unwrap())
+        );
+        assert_eq!((push.sha, push.repo.as_str()), (None, "acme/shop"));
+        let bad = br#"{"ref": "a..b", "ref_type": "branch", "repository": {"full_name": "a/b"}}"#;
+        assert!(parse_delete(bad).unwrap_err().to_string().contains("ref"));
     }
 
     #[test]

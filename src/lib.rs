@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod deploy;
 pub mod domain;
+pub mod ephemeral;
 pub mod error;
 pub mod gitops;
 pub mod http;

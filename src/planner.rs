@@ -1,9 +1,11 @@
 //! Decides what an interpreted event means for this config: which jobs to queue, or why none.
 //! Pure: no I/O, so every rule is a unit test.
 
-use crate::config::Config;
+use crate::config::{App, Config};
+use crate::domain::{GitRef, Sha};
+use crate::ephemeral::{self, Identity};
 use crate::gitops::{Push, PushTarget};
-use crate::queue::NewJob;
+use crate::queue::{EphemeralEnv, NewJob};
 use crate::store::JobKind;
 
 #[derive(Debug, PartialEq, Eq)]
@@ -25,6 +27,20 @@ pub fn plan_push(config: &Config, push: &Push) -> Plan {
             return Plan::Ignored(format!("ref {name} is neither a branch nor a tag"));
         }
     };
+    if let Some(template) = ephemeral::template_for(app, branch.as_str()) {
+        let id = match ephemeral::identify(template, branch.as_str()) {
+            Ok(id) => id,
+            Err(why) => return Plan::Ignored(why.to_string()),
+        };
+        return Plan::Jobs(vec![ephemeral_job(
+            app,
+            id,
+            branch,
+            push.sha.clone(),
+            &push.pushed_by,
+            "github",
+        )]);
+    }
     let Some(sha) = &push.sha else {
         return Plan::Ignored(format!("branch {branch} was deleted: nothing to deploy"));
     };
@@ -34,11 +50,12 @@ pub fn plan_push(config: &Config, push: &Push) -> Plan {
             kind: JobKind::Deploy,
             app: app.name.clone(),
             env: env.clone(),
-            git_ref: branch.clone(),
-            sha: sha.clone(),
+            git_ref: Some(branch.clone()),
+            sha: Some(sha.clone()),
             requested_by: push.pushed_by.clone(),
             source: "github",
             target_release: None,
+            ephemeral: None,
         })
         .collect();
     if jobs.is_empty() {
@@ -50,10 +67,40 @@ pub fn plan_push(config: &Config, push: &Push) -> Plan {
     Plan::Jobs(jobs)
 }
 
+/// The job that brings a branch's ephemeral environment to `sha`, or tears it down (`None`:
+/// the branch is gone).
+pub fn ephemeral_job(
+    app: &App,
+    id: Identity,
+    branch: &GitRef,
+    sha: Option<Sha>,
+    requested_by: &str,
+    source: &'static str,
+) -> NewJob {
+    NewJob {
+        kind: if sha.is_some() {
+            JobKind::Deploy
+        } else {
+            JobKind::Teardown
+        },
+        app: app.name.clone(),
+        env: id.env,
+        git_ref: Some(branch.clone()),
+        sha,
+        requested_by: requested_by.to_owned(),
+        source,
+        target_release: None,
+        ephemeral: Some(EphemeralEnv {
+            template: id.template,
+            branch: branch.clone(),
+            hostname: id.hostname,
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{GitRef, Sha};
 
     fn config() -> (tempfile::TempDir, Config) {
         let dir = tempfile::tempdir().unwrap();
@@ -81,6 +128,12 @@ deploy = "qa"
 [[apps.shop.triggers]]
 push = "main"
 deploy = "qa"
+[apps.shop.ephemeral.demo]
+branches = "demo/*"
+hostname = "demo-{slug}.example.test"
+ports = "20000-20099"
+hosts = ["local"]
+deploy_path = "/srv/demo"
 "#,
         )
         .unwrap();
@@ -156,5 +209,39 @@ deploy = "qa"
         for (p, why) in cases {
             assert_eq!(plan_push(&c, &p), Plan::Ignored(why.into()));
         }
+    }
+
+    #[test]
+    fn demo_branches_make_and_remove_ephemeral_environments() {
+        let (_d, c) = config();
+        let Plan::Jobs(jobs) = plan_push(&c, &push("acme/shop", branch("demo/Feature_X"), false))
+        else {
+            panic!("ignored")
+        };
+        let [job] = jobs.as_slice() else {
+            panic!("{jobs:?}")
+        };
+        assert_eq!(job.kind, JobKind::Deploy);
+        assert!(
+            job.env.as_str().starts_with("demo-feature-x-"),
+            "{}",
+            job.env
+        );
+        let e = job.ephemeral.as_ref().unwrap();
+        assert_eq!(e.branch.as_str(), "demo/Feature_X");
+        assert_eq!(e.hostname, format!("{}.example.test", job.env));
+        let Plan::Jobs(jobs) = plan_push(&c, &push("acme/shop", branch("demo/Feature_X"), true))
+        else {
+            panic!("ignored")
+        };
+        assert_eq!(
+            (jobs[0].kind, &jobs[0].env, &jobs[0].sha),
+            (JobKind::Teardown, &job.env, &None)
+        );
+        let Plan::Ignored(why) = plan_push(&c, &push("acme/shop", branch("demo/___"), false))
+        else {
+            panic!("planned")
+        };
+        assert!(why.contains("no letters or digits"), "{why}");
     }
 }

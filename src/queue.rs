@@ -29,12 +29,40 @@ pub struct NewJob {
     pub kind: JobKind,
     pub app: Name,
     pub env: Name,
-    pub git_ref: GitRef,
-    pub sha: Sha,
+    /// What to deploy (a teardown names the branch; scheduled jobs have none).
+    pub git_ref: Option<GitRef>,
+    /// Deploys: the commit; teardowns: what was live, if anything.
+    pub sha: Option<Sha>,
     pub requested_by: String,
     pub source: &'static str,
     /// Rollbacks: the release to go back to.
     pub target_release: Option<ReleaseId>,
+    /// Deploys and teardowns of an ephemeral environment: the environment they create, update
+    /// or remove, recorded in the same transaction as the job.
+    pub ephemeral: Option<EphemeralEnv>,
+}
+
+/// An ephemeral environment as a push names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EphemeralEnv {
+    pub template: Name,
+    pub branch: GitRef,
+    pub hostname: String,
+}
+
+impl NewJob {
+    /// How the job's first event describes it.
+    fn describe(&self) -> String {
+        let what = match (&self.git_ref, &self.sha) {
+            (Some(r), Some(s)) => format!("{} {r} ({})", self.kind.as_str(), s.short()),
+            (Some(r), None) => format!("{} {r}", self.kind.as_str()),
+            _ => self.kind.as_str().to_owned(),
+        };
+        format!(
+            "{what} to {}/{} requested by {} via {}",
+            self.app, self.env, self.requested_by, self.source
+        )
+    }
 }
 
 /// The webhook delivery a set of jobs came from.
@@ -50,6 +78,8 @@ pub enum Enqueued {
     Created(Vec<i64>),
     /// The delivery was seen before; these are the jobs it created then.
     Duplicate(Vec<i64>),
+    /// Nothing was stored (not even the delivery), for this reason.
+    Refused(String),
 }
 
 #[derive(Debug)]
@@ -137,9 +167,68 @@ impl Queue {
             }
             match duplicate {
                 Some(ids) => Enqueued::Duplicate(ids),
-                None => {
+                None => 'jobs: {
                     let mut ids = Vec::with_capacity(jobs.len());
                     for job in jobs {
+                        let lane = format!("{}/{}", job.app, job.env);
+                        if let Some(e) = &job.ephemeral {
+                            let existing: Option<(i64, String)> = sqlx::query_as(
+                                "SELECT id, branch FROM ephemeral_envs \
+                                 WHERE app = $1 AND env = $2 AND state <> 'gone'",
+                            )
+                            .bind(job.app.as_str())
+                            .bind(job.env.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                            match (job.kind, existing) {
+                                (_, Some((_, branch))) if branch != e.branch.as_str() => {
+                                    break 'jobs Enqueued::Refused(format!(
+                                        "environment {} already belongs to branch {branch}",
+                                        job.env
+                                    ));
+                                }
+                                (JobKind::Deploy, None) => {
+                                    sqlx::query(
+                                        "INSERT INTO ephemeral_envs (app, template, env, branch, \
+                                         hostname, state, last_push_at, created_at, updated_at) \
+                                         VALUES ($1, $2, $3, $4, $5, 'provisioning', $6, $6, $6)",
+                                    )
+                                    .bind(job.app.as_str())
+                                    .bind(e.template.as_str())
+                                    .bind(job.env.as_str())
+                                    .bind(e.branch.as_str())
+                                    .bind(&e.hostname)
+                                    .bind(now)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                }
+                                (JobKind::Deploy, Some((id, _))) => {
+                                    // A push during a teardown brings the environment back once
+                                    // the teardown is done.
+                                    sqlx::query(
+                                        "UPDATE ephemeral_envs SET last_push_at = $1, updated_at = $1, \
+                                         state = CASE state WHEN 'tearing_down' THEN 'provisioning' \
+                                         ELSE state END WHERE id = $2",
+                                    )
+                                    .bind(now)
+                                    .bind(id)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                }
+                                (_, Some((id, _))) => {
+                                    sqlx::query(
+                                        "UPDATE ephemeral_envs SET state = 'tearing_down', \
+                                         updated_at = $1 WHERE id = $2",
+                                    )
+                                    .bind(now)
+                                    .bind(id)
+                                    .execute(&mut *tx)
+                                    .await?;
+                                }
+                                // Nothing exists to tear down.
+                                (_, None) => continue,
+                            }
+                        }
                         let id: i64 = sqlx::query_scalar(
                             "INSERT INTO jobs (kind, app, env, lane, git_ref, sha, requested_by, \
                              source, delivery_id, state, max_attempts, created_at, target_release) \
@@ -149,9 +238,9 @@ impl Queue {
                         .bind(job.kind)
                         .bind(job.app.as_str())
                         .bind(job.env.as_str())
-                        .bind(format!("{}/{}", job.app, job.env))
-                        .bind(job.git_ref.as_str())
-                        .bind(job.sha.as_str())
+                        .bind(&lane)
+                        .bind(job.git_ref.as_ref().map_or("", GitRef::as_str))
+                        .bind(job.sha.as_ref().map_or("", Sha::as_str))
                         .bind(&job.requested_by)
                         .bind(job.source)
                         .bind(delivery.map(|d| d.id))
@@ -160,17 +249,23 @@ impl Queue {
                         .bind(job.target_release.as_ref().map(ReleaseId::as_str))
                         .fetch_one(&mut *tx)
                         .await?;
-                        let message = format!(
-                            "{} {} ({}) to {}/{} requested by {} via {}",
-                            job.kind.as_str(),
-                            job.git_ref,
-                            job.sha.short(),
-                            job.app,
-                            job.env,
-                            job.requested_by,
-                            job.source
-                        );
-                        insert_event!(tx, id, now, JobState::Queued, &message);
+                        insert_event!(tx, id, now, JobState::Queued, &job.describe());
+                        if job.ephemeral.is_some() {
+                            // The newest push wins: older queued deploys of the environment
+                            // would only be overwritten (the `jobs_finished` trigger records
+                            // why).
+                            sqlx::query(
+                                "UPDATE jobs SET state = 'superseded', finished_at = $1, \
+                                 summary = $2 WHERE lane = $3 AND state = 'queued' \
+                                 AND kind = 'deploy' AND id < $4",
+                            )
+                            .bind(now)
+                            .bind(format!("superseded by job {id} ({})", job.kind.as_str()))
+                            .bind(&lane)
+                            .bind(id)
+                            .execute(&mut *tx)
+                            .await?;
+                        }
                         ids.push(id);
                     }
                     tx.commit().await?;

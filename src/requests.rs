@@ -64,11 +64,12 @@ pub async fn deploy(
         kind: JobKind::Deploy,
         app,
         env,
-        git_ref,
-        sha,
+        git_ref: Some(git_ref),
+        sha: Some(sha),
         requested_by: requested_by.to_owned(),
         source,
         target_release: None,
+        ephemeral: None,
     };
     first_id(queue.enqueue(None, &[job]).await?)
 }
@@ -122,11 +123,12 @@ pub async fn rollback(
         kind: JobKind::Rollback,
         app,
         env,
-        git_ref: GitRef::parse(&target.git_ref).map_err(|e| invalid(e.to_string()))?,
-        sha: Sha::parse(&target.sha).map_err(|e| invalid(e.to_string()))?,
+        git_ref: Some(GitRef::parse(&target.git_ref).map_err(|e| invalid(e.to_string()))?),
+        sha: Some(Sha::parse(&target.sha).map_err(|e| invalid(e.to_string()))?),
         requested_by: requested_by.to_owned(),
         source,
         target_release: Some(ReleaseId::from_stored(target.release_id.clone())),
+        ephemeral: None,
     };
     first_id(queue.enqueue(None, &[job]).await?)
 }
@@ -137,5 +139,6 @@ fn first_id(enqueued: Enqueued) -> Result<i64, RequestError> {
             .first()
             .copied()
             .ok_or_else(|| invalid("nothing was queued")),
+        Enqueued::Refused(why) => Err(invalid(why)),
     }
 }

@@ -13,12 +13,16 @@ use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::config::Config;
+use std::borrow::Cow;
+
+use crate::config::{App, Config, Environment};
 use crate::deploy::journal::Journal;
 use crate::deploy::{Engine, Fence, Request};
+use crate::domain::Name;
 use crate::mask::Masker;
 use crate::queue::{Claim, Lease, Outcome, Queue};
 use crate::store::now_ms;
+use crate::store::{EnvState, EphemeralRow, Job, JobKind, PortPolicy};
 use crate::telemetry::{Metrics, Vitals};
 
 /// What every worker of this process shares.
@@ -192,18 +196,124 @@ impl Workers {
         cancel: &CancellationToken,
     ) -> Outcome {
         let job = &lease.job;
-        let Some((app, env)) = self.config.app(&job.app).and_then(|app| {
-            let env = app
-                .environments
-                .get(&crate::domain::Name::parse(&job.env).ok()?)?;
-            Some((app, env))
-        }) else {
-            let error = format!("{}/{} is no longer configured", job.app, job.env);
-            return Outcome::Failed {
-                result: serde_json::json!({ "reason": error }),
-                error,
-            };
+        let Some(app) = self.config.app(&job.app) else {
+            return failed(format!("app {} is no longer configured", job.app));
         };
+        let (env, ephemeral) = match self.environment(app, job).await {
+            Ok(Resolved::Static(env)) => (Cow::Borrowed(env), None),
+            Ok(Resolved::Ephemeral(resolved)) => {
+                let (env, row) = *resolved;
+                (Cow::Owned(env), Some(row))
+            }
+            Err(outcome) => return outcome,
+        };
+        let outcome = self.run_job(lease, app, &env, journal, cancel).await;
+        if let Some(row) = ephemeral {
+            self.settle(job, &row, &outcome).await;
+        }
+        outcome
+    }
+
+    /// The environment a job runs against: a configured one, or an ephemeral one made from
+    /// its template, its row and (deploys) a port allocated now if it has none yet.
+    async fn environment<'c>(&self, app: &'c App, job: &Job) -> Result<Resolved<'c>, Outcome> {
+        if let Some(env) = Name::parse(&job.env)
+            .ok()
+            .and_then(|n| app.environments.get(&n))
+        {
+            return Ok(Resolved::Static(env));
+        }
+        let store = self.queue.store();
+        let now = now_ms();
+        let row = match store.ephemeral_env(&job.app, &job.env).await {
+            Ok(Some(row)) => row,
+            Ok(None) => {
+                return Err(failed(format!(
+                    "{}/{} is not configured and no ephemeral environment of that name exists",
+                    job.app, job.env
+                )));
+            }
+            Err(err) => return Err(failed(format!("reading the environment: {err}"))),
+        };
+        let template = Name::parse(&row.template)
+            .ok()
+            .and_then(|t| app.ephemeral.get(&t));
+        let (Some(template), Ok(name)) = (template, Name::parse(&row.env)) else {
+            return Err(failed(format!(
+                "ephemeral environments {}.{} are no longer configured",
+                job.app, row.template
+            )));
+        };
+        let port = match job.kind {
+            JobKind::Teardown => row.port().unwrap_or(0),
+            JobKind::Deploy | JobKind::Rollback => {
+                let policy = PortPolicy {
+                    template: &row.template,
+                    range: template.ports.clone(),
+                    max: template.max,
+                };
+                let port = match store.allocate_port(row.id, &policy).await {
+                    Ok(Ok(port)) => port,
+                    Ok(Err(why)) => {
+                        let from = [EnvState::Provisioning, EnvState::Failed];
+                        if let Err(err) = store
+                            .set_env_state(row.id, &from, EnvState::Failed, None, now)
+                            .await
+                        {
+                            tracing::error!(error = %err, "could not mark the environment failed");
+                        }
+                        return Err(failed(why));
+                    }
+                    Err(err) => return Err(failed(format!("allocating a port: {err}"))),
+                };
+                let (from, to) = match row.sha {
+                    Some(_) => (&[EnvState::Live, EnvState::Failed][..], EnvState::Updating),
+                    None => (&[EnvState::Failed][..], EnvState::Provisioning),
+                };
+                if let Err(err) = store.set_env_state(row.id, from, to, None, now).await {
+                    return Err(failed(format!("updating the environment: {err}")));
+                }
+                port
+            }
+        };
+        let slug = row
+            .env
+            .strip_prefix(&format!("{}-", row.template))
+            .unwrap_or(&row.env);
+        let env = template.environment(&app.name, &name, slug, &row.hostname, port);
+        Ok(Resolved::Ephemeral(Box::new((env, row))))
+    }
+
+    /// Moves an ephemeral environment on by how its job ended.
+    async fn settle(&self, job: &Job, row: &EphemeralRow, outcome: &Outcome) {
+        let succeeded = matches!(outcome, Outcome::Succeeded { .. });
+        let (from, to, sha) = match (job.kind, succeeded) {
+            (JobKind::Teardown, true) => (&[EnvState::TearingDown][..], EnvState::Gone, None),
+            (JobKind::Teardown, false) => (&[EnvState::TearingDown][..], EnvState::Failed, None),
+            (_, true) => (
+                &[EnvState::Provisioning, EnvState::Updating][..],
+                EnvState::Live,
+                Some(job.sha.as_str()),
+            ),
+            // A failed update leaves the previous release serving.
+            (_, false) if row.sha.is_some() => (&[EnvState::Updating][..], EnvState::Live, None),
+            (_, false) => (&[EnvState::Provisioning][..], EnvState::Failed, None),
+        };
+        let store = self.queue.store();
+        if let Err(err) = store.set_env_state(row.id, from, to, sha, now_ms()).await {
+            tracing::error!(error = %err, env = %row.env, "could not record the environment's state");
+        }
+    }
+
+    async fn run_job(
+        &self,
+        lease: &Lease,
+        app: &App,
+        env: &Environment,
+        journal: &Journal,
+        cancel: &CancellationToken,
+    ) -> Outcome {
+        let job = &lease.job;
         let store = self.queue.store();
         let live_slots = match store.live_deployments(&job.app, &job.env).await {
             Ok(live) => live
@@ -229,6 +339,9 @@ impl Workers {
             live_slots,
         };
         match self.engine.run(request, journal, &fence, cancel).await {
+            Ok(_) if job.kind == JobKind::Teardown => Outcome::Succeeded {
+                message: format!("{} torn down", job.env),
+            },
             Ok(success) => {
                 if let Err(err) = store
                     .record_switch(job, &success.release, &success.hosts)
@@ -251,6 +364,19 @@ impl Workers {
                 result: failure.to_json(),
             },
         }
+    }
+}
+
+/// The environment a job runs against.
+enum Resolved<'c> {
+    Static(&'c Environment),
+    Ephemeral(Box<(Environment, EphemeralRow)>),
+}
+
+fn failed(error: String) -> Outcome {
+    Outcome::Failed {
+        result: serde_json::json!({ "reason": error }),
+        error,
     }
 }
 

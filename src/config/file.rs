@@ -162,6 +162,111 @@ pub struct App {
     pub environments: BTreeMap<String, Environment>,
     #[serde(default)]
     pub triggers: Vec<Trigger>,
+    #[serde(default)]
+    pub ephemeral: BTreeMap<String, Ephemeral>,
+}
+
+/// Environments made on demand from branches (`demo/*`): one per branch, torn down with it.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ephemeral {
+    pub branches: String,
+    pub hostname: String,
+    pub ports: String,
+    #[serde(default = "Ephemeral::default_ttl", with = "humantime_serde")]
+    pub ttl: Duration,
+    #[serde(default = "Ephemeral::default_warn_before", with = "humantime_serde")]
+    pub warn_before: Duration,
+    #[serde(default = "Ephemeral::default_max")]
+    pub max: usize,
+    #[serde(default)]
+    pub route: Route,
+    pub hosts: Vec<String>,
+    pub deploy_path: PathBuf,
+    #[serde(default = "Ephemeral::default_keep_releases")]
+    pub keep_releases: usize,
+    #[serde(default)]
+    pub ssh: Ssh,
+    #[serde(default)]
+    pub steps: Steps,
+    pub health: Option<Health>,
+    #[serde(
+        default = "Environment::default_step_timeout",
+        with = "humantime_serde"
+    )]
+    pub step_timeout: Duration,
+    #[serde(
+        default = "Environment::default_step_idle_timeout",
+        with = "humantime_serde"
+    )]
+    pub step_idle_timeout: Duration,
+}
+
+impl Ephemeral {
+    fn default_ttl() -> Duration {
+        Duration::from_secs(7 * 24 * 3600)
+    }
+    fn default_warn_before() -> Duration {
+        Duration::from_secs(24 * 3600)
+    }
+    fn default_max() -> usize {
+        20
+    }
+    fn default_keep_releases() -> usize {
+        2
+    }
+
+    /// The same settings as a static environment's, for the shared validation.
+    pub fn environment(&mut self) -> Environment {
+        Environment {
+            hosts: std::mem::take(&mut self.hosts),
+            deploy_path: std::mem::take(&mut self.deploy_path),
+            keep_releases: self.keep_releases,
+            ssh: std::mem::take(&mut self.ssh),
+            steps: std::mem::take(&mut self.steps),
+            strategy: Strategy::AllAtOnce,
+            health: self.health.take(),
+            auto_rollback: true,
+            step_timeout: self.step_timeout,
+            step_idle_timeout: self.step_idle_timeout,
+        }
+    }
+}
+
+/// How a proxy routes an ephemeral environment's hostname to its port.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    #[serde(default = "Route::default_file")]
+    pub file: String,
+    #[serde(default = "Route::default_template")]
+    pub template: String,
+    #[serde(default = "BlueGreen::default_check")]
+    pub check: String,
+    #[serde(default = "BlueGreen::default_reload")]
+    pub reload: String,
+}
+
+impl Route {
+    fn default_file() -> String {
+        "/etc/nginx/conf.d/slipway-{app}-{env}.conf".into()
+    }
+    fn default_template() -> String {
+        "server {\n    listen 80;\n    server_name {hostname};\n    location / {\n        \
+         proxy_pass http://127.0.0.1:{port};\n        proxy_set_header Host $host;\n    }\n}\n"
+            .into()
+    }
+}
+
+impl Default for Route {
+    fn default() -> Self {
+        Self {
+            file: Self::default_file(),
+            template: Self::default_template(),
+            check: BlueGreen::default_check(),
+            reload: BlueGreen::default_reload(),
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -11,7 +11,7 @@
 mod file;
 mod validate;
 
-use validate::{Errors, resolve_local_url, secret, validate_env};
+use validate::{Errors, Ports, resolve_local_url, secret, validate_env, validate_ephemeral};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -93,9 +93,11 @@ pub struct App {
     pub clone_url: String,
     pub environments: BTreeMap<Name, Environment>,
     pub triggers: Vec<Trigger>,
+    /// Environments made from branches, by template name.
+    pub ephemeral: BTreeMap<Name, Ephemeral>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Environment {
     pub name: Name,
     pub hosts: Vec<HostSpec>,
@@ -107,6 +109,89 @@ pub struct Environment {
     pub health: Option<Health>,
     /// Roll back hosts whose health check fails after the switch.
     pub auto_rollback: bool,
+    /// Ephemeral environments: the hostname, port and proxy route they are reached by.
+    pub site: Option<Site>,
+}
+
+/// Where an ephemeral environment is reached: its hostname, its port on the hosts, and the
+/// proxy route file that maps one to the other.
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub hostname: String,
+    pub port: u16,
+    pub route_file: String,
+    /// The route file's text, rendered.
+    pub route: String,
+    pub check: String,
+    pub reload: String,
+}
+
+/// `[apps.<app>.ephemeral.<name>]`: how branches matching `branches` become environments.
+#[derive(Debug)]
+pub struct Ephemeral {
+    pub name: Name,
+    pub branches: GlobMatcher,
+    /// The pattern's literal start (`demo/` of `demo/*`), left out of slugs.
+    pub prefix: String,
+    /// A hostname with `{slug}` in its first label.
+    pub hostname: String,
+    pub ports: std::ops::RangeInclusive<u16>,
+    /// Idle time (since the last push) after which cleanup tears an environment down.
+    pub ttl: Duration,
+    /// How long before the TTL ends the idle warning is given.
+    pub warn_before: Duration,
+    /// Most environments of this template existing at once.
+    pub max: usize,
+    pub route: Route,
+    /// Hosts, steps, health check...: every environment's settings. Its `deploy_path` is the
+    /// parent of each environment's own directory; its health check has no port (each
+    /// environment is checked on its own).
+    pub template: Environment,
+}
+
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Path of the route file on each host; `{app}` and `{env}` are replaced.
+    pub file: String,
+    /// The route file's text; `{app}`, `{env}`, `{slug}`, `{hostname}` and `{port}` are replaced.
+    pub template: String,
+    pub check: String,
+    pub reload: String,
+}
+
+impl Ephemeral {
+    /// The environment `env` of `app`, reached at `hostname`, served on `port`.
+    pub fn environment(
+        &self,
+        app: &Name,
+        env: &Name,
+        slug: &str,
+        hostname: &str,
+        port: u16,
+    ) -> Environment {
+        let render = |text: &str| {
+            text.replace("{app}", app.as_str())
+                .replace("{env}", env.as_str())
+                .replace("{slug}", slug)
+                .replace("{hostname}", hostname)
+                .replace("{port}", &port.to_string())
+        };
+        let mut environment = self.template.clone();
+        environment.name = env.clone();
+        environment.deploy_path = self.template.deploy_path.join(env.as_str());
+        if let Some(health) = &mut environment.health {
+            health.port = Some(port);
+        }
+        environment.site = Some(Site {
+            hostname: hostname.to_owned(),
+            port,
+            route_file: render(&self.route.file),
+            route: render(&self.route.template),
+            check: self.route.check.clone(),
+            reload: self.route.reload.clone(),
+        });
+        environment
+    }
 }
 
 /// The steps of a deploy, by when they run.
@@ -305,7 +390,9 @@ impl Config {
             let mut environments = BTreeMap::new();
             for (env_key, env) in app.environments {
                 let at = format!("{at}.environments.{env_key}");
-                if let Some(env) = validate_env(&mut errors, &at, &env_key, env, base) {
+                if let Some(env) =
+                    validate_env(&mut errors, &at, &env_key, env, base, Ports::Configured)
+                {
                     environments.insert(env.name.clone(), env);
                 }
             }
@@ -335,6 +422,21 @@ impl Config {
                     triggers.push(Trigger { push, deploy });
                 }
             }
+            let mut ephemeral = BTreeMap::new();
+            for (key, template) in app.ephemeral {
+                let at = format!("{at}.ephemeral.{key}");
+                for env in environments.keys() {
+                    if env.as_str().starts_with(&format!("{key}-")) {
+                        errors.push(
+                            format!("apps.{app_key}.environments.{env}"),
+                            format!("names starting with \"{key}-\" belong to the ephemeral environments of {at}"),
+                        );
+                    }
+                }
+                if let Some(template) = validate_ephemeral(&mut errors, &at, &key, template, base) {
+                    ephemeral.insert(template.name.clone(), template);
+                }
+            }
             apps.insert(
                 name.clone(),
                 App {
@@ -343,6 +445,7 @@ impl Config {
                     clone_url,
                     environments,
                     triggers,
+                    ephemeral,
                 },
             );
         }
@@ -384,7 +487,8 @@ impl Config {
             }
         };
         for app in self.apps.values_mut() {
-            for env in app.environments.values_mut() {
+            let templates = app.ephemeral.values_mut().map(|e| &mut e.template);
+            for env in app.environments.values_mut().chain(templates) {
                 let p = &mut env.phases;
                 for steps in [
                     &mut p.build,

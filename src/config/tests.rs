@@ -218,3 +218,74 @@ fn strategies_phases_and_health() {
         );
     }
 }
+
+const EPHEMERAL: &str = r#"
+[apps.shop.ephemeral.demo]
+branches = "demo/*"
+hostname = "demo-{slug}.app.example.com"
+ports = "20000-20999"
+hosts = ["deploy@10.0.0.7"]
+deploy_path = "/srv/demo"
+steps.after_switch = ["./bin/app restart"]
+health = { path = "/healthz" }
+"#;
+
+#[test]
+fn ephemeral_templates_load_with_defaults() {
+    let config = load(&format!("{GOOD}{EPHEMERAL}")).unwrap();
+    let demo = &config.app("shop").unwrap().ephemeral[&Name::parse("demo").unwrap()];
+    assert_eq!(demo.prefix, "demo/");
+    assert_eq!(demo.ports, 20000..=20999);
+    assert_eq!((demo.ttl, demo.max), (Duration::from_secs(7 * 86400), 20));
+    assert_eq!(
+        demo.route.file,
+        "/etc/nginx/conf.d/slipway-{app}-{env}.conf"
+    );
+    let env = demo.environment(
+        &Name::parse("shop").unwrap(),
+        &Name::parse("demo-xyz").unwrap(),
+        "xyz",
+        "demo-xyz.app.example.com",
+        20001,
+    );
+    assert_eq!(env.deploy_path, Path::new("/srv/demo/demo-xyz"));
+    assert_eq!(env.health.unwrap().port, Some(20001));
+    let site = env.site.unwrap();
+    assert_eq!(
+        site.route_file,
+        "/etc/nginx/conf.d/slipway-shop-demo-xyz.conf"
+    );
+    assert!(site.route.contains("server_name demo-xyz.app.example.com;"));
+    assert!(site.route.contains("proxy_pass http://127.0.0.1:20001;"));
+}
+
+#[test]
+fn ephemeral_template_errors_name_their_keys() {
+    let bad = EPHEMERAL
+        .replace("demo-{slug}.app", "demo.app")
+        .replace("20000-20999", "20999-20000")
+        .replace(
+            "{ path = \"/healthz\" }",
+            "{ path = \"/healthz\", port = 8000 }",
+        )
+        + "warn_before = \"30d\"\nroute = { file = \"/etc/nginx/conf.d/slipway.conf\" }\n";
+    let found = load(&format!(
+        "{GOOD}[apps.shop.environments.demo-x]\nhosts = [\"local\"]\ndeploy_path = \"/srv/x\"\n{bad}"
+    ))
+    .unwrap_err()
+    .to_string();
+    let found: Vec<&str> = found.lines().collect();
+    for expected in [
+        "apps.shop.ephemeral.demo.hostname: put {slug} once",
+        "apps.shop.ephemeral.demo.ports: \"20999-20000\" is not a port range",
+        "apps.shop.ephemeral.demo.health.port: leave it out",
+        "apps.shop.ephemeral.demo.warn_before: must be shorter than ttl",
+        "apps.shop.ephemeral.demo.route.file: must contain {env}",
+        "apps.shop.environments.demo-x: names starting with \"demo-\" belong to",
+    ] {
+        assert!(
+            found.iter().any(|p| p.starts_with(expected)),
+            "{expected:?} not in {found:#?}"
+        );
+    }
+}

@@ -7,7 +7,12 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 
-use super::{BlueGreen, ConfigError, Environment, Health, Phases, Ssh, Step, Strategy, file};
+use globset::Glob;
+
+use super::{
+    BlueGreen, ConfigError, Environment, Ephemeral, Health, Phases, Route, Ssh, Step, Strategy,
+    file,
+};
 use crate::domain::{HostSpec, Name};
 
 pub(super) fn validate_env(
@@ -16,6 +21,7 @@ pub(super) fn validate_env(
     key: &str,
     env: file::Environment,
     base: &Path,
+    ports: Ports,
 ) -> Option<Environment> {
     let name = errors.check(at, Name::parse(key));
     if env.hosts.is_empty() {
@@ -92,11 +98,20 @@ pub(super) fn validate_env(
         if !h.path.starts_with('/') {
             errors.push(format!("{at}.health.path"), "must start with '/'");
         }
-        if h.port.is_none() && !matches!(strategy, Strategy::BlueGreen(_)) {
-            errors.push(
+        match ports {
+            Ports::Allocated if h.port.is_some() => errors.push(
                 format!("{at}.health.port"),
-                "required (blue_green checks each slot's own port)",
-            );
+                "leave it out: each ephemeral environment is checked on its own port",
+            ),
+            Ports::Configured
+                if h.port.is_none() && !matches!(strategy, Strategy::BlueGreen(_)) =>
+            {
+                errors.push(
+                    format!("{at}.health.port"),
+                    "required (blue_green checks each slot's own port)",
+                )
+            }
+            _ => {}
         }
         if h.retries == 0 {
             errors.push(format!("{at}.health.retries"), "must be at least 1");
@@ -135,7 +150,122 @@ pub(super) fn validate_env(
         strategy,
         health,
         auto_rollback: env.auto_rollback,
+        site: None,
     })
+}
+
+pub(super) fn validate_ephemeral(
+    errors: &mut Errors,
+    at: &str,
+    key: &str,
+    mut raw: file::Ephemeral,
+    base: &Path,
+) -> Option<Ephemeral> {
+    let name = errors.check(at, Name::parse(key));
+    if key.len() > 20 {
+        errors.push(
+            at,
+            "use at most 20 characters: environment names are <name>-<slug>",
+        );
+    }
+    let branches = errors.check(
+        &format!("{at}.branches"),
+        Glob::new(&raw.branches).map(|g| g.compile_matcher()),
+    );
+    let prefix: String = raw
+        .branches
+        .chars()
+        .take_while(|c| !matches!(c, '*' | '?' | '[' | '{' | '\\'))
+        .collect();
+    let hostname = raw.hostname.to_ascii_lowercase();
+    let first_label = hostname.split('.').next().unwrap_or_default();
+    let fixed = hostname.replacen("{slug}", "", 1);
+    if hostname.matches("{slug}").count() != 1 || !first_label.contains("{slug}") {
+        errors.push(
+            format!("{at}.hostname"),
+            "put {slug} once, in the first label (e.g. \"demo-{slug}.app.example.com\")",
+        );
+    } else if !fixed
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        || first_label.len() - "{slug}".len() > 40
+    {
+        errors.push(
+            format!("{at}.hostname"),
+            "use a-z, 0-9, '-' and '.' around {slug}, with at most 40 of them in the first label",
+        );
+    }
+    let ports = match raw
+        .ports
+        .split_once('-')
+        .map(|(a, b)| (a.trim().parse::<u16>(), b.trim().parse::<u16>()))
+    {
+        Some((Ok(low), Ok(high))) if low > 0 && low <= high => Some(low..=high),
+        _ => {
+            errors.push(
+                format!("{at}.ports"),
+                format!(
+                    "{:?} is not a port range: write LOW-HIGH, e.g. \"20000-20999\"",
+                    raw.ports
+                ),
+            );
+            None
+        }
+    };
+    if raw.max == 0 {
+        errors.push(format!("{at}.max"), "must be at least 1");
+    }
+    if raw.warn_before >= raw.ttl {
+        errors.push(format!("{at}.warn_before"), "must be shorter than ttl");
+    }
+    let local = raw.hosts == ["local"];
+    let env = raw.environment();
+    let mut route = raw.route;
+    if !route.file.contains("{env}") {
+        errors.push(
+            format!("{at}.route.file"),
+            "must contain {env}, so that environments do not share a route file",
+        );
+    }
+    if !route.file.starts_with('/') {
+        if local {
+            route.file = resolve(base, Path::new(&route.file))
+                .to_string_lossy()
+                .into_owned();
+        } else {
+            errors.push(
+                format!("{at}.route.file"),
+                "must be an absolute path on the hosts",
+            );
+        }
+    }
+    let template = validate_env(errors, at, key, env, base, Ports::Allocated)?;
+    Some(Ephemeral {
+        name: name?,
+        branches: branches?,
+        prefix,
+        hostname,
+        ports: ports?,
+        ttl: raw.ttl,
+        warn_before: raw.warn_before,
+        max: raw.max,
+        route: Route {
+            file: route.file,
+            template: route.template,
+            check: route.check,
+            reload: route.reload,
+        },
+        template,
+    })
+}
+
+/// Where an environment's app port comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Ports {
+    /// The config (`health.port`, blue/green slots).
+    Configured,
+    /// Allocated per ephemeral environment from its template's range.
+    Allocated,
 }
 
 fn validate_steps(

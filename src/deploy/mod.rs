@@ -151,7 +151,7 @@ impl Engine {
                 let archive = self.mirrors.archive(spec.app, &sha).await;
                 Some(archive.map_err(|e| Failure::general(journal.mask(&format!("{e:#}"))))?)
             }
-            JobKind::Rollback => None,
+            JobKind::Rollback | JobKind::Teardown => None,
         };
         let hosts = self.connect_all(spec.env).await?;
         let run = Run {
@@ -168,7 +168,28 @@ impl Engine {
             live_slots: spec.live_slots,
             hosts,
         };
-        let result = strategy::run(&run).await;
+        let result = match (job.kind, &spec.env.site) {
+            (JobKind::Teardown, Some(site)) => {
+                let done = join_all(run.hosts.iter().map(|h| run.tear_down(h, site))).await;
+                done.into_iter()
+                    .collect::<Result<Vec<()>, Failure>>()
+                    .map(|_| Success {
+                        release: run.release.clone(),
+                        hosts: Vec::new(),
+                    })
+            }
+            (JobKind::Teardown, None) => Err(Failure::general(format!(
+                "{} is not an ephemeral environment: only those are torn down",
+                spec.env.name
+            ))),
+            (_, site) => match strategy::run(&run).await {
+                Ok(success) => match site {
+                    Some(site) => run.route_all(site).await.map(|()| success),
+                    None => Ok(success),
+                },
+                failed => failed,
+            },
+        };
         join_all(run.hosts.into_iter().map(|h| h.target.close())).await;
         result
     }

@@ -142,6 +142,27 @@ pub fn proxy_switch(file: &str, content: &str, check: &str, reload: &str) -> Str
     )
 }
 
+/// Takes a route file away, checks the proxy config and reloads the proxy. If the check fails
+/// without the file, the file is put back and the script fails (the proxy keeps serving).
+/// Nothing to do when the file is not there.
+pub fn remove_route(file: &str, check: &str, reload: &str) -> String {
+    format!(
+        "set -e\nf={f}\n[ -f \"$f\" ] || exit 0\nmv -f -- \"$f\" \"$f.slipway-prev\"\n\
+         if ! sh -c {check}; then\n\
+         \x20 mv -f -- \"$f.slipway-prev\" \"$f\"\n\
+         \x20 echo 'slipway: proxy config check failed without the route; it is restored'\n\
+         \x20 exit 1\nfi\nrm -f -- \"$f.slipway-prev\"\nsh -c {reload}",
+        f = quote(file),
+        check = quote(check),
+        reload = quote(reload),
+    )
+}
+
+/// Deletes an environment's whole directory (releases, `current`, whatever its steps left).
+pub fn remove_environment(layout: &Layout) -> String {
+    format!("rm -rf -- {}", quote(&layout.root))
+}
+
 /// Fetches a health URL from the host itself and prints the body, then `slipway-status:<code>`.
 pub fn probe(url: &str, timeout_secs: u64) -> String {
     format!(
@@ -315,6 +336,30 @@ mod tests {
         );
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "server c;\n");
         assert!(marker.exists());
+    }
+
+    #[test]
+    fn remove_route_reloads_or_puts_the_file_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("demo x.conf");
+        let f = file.to_str().unwrap();
+        let marker = tmp.path().join("reloaded");
+        let reload = format!("touch {}", quote(marker.to_str().unwrap()));
+        // Missing file: nothing to do, no reload.
+        assert!(sh(&remove_route(f, "false", &reload), b"").status.success());
+        assert!(!marker.exists());
+        std::fs::write(&file, "server {}\n").unwrap();
+        let out = sh(&remove_route(f, "false", &reload), b"");
+        assert!(!out.status.success());
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "server {}\n");
+        assert!(!marker.exists());
+        assert!(sh(&remove_route(f, "true", &reload), b"").status.success());
+        assert!(!file.exists() && marker.exists());
+        let root = tmp.path().join("env dir");
+        std::fs::create_dir_all(root.join("releases/1")).unwrap();
+        let layout = Layout::new(root.to_str().unwrap());
+        assert!(sh(&remove_environment(&layout), b"").status.success());
+        assert!(!root.exists());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::journal::Journal;
 use super::plan::{self, Layout};
 use super::target::Target;
 use super::{Failure, Fence, INTERNAL_LIMITS};
-use crate::config::{App, Environment, Step, Strategy};
+use crate::config::{App, Environment, Site, Step, Strategy};
 use crate::domain::{HostSpec, ReleaseId};
 
 /// One part of a chained remote command.
@@ -90,6 +90,10 @@ impl Run<'_> {
             ("SLIPWAY_RELEASE", release.to_string()),
             ("SLIPWAY_DEPLOY_PATH", self.layout_root().to_owned()),
         ];
+        if let Some(site) = &self.env.site {
+            vars.push(("SLIPWAY_PORT", site.port.to_string()));
+            vars.push(("SLIPWAY_HOSTNAME", site.hostname.clone()));
+        }
         vars.extend(extra.iter().cloned());
         vars
     }
@@ -357,6 +361,50 @@ impl Run<'_> {
         }))
         .await;
         done.into_iter().flatten().collect()
+    }
+
+    /// Ephemeral environments: writes the route to the new environment on every host, once it
+    /// is live and healthy (so a failed first deploy leaves no route pointing at nothing). A
+    /// route the proxy's check rejects is taken back and fails the job.
+    pub async fn route_all(&self, site: &Site) -> Result<(), Failure> {
+        let script = plan::proxy_switch(&site.route_file, &site.route, &site.check, &site.reload);
+        let never = CancellationToken::new();
+        let routed = join_all(
+            self.hosts
+                .iter()
+                .map(|h| self.exec(h, "route", script.clone(), &never)),
+        )
+        .await;
+        routed.into_iter().collect()
+    }
+
+    /// Ephemeral environments: on `host`, takes the route away, runs the `stop` phase in the
+    /// live release (if any), and deletes the environment's directory.
+    pub async fn tear_down(&self, host: &Host, site: &Site) -> Result<(), Failure> {
+        let first = [
+            Seg::step(
+                "remove route",
+                plan::remove_route(&site.route_file, &site.check, &site.reload),
+                INTERNAL_LIMITS,
+            ),
+            Seg::capture(plan::read_current(&self.layout)),
+        ];
+        let captured = self.chain(host, &first, None, self.cancel).await?;
+        let mut rest = match captured.first().filter(|id| !id.is_empty()) {
+            Some(live) => self.step_segments(
+                "stop",
+                &self.env.phases.stop,
+                &ReleaseId::from_stored(live.clone()),
+                &[],
+            ),
+            None => Vec::new(),
+        };
+        rest.push(Seg::step(
+            "remove directory",
+            plan::remove_environment(&self.layout),
+            INTERNAL_LIMITS,
+        ));
+        self.chain(host, &rest, None, self.cancel).await.map(drop)
     }
 
     pub fn journal(&self) -> &Journal {

@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 use super::{ApiError, AppState};
 use crate::requests::{self, RequestError};
 use crate::store::Job;
-use crate::store::{JobDetail, JobState};
+use crate::store::{EphemeralRow, JobDetail, JobState};
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -46,6 +46,13 @@ pub async fn show_job(
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no job {id}")))
+}
+
+/// `GET /api/ephemeral`: every ephemeral environment that exists, oldest first.
+pub async fn list_ephemeral(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<EphemeralRow>>, ApiError> {
+    Ok(Json(state.queue.store().ephemeral_envs().await?))
 }
 
 #[derive(Deserialize, Default)]

@@ -47,9 +47,13 @@ pub async fn receive(
             let zen = gitops::parse_ping(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
             Ok(Json(json!({ "pong": true, "zen": zen })).into_response())
         }
-        "push" => {
-            let push =
-                gitops::parse_push(&body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+        "push" | "delete" => {
+            let push = if event == "push" {
+                gitops::parse_push(&body)
+            } else {
+                gitops::parse_delete(&body)
+            };
+            let push = push.map_err(|e| ApiError::BadRequest(e.to_string()))?;
             let jobs = match planner::plan_push(&state.config, &push) {
                 Plan::Jobs(jobs) => jobs,
                 Plan::Ignored(reason) => return Ok(ignored(reason)),
@@ -62,6 +66,7 @@ pub async fn receive(
             let (status, ids, duplicate) = match state.queue.enqueue(Some(delivery), &jobs).await? {
                 Enqueued::Created(ids) => (StatusCode::ACCEPTED, ids, false),
                 Enqueued::Duplicate(ids) => (StatusCode::OK, ids, true),
+                Enqueued::Refused(why) => return Err(ApiError::Conflict(why)),
             };
             let body = json!({ "job_id": ids.first(), "job_ids": ids, "duplicate": duplicate });
             Ok((status, Json(body)).into_response())

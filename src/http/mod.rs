@@ -43,6 +43,7 @@ pub fn router(state: AppState) -> Router {
         .route("/webhooks/github", post(github::receive))
         .route("/api/jobs", get(api::list_jobs))
         .route("/api/jobs/{id}", get(api::show_job))
+        .route("/api/ephemeral", get(api::list_ephemeral))
         .route(
             "/api/environments/{app}/{env}/rollback",
             post(api::rollback),

@@ -51,11 +51,12 @@ fn job(env: &str) -> NewJob {
         kind: JobKind::Deploy,
         app: Name::parse("shop").unwrap(),
         env: Name::parse(env).unwrap(),
-        git_ref: GitRef::parse("main").unwrap(),
-        sha: Sha::parse(&"ab".repeat(20)).unwrap(),
+        git_ref: Some(GitRef::parse("main").unwrap()),
+        sha: Some(Sha::parse(&"ab".repeat(20)).unwrap()),
         requested_by: "octocat".into(),
         source: "test",
         target_release: None,
+        ephemeral: None,
     }
 }
 
@@ -265,4 +266,170 @@ async fn every_read_query_answers_the_same_on_both_backends() {
     assert_eq!(answers[0], answers[1], "SQLite and PostgreSQL disagree");
     assert_eq!(answers[0].3, ["hello", "hello"]);
     assert_eq!(answers[0].4, [("h1".to_owned(), Some("blue".to_owned()))]);
+}
+
+fn ephemeral_job(env: &str, branch: &str, deploy: bool) -> NewJob {
+    NewJob {
+        kind: if deploy {
+            JobKind::Deploy
+        } else {
+            JobKind::Teardown
+        },
+        sha: deploy.then(|| Sha::parse(&"cd".repeat(20)).unwrap()),
+        ephemeral: Some(EphemeralEnv {
+            template: Name::parse("demo").unwrap(),
+            branch: GitRef::parse(branch).unwrap(),
+            hostname: format!("{env}.example.test"),
+        }),
+        ..job(env)
+    }
+}
+
+#[tokio::test]
+async fn ephemeral_environments_come_and_go_with_their_jobs_on_both_backends() {
+    use crate::store::{EnvState, PortPolicy};
+    for f in fixtures(3).await {
+        let store = f.queue.store();
+        let Enqueued::Created(first) = f
+            .queue
+            .enqueue(None, &[ephemeral_job("demo-a", "demo/a", true)])
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        let Enqueued::Created(second) = f
+            .queue
+            .enqueue(None, &[ephemeral_job("demo-a", "demo/a", true)])
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        // The newer push supersedes the queued one, and says so.
+        let old = store.job(first[0]).await.unwrap().unwrap();
+        assert_eq!(old.state, JobState::Superseded);
+        let events = store.job_events(first[0]).await.unwrap();
+        assert_eq!(
+            events.last().unwrap().message,
+            format!("superseded by job {} (deploy)", second[0])
+        );
+        let row = store
+            .ephemeral_env("shop", "demo-a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((row.state, row.port), (EnvState::Provisioning, None));
+
+        // Another branch cannot take an existing environment's name.
+        let refused = f
+            .queue
+            .enqueue(None, &[ephemeral_job("demo-a", "demo/A", true)])
+            .await
+            .unwrap();
+        assert_eq!(
+            refused,
+            Enqueued::Refused("environment demo-a already belongs to branch demo/a".into())
+        );
+
+        // Ports: the lowest free one, kept by its environment, within the template's maximum.
+        let policy = PortPolicy {
+            template: "demo",
+            range: 30000..=30001,
+            max: 2,
+        };
+        assert_eq!(
+            store.allocate_port(row.id, &policy).await.unwrap(),
+            Ok(30000)
+        );
+        assert_eq!(
+            store.allocate_port(row.id, &policy).await.unwrap(),
+            Ok(30000)
+        );
+        for env in ["demo-b", "demo-c"] {
+            f.queue
+                .enqueue(None, &[ephemeral_job(env, &format!("demo/{env}"), true)])
+                .await
+                .unwrap();
+        }
+        let b = store
+            .ephemeral_env("shop", "demo-b")
+            .await
+            .unwrap()
+            .unwrap();
+        let c = store
+            .ephemeral_env("shop", "demo-c")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(store.allocate_port(b.id, &policy).await.unwrap(), Ok(30001));
+        let full = store
+            .allocate_port(c.id, &policy)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(full.contains("maximum of 2"), "{full}");
+        let wider = PortPolicy { max: 5, ..policy };
+        let none = store
+            .allocate_port(c.id, &wider)
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            none.contains("every port of 30000-30001 is in use"),
+            "{none}"
+        );
+
+        // A teardown marks the environment, supersedes its queued deploy; once gone, its port
+        // is free again.
+        let Enqueued::Created(down) = f
+            .queue
+            .enqueue(None, &[ephemeral_job("demo-a", "demo/a", false)])
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        assert_eq!(
+            store.job(second[0]).await.unwrap().unwrap().state,
+            JobState::Superseded
+        );
+        let row = store
+            .ephemeral_env("shop", "demo-a")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.state, EnvState::TearingDown);
+        assert!(
+            store
+                .set_env_state(
+                    row.id,
+                    &[EnvState::TearingDown],
+                    EnvState::Gone,
+                    None,
+                    now_ms()
+                )
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .ephemeral_env("shop", "demo-a")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(store.allocate_port(c.id, &wider).await.unwrap(), Ok(30000));
+        // Tearing down what does not exist queues nothing.
+        let nothing = f
+            .queue
+            .enqueue(None, &[ephemeral_job("demo-zz", "demo/zz", false)])
+            .await
+            .unwrap();
+        assert_eq!(nothing, Enqueued::Created(vec![]));
+        assert_eq!(
+            store.job(down[0]).await.unwrap().unwrap().kind,
+            JobKind::Teardown
+        );
+    }
 }

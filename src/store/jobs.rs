@@ -15,6 +15,8 @@ pub enum JobState {
     Running,
     Succeeded,
     Failed,
+    /// Replaced, while still queued, by a newer job of its environment (a newer push).
+    Superseded,
 }
 
 impl JobState {
@@ -24,13 +26,25 @@ impl JobState {
             Self::Running => "running",
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
+            Self::Superseded => "superseded",
         }
     }
 
+    /// The job will never change again.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed | Self::Superseded)
+    }
+
     pub fn parse(value: &str) -> Option<Self> {
-        [Self::Queued, Self::Running, Self::Succeeded, Self::Failed]
-            .into_iter()
-            .find(|s| s.as_str() == value)
+        [
+            Self::Queued,
+            Self::Running,
+            Self::Succeeded,
+            Self::Failed,
+            Self::Superseded,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == value)
     }
 }
 
@@ -43,6 +57,8 @@ pub enum JobKind {
     Deploy,
     /// Switch back to a release already on the hosts.
     Rollback,
+    /// Remove an ephemeral environment: stop it, drop its route, delete its directories.
+    Teardown,
 }
 
 impl JobKind {
@@ -50,6 +66,7 @@ impl JobKind {
         match self {
             Self::Deploy => "deploy",
             Self::Rollback => "rollback",
+            Self::Teardown => "teardown",
         }
     }
 }

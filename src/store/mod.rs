@@ -9,6 +9,7 @@
 //! Both schemas (`migrations/sqlite`, `migrations/postgres`) are kept in step by running the
 //! whole store/queue test suite against both. Times are UTC milliseconds (`INTEGER`/`BIGINT`).
 
+mod ephemeral;
 mod jobs;
 mod records;
 
@@ -21,6 +22,7 @@ use sqlx::sqlite::{
 };
 use sqlx::{Postgres, Sqlite, Transaction};
 
+pub use ephemeral::{EnvState, EphemeralRow, PortPolicy};
 pub(crate) use jobs::JOB_COLUMNS;
 pub use jobs::{Deployment, Job, JobDetail, JobEvent, JobKind, JobState, LogLine, StepResult};
 pub use records::{NewLogLine, NewStepResult};

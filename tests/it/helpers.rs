@@ -192,7 +192,10 @@ pub async fn wait_for_job(http: &reqwest::Client, base: &str, id: i64) -> Value 
     for _ in 0..1200 {
         if let Ok(res) = http.get(format!("{base}/api/jobs/{id}")).send().await {
             let job: Value = res.json().await.unwrap();
-            if matches!(job["state"].as_str(), Some("succeeded" | "failed")) {
+            if matches!(
+                job["state"].as_str(),
+                Some("succeeded" | "failed" | "superseded")
+            ) {
                 return job;
             }
         }

@@ -4,6 +4,7 @@
 mod apps;
 mod cli;
 mod deploy;
+mod ephemeral;
 mod helpers;
 mod nginx;
 mod operability;

@@ -28,6 +28,28 @@ impl Nginx {
             std::fs::create_dir_all(upstream_file.parent().unwrap()).unwrap();
             std::fs::write(upstream_file, "server 127.0.0.1:1 down;\n").unwrap();
         }
+        let servers = format!(
+            "upstream app {{ include {}; }}\n\
+             server {{ listen {addr}:{port}; location / {{ proxy_pass http://app; }} }}\n",
+            upstream_file.display()
+        );
+        Self::launch(&dir, addr, port, &servers)
+    }
+
+    /// Starts nginx on `addr:port` with the server blocks of `routes/*.conf` (none at first);
+    /// a request for any other hostname gets 404.
+    pub fn with_routes(dir: &Path, addr: &str, port: u16, routes: &Path) -> Self {
+        let dir = dir.join("nginx");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::create_dir_all(routes).unwrap();
+        let servers = format!(
+            "server {{ listen {addr}:{port} default_server; return 404; }}\ninclude {}/*.conf;\n",
+            routes.display()
+        );
+        Self::launch(&dir, addr, port, &servers)
+    }
+
+    fn launch(dir: &Path, addr: &str, port: u16, servers: &str) -> Self {
         let conf = dir.join("nginx.conf");
         let d = dir.display();
         std::fs::write(
@@ -37,9 +59,7 @@ impl Nginx {
                  events {{ worker_connections 256; }}\n\
                  http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n\
                  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n\
-                 upstream app {{ include {}; }}\n\
-                 server {{ listen {addr}:{port}; location / {{ proxy_pass http://app; }} }}\n}}\n",
-                upstream_file.display()
+                 {servers}}}\n"
             ),
         )
         .unwrap();

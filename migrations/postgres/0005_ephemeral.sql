@@ -1,0 +1,34 @@
+-- PostgreSQL twin of migrations/sqlite/0005_ephemeral.sql.
+
+-- One row per environment made from a branch. Rows are kept after teardown (state 'gone') as
+-- history; the partial unique indexes only cover environments that exist.
+CREATE TABLE ephemeral_envs (
+    id            BIGSERIAL PRIMARY KEY,
+    app           TEXT    NOT NULL,
+    template      TEXT    NOT NULL,               -- apps.<app>.ephemeral.<template>
+    env           TEXT    NOT NULL,               -- <template>-<slug>: the jobs' env
+    branch        TEXT    NOT NULL,
+    hostname      TEXT    NOT NULL,
+    port          BIGINT,                         -- allocated by its first deploy
+    state         TEXT    NOT NULL,               -- provisioning | live | updating | tearing_down | gone | failed
+    sha           TEXT,                           -- what is live
+    last_push_at  BIGINT  NOT NULL,
+    keep_until    BIGINT,                         -- cleanup skips it until then
+    warned_at     BIGINT,                         -- the idle warning was given
+    created_at    BIGINT  NOT NULL,
+    updated_at    BIGINT  NOT NULL
+);
+CREATE UNIQUE INDEX ephemeral_envs_existing ON ephemeral_envs (app, env) WHERE state <> 'gone';
+-- A port serves one existing environment at a time.
+CREATE UNIQUE INDEX ephemeral_envs_ports ON ephemeral_envs (port) WHERE state <> 'gone' AND port IS NOT NULL;
+
+-- The GitHub Deployment a job reports to.
+ALTER TABLE jobs ADD COLUMN github_deployment_id BIGINT;
+
+-- Each scheduled tick, once across replicas: the replica whose insert wins enqueues the job.
+CREATE TABLE schedule_fires (
+    name     TEXT    NOT NULL,
+    fire_at  BIGINT  NOT NULL,
+    job_id   BIGINT,
+    PRIMARY KEY (name, fire_at)
+);

@@ -1,0 +1,328 @@
+//! Ephemeral environments from `demo/*` branches: real sshd, git and nginx (the lifecycle and
+//! routing), or the local target where only the bookkeeping is under test.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::apps::add_web_app;
+use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id, push_body};
+use crate::nginx::Nginx;
+use crate::sshd::Fleet;
+
+const PROXY_PORT: u16 = 8080;
+
+/// GET `http://addr:8080/` as `hostname`.
+async fn via_proxy(addr: &str, hostname: &str) -> (u16, String) {
+    let res = reqwest::Client::new()
+        .get(format!("http://{addr}:{PROXY_PORT}/"))
+        .header("host", hostname)
+        .timeout(Duration::from_secs(5))
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+async fn delete_branch(app: &TestApp, delivery: &str, branch: &str) -> (u16, Value) {
+    let body = push_body(REPO, &format!("refs/heads/{branch}"), &"0".repeat(40), true);
+    app.webhook("push", delivery, &body, None).await
+}
+
+async fn environments(app: &TestApp) -> Vec<Value> {
+    app.http
+        .get(format!("{}/api/ephemeral", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+async fn environment(app: &TestApp, env: &str) -> Option<Value> {
+    environments(app)
+        .await
+        .into_iter()
+        .find(|e| e["env"] == env)
+}
+
+async fn pushed(app: &TestApp, delivery: &str, branch: &str, sha: &str) -> Value {
+    let (status, answer) = app.push(delivery, branch, sha).await;
+    assert_eq!(status, 202, "{branch}: {answer}");
+    app.finished(job_id(&answer)).await
+}
+
+/// A template over `fleet` routed by the test's nginx; `route` is the server block template.
+fn template(name: &str, branches: &str, fleet: &Fleet, nginx: &Nginx, route: &str) -> String {
+    let (check, reload) = nginx.commands();
+    format!(
+        "[apps.shop.ephemeral.{name}]\nbranches = \"{branches}\"\n\
+         hostname = \"{name}-{{slug}}.app.example.test\"\nports = \"21000-21009\"\n\
+         hosts = {}\nssh = {}\ndeploy_path = \"/srv/{name}\"\n\
+         steps.build = [\"./bin/build\"]\nsteps.after_switch = [\"./bin/app start\"]\n\
+         steps.stop = [\"./bin/app stop\"]\n\
+         health = {{ path = \"/\", interval = \"100ms\", timeout = \"1s\", retries = 30 }}\n\
+         route = {{ file = \"/srv/routes/{{env}}.conf\", template = \"{route}\", check = \"{check}\", reload = \"{reload}\" }}\n",
+        fleet.hosts_toml(),
+        fleet.ssh_toml(),
+    )
+}
+
+#[tokio::test]
+async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::start(dir.path(), 1);
+    let host = &fleet.hosts[0];
+    let addr = host.addr().to_owned();
+    let nginx = Nginx::with_routes(dir.path(), &addr, PROXY_PORT, &host.srv.join("routes"));
+    let repo = GitRepo::new(dir.path());
+    add_web_app(&repo);
+    let route = format!(
+        "server {{ listen {addr}:{PROXY_PORT}; server_name {{hostname}}; \
+         location / {{ proxy_pass http://{addr}:{{port}}; }} }}\\n"
+    );
+    let config = format!(
+        "{}[apps.shop]\nrepo = \"acme/shop\"\nclone_url = \"{}\"\n{}{}",
+        config_head(dir.path()),
+        repo.clone_url(),
+        template("demo", "demo/*", &fleet, &nginx, &route),
+        template(
+            "broken",
+            "broken/*",
+            &fleet,
+            &nginx,
+            "server { this is not nginx }"
+        ),
+    );
+    let srv = host.srv.clone();
+    let app = TestApp::spawn(dir, &config).await;
+    let hostname = "demo-xyz.app.example.test";
+
+    // Before anything: nginx does not know the hostname.
+    assert_eq!(via_proxy(&addr, hostname).await.0, 404);
+
+    // First push: the environment is created, deployed and routed.
+    let sha1 = repo.commit("first", "demo/xyz");
+    let job = pushed(&app, "demo-1", "demo/xyz", &sha1).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["env"], "demo-xyz");
+    assert_eq!(job["sha"], sha1.as_str());
+    let release1 = job["release_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        via_proxy(&addr, hostname).await,
+        (200, format!("release {release1}\n"))
+    );
+    let env = environment(&app, "demo-xyz").await.expect("recorded");
+    assert_eq!(
+        (&env["state"], &env["branch"], &env["sha"], &env["hostname"]),
+        (
+            &Value::from("live"),
+            &Value::from("demo/xyz"),
+            &Value::from(sha1.as_str()),
+            &Value::from(hostname)
+        )
+    );
+    let port = env["port"].as_i64().unwrap();
+    assert!((21000..=21009).contains(&port), "{env}");
+
+    // Second push: the same environment (same port) now serves the new commit.
+    let sha2 = repo.commit("second", "demo/xyz");
+    let job = pushed(&app, "demo-2", "demo/xyz", &sha2).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let release2 = job["release_id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        via_proxy(&addr, hostname).await,
+        (200, format!("release {release2}\n"))
+    );
+    let env = environment(&app, "demo-xyz").await.unwrap();
+    assert_eq!(
+        (env["port"].as_i64(), env["sha"].as_str()),
+        (Some(port), Some(sha2.as_str()))
+    );
+
+    // A route nginx rejects fails the job; no route file is left and the others keep serving.
+    let job = pushed(&app, "broken-1", "broken/x", &sha2).await;
+    assert_eq!(job["state"], "failed", "{job:#}");
+    assert!(job["error"].as_str().unwrap().contains("route"), "{job:#}");
+    assert!(!srv.join("routes/broken-x.conf").exists());
+    assert_eq!(
+        environment(&app, "broken-x").await.unwrap()["state"],
+        "failed"
+    );
+    assert_eq!(
+        via_proxy(&addr, hostname).await,
+        (200, format!("release {release2}\n"))
+    );
+
+    // Deleting the branch tears the environment down: no route, no directory, port freed.
+    let (status, answer) = delete_branch(&app, "demo-3", "demo/xyz").await;
+    assert_eq!(status, 202, "{answer}");
+    let job = app.finished(job_id(&answer)).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["kind"], "teardown");
+    assert_eq!(via_proxy(&addr, hostname).await.0, 404);
+    assert!(!srv.join("routes/demo-xyz.conf").exists());
+    assert!(!srv.join("demo/demo-xyz").exists());
+    assert!(environment(&app, "demo-xyz").await.is_none());
+    // Its app was stopped by the `stop` phase.
+    let direct = reqwest::Client::new()
+        .get(format!("http://{addr}:{port}/"))
+        .timeout(Duration::from_secs(2))
+        .send()
+        .await;
+    assert!(direct.is_err(), "the app still answers: {direct:?}");
+
+    // The freed port goes to the next environment.
+    let job = pushed(&app, "demo-4", "demo/abc", &sha2).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let env = environment(&app, "demo-abc").await.unwrap();
+    assert_eq!(env["port"].as_i64(), Some(port));
+    assert_eq!(via_proxy(&addr, "demo-abc.app.example.test").await.0, 200);
+    app.stop().await;
+}
+
+/// A template on the local target whose proxy commands always pass: only the bookkeeping
+/// (states, ports, supersede, names) is under test.
+fn local_config(dir: &Path, repo: &GitRepo, ports: &str, build: &str) -> String {
+    format!(
+        "{}[apps.shop]\nrepo = \"acme/shop\"\nclone_url = \"{}\"\n\
+         [apps.shop.ephemeral.demo]\nbranches = \"demo/*\"\nhostname = \"demo-{{slug}}.app.example.test\"\n\
+         ports = \"{ports}\"\nmax = 50\nhosts = [\"local\"]\ndeploy_path = \"{}/envs\"\nsteps.build = [{build}]\n\
+         route = {{ file = \"{}/routes/{{env}}.conf\", check = \"true\", reload = \"true\" }}\n",
+        config_head(dir),
+        repo.clone_url(),
+        dir.display(),
+        dir.display(),
+    )
+}
+
+#[tokio::test]
+async fn newer_pushes_supersede_queued_ones_and_exhausted_ports_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let repo = GitRepo::new(&root);
+    let config = local_config(&root, &repo, "21100-21100", "\"sleep 1\"");
+    let app = TestApp::spawn(dir, &config).await;
+
+    let shas: Vec<String> = (0..3)
+        .map(|i| repo.commit(&format!("c{i}"), "demo/a"))
+        .collect();
+    let mut ids = Vec::new();
+    for (i, sha) in shas.iter().enumerate() {
+        let (status, answer) = app.push(&format!("a-{i}"), "demo/a", sha).await;
+        assert_eq!(status, 202, "{answer}");
+        ids.push(job_id(&answer));
+    }
+    let first = app.finished(ids[0]).await;
+    let second = app.finished(ids[1]).await;
+    let third = app.finished(ids[2]).await;
+    assert_eq!(first["state"], "succeeded", "{first:#}");
+    assert_eq!(second["state"], "superseded", "{second:#}");
+    assert_eq!(third["state"], "succeeded", "{third:#}");
+    let events = app
+        .http
+        .get(format!("{}/api/jobs/{}", app.base, ids[1]))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let said = events["events"].to_string();
+    assert!(
+        said.contains(&format!("superseded by job {}", ids[2])),
+        "{said}"
+    );
+    let env = environment(&app, "demo-a").await.unwrap();
+    assert_eq!(env["sha"], shas[2].as_str());
+    assert!(root.join("routes/demo-a.conf").exists());
+
+    // One port, already taken: the next environment fails with a reason and leaves nothing.
+    let job = pushed(&app, "b-1", "demo/b", &shas[0]).await;
+    assert_eq!(job["state"], "failed", "{job:#}");
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .contains("every port of 21100-21100 is in use"),
+        "{job:#}"
+    );
+    let env = environment(&app, "demo-b").await.unwrap();
+    assert_eq!(
+        (env["state"].as_str(), env["port"].as_i64()),
+        (Some("failed"), None)
+    );
+    assert!(!root.join("routes/demo-b.conf").exists());
+    assert!(!root.join("envs/demo-b").exists());
+    app.stop().await;
+}
+
+fn found(dir: &Path, name: &str) -> bool {
+    std::fs::read_dir(dir).unwrap().flatten().any(|e| {
+        let path = e.path();
+        e.file_name() == name || (path.is_dir() && !path.is_symlink() && found(&path, name))
+    })
+}
+
+#[tokio::test]
+async fn hostile_branch_names_get_safe_environments_and_run_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let repo = GitRepo::new(&root);
+    let sha = repo.commit("first", "main");
+    // An injected command would run in the step's directory (or the bot's): look everywhere.
+    let c = "pwned";
+    let config = local_config(
+        &root,
+        &repo,
+        "21200-21299",
+        "\"printf '%s' \\\"$SLIPWAY_REF\\\" > REF\"",
+    );
+    let app = TestApp::spawn(dir, &config).await;
+    let mut names: Vec<String> = include_str!("../fixtures/hostile-branch-names.txt")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    names.extend(
+        [
+            format!("demo/$(touch {c})"),
+            format!("demo/`touch {c}`"),
+            format!("demo/';touch {c};'"),
+            format!("demo/\";touch {c};\""),
+            format!("demo/a$(touch${{IFS}}{c})"),
+            "demo/--help".to_owned(),
+            "demo/-rf".to_owned(),
+            "demo/UPPER_case".to_owned(),
+            "demo/a/b/c".to_owned(),
+            "demo/%s%n".to_owned(),
+            "demo/{a,b}".to_owned(),
+        ]
+        .into_iter()
+        .filter(|n| !n.contains("//")),
+    );
+    assert!(names.len() >= 20, "{}", names.len());
+    for (i, branch) in names.iter().enumerate() {
+        let job = pushed(&app, &format!("hostile-{i}"), branch, &sha).await;
+        assert_eq!(job["state"], "succeeded", "{branch}: {job:#}");
+        let env = job["env"].as_str().unwrap();
+        assert!(
+            env.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'),
+            "{branch} -> {env}"
+        );
+        let dir = root.join("envs").join(env);
+        let release = job["release_id"].as_str().unwrap();
+        let seen = std::fs::read_to_string(dir.join("releases").join(release).join("REF")).unwrap();
+        assert_eq!(seen, *branch, "the step saw the branch verbatim");
+        assert!(root.join(format!("routes/{env}.conf")).exists());
+    }
+    assert!(
+        !found(&root, c) && !Path::new(c).exists(),
+        "a branch name ran a command"
+    );
+    assert_eq!(environments(&app).await.len(), names.len());
+    app.stop().await;
+}
