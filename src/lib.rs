@@ -11,6 +11,7 @@ pub mod demo;
 pub mod deploy;
 pub mod domain;
 pub mod error;
+pub mod github;
 pub mod gitops;
 pub mod http;
 pub mod mask;
