@@ -177,7 +177,8 @@ mod tests {
             PushTarget::Branch(GitRef::parse("demo/xyz").unwrap())
         );
         assert_eq!((push.sha, push.repo.as_str()), (None, "acme/shop"));
-        let bad = br#"{"ref": "a\u0001b", "ref_type": "branch", "repository": {"full_name": "a/b"}}"#;
+        let bad =
+            br#"{"ref": "a\u0001b", "ref_type": "branch", "repository": {"full_name": "a/b"}}"#;
         assert!(parse_delete(bad).unwrap_err().to_string().contains("ref"));
     }
 

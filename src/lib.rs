@@ -12,6 +12,7 @@ pub mod deploy;
 pub mod domain;
 pub mod ephemeral;
 pub mod error;
+pub mod github;
 pub mod gitops;
 pub mod http;
 pub mod mask;

@@ -71,11 +71,35 @@ impl Default for Database {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Github {
     pub webhook_secret: Option<SecretString>,
     pub webhook_secret_file: Option<PathBuf>,
+    #[serde(default = "Github::default_api_url")]
+    pub api_url: String,
+    pub token: Option<SecretString>,
+    pub token_file: Option<PathBuf>,
+    pub public_url: Option<String>,
+}
+
+impl Github {
+    fn default_api_url() -> String {
+        "https://api.github.com".into()
+    }
+}
+
+impl Default for Github {
+    fn default() -> Self {
+        Self {
+            webhook_secret: None,
+            webhook_secret_file: None,
+            api_url: Self::default_api_url(),
+            token: None,
+            token_file: None,
+            public_url: None,
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,7 +11,9 @@
 mod file;
 mod validate;
 
-use validate::{Errors, Ports, resolve_local_url, secret, validate_env, validate_ephemeral};
+use validate::{
+    Errors, Ports, http_url, resolve_local_url, secret, validate_env, validate_ephemeral,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -61,6 +63,24 @@ impl fmt::Debug for Database {
 #[derive(Debug)]
 pub struct Github {
     pub webhook_secret: SecretString,
+    /// Base URL of GitHub's REST API, without a trailing `/`: `https://api.github.com`, or
+    /// `https://HOST/api/v3` for GitHub Enterprise Server.
+    pub api_url: String,
+    /// Token for GitHub's REST API (deployments, their statuses, branches); without one slipway
+    /// makes no calls to GitHub.
+    pub token: Option<SecretString>,
+    /// Where slipway's API is reachable by the people reading GitHub, without a trailing `/`;
+    /// the links slipway puts on GitHub point there.
+    pub public_url: Option<String>,
+}
+
+impl Github {
+    /// The link to a job's record in slipway's API (a deployment status's `log_url`), when
+    /// `public_url` is configured.
+    pub fn job_url(&self, job_id: i64) -> Option<String> {
+        let base = self.public_url.as_deref()?;
+        Some(format!("{base}/api/jobs/{job_id}"))
+    }
 }
 
 #[derive(Debug)]
@@ -309,6 +329,7 @@ impl Config {
     /// Every secret value the config holds, for masking in logs and job output.
     pub fn secrets(&self) -> Vec<&str> {
         let mut secrets = vec![self.github.webhook_secret.expose_secret()];
+        secrets.extend(self.github.token.as_ref().map(ExposeSecret::expose_secret));
         secrets.extend(self.api.token.as_ref().map(ExposeSecret::expose_secret));
         secrets
     }
@@ -337,6 +358,29 @@ impl Config {
                 "required (or webhook_secret_file): webhooks cannot be verified without it",
             );
         }
+        let github_token = secret(
+            &mut errors,
+            "github.token",
+            raw.github.token,
+            raw.github.token_file,
+        );
+        // It travels in an HTTP header: a space or control character would make every request
+        // fail (or the client refuse to start), so say so here, naming the key.
+        if github_token
+            .as_ref()
+            .is_some_and(|t| !t.expose_secret().bytes().all(|b| b.is_ascii_graphic()))
+        {
+            errors.push(
+                "github.token",
+                "must be printable ASCII without spaces (a GitHub token)",
+            );
+        }
+        let github_api_url = http_url(&mut errors, "github.api_url", &raw.github.api_url);
+        let public_url = raw
+            .github
+            .public_url
+            .as_deref()
+            .and_then(|url| http_url(&mut errors, "github.public_url", url));
         let api_token = secret(&mut errors, "api.token", raw.api.token, raw.api.token_file);
 
         let w = raw.worker;
@@ -460,6 +504,9 @@ impl Config {
             },
             github: Github {
                 webhook_secret: webhook_secret.expect("checked above"),
+                api_url: github_api_url.expect("checked above"),
+                token: github_token,
+                public_url,
             },
             api: Api { token: api_token },
             log_format: raw.telemetry.log_format,

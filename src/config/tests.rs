@@ -289,3 +289,74 @@ fn ephemeral_template_errors_name_their_keys() {
         );
     }
 }
+
+#[test]
+fn github_api_defaults_without_a_token() {
+    let config = load(GOOD).unwrap();
+    assert_eq!(config.github.api_url, "https://api.github.com");
+    assert!(config.github.token.is_none());
+    assert_eq!(config.github.public_url, None);
+    assert_eq!(config.github.job_url(7), None);
+}
+
+#[test]
+fn github_token_from_file_is_a_secret_and_urls_lose_their_trailing_slash() {
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("github_token");
+    std::fs::write(&token, "ghp_fromAFile0123456789\n").unwrap();
+    let toml = GOOD.replace(
+        "webhook_secret = \"a-long-enough-secret\"",
+        &format!(
+            "webhook_secret = \"a-long-enough-secret\"\n\
+             api_url = \"https://ghe.example.com/api/v3/\"\n\
+             token_file = {:?}\n\
+             public_url = \"https://slipway.example.com/\"",
+            token.display().to_string()
+        ),
+    );
+    let config = load(&toml).unwrap();
+    let github = &config.github;
+    assert_eq!(
+        github.token.as_ref().unwrap().expose_secret(),
+        "ghp_fromAFile0123456789"
+    );
+    assert_eq!(github.api_url, "https://ghe.example.com/api/v3");
+    assert_eq!(
+        github.job_url(42).as_deref(),
+        Some("https://slipway.example.com/api/jobs/42")
+    );
+    assert!(config.secrets().contains(&"ghp_fromAFile0123456789"));
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("ghp_fromAFile"), "{debug}");
+}
+
+#[test]
+fn bad_github_urls_and_tokens_name_their_keys() {
+    let cases = [
+        ("api_url = \"api.github.com\"", "github.api_url"),
+        ("api_url = \"ftp://api.github.com\"", "github.api_url"),
+        (
+            "api_url = \"https://user:pw@api.github.com\"",
+            "github.api_url",
+        ),
+        ("public_url = \"slipway.example.com\"", "github.public_url"),
+        ("public_url = \"https://\"", "github.public_url"),
+        ("token = \"short\"", "github.token"),
+        ("token = \"ghp_with a space\"", "github.token"),
+        (
+            "token = \"ghp_abcdefgh\"\ntoken_file = \"/x\"",
+            "github.token",
+        ),
+        ("token_file = \"/nonexistent/token\"", "github.token_file"),
+    ];
+    for (extra, path) in cases {
+        let toml = GOOD.replace(
+            "webhook_secret = \"a-long-enough-secret\"",
+            &format!("webhook_secret = \"a-long-enough-secret\"\n{extra}"),
+        );
+        let err = load(&toml).unwrap_err();
+        let found: Vec<_> = err.problems.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(found, [path], "{extra}");
+        assert!(!err.to_string().contains("ghp_"), "{extra}: {err}");
+    }
+}

@@ -408,6 +408,34 @@ pub(super) fn secret(
     Some(value)
 }
 
+/// An absolute `http://` or `https://` URL with a host, returned without its trailing `/` so
+/// callers can append paths. Credentials, a query or a fragment are refused: they would end up
+/// in every request and every log line that names the URL.
+pub(super) fn http_url(errors: &mut Errors, key: &str, value: &str) -> Option<String> {
+    let problem = match reqwest::Url::parse(value) {
+        Err(err) => Some(format!("{value:?} is not a URL: {err}")),
+        Ok(url) if !matches!(url.scheme(), "http" | "https") || !url.has_host() => {
+            Some(format!("{value:?} must be an http:// or https:// URL"))
+        }
+        Ok(url)
+            if !url.username().is_empty()
+                || url.password().is_some()
+                || url.query().is_some()
+                || url.fragment().is_some() =>
+        {
+            Some("must not carry a user, password, query or fragment".to_owned())
+        }
+        Ok(_) => None,
+    };
+    match problem {
+        Some(message) => {
+            errors.push(key, message);
+            None
+        }
+        None => Some(value.trim_end_matches('/').to_owned()),
+    }
+}
+
 /// `path` made absolute against the config file's directory, without `.` or `..` parts.
 pub(super) fn resolve(base: &Path, path: &Path) -> PathBuf {
     let joined = std::path::absolute(base.join(path)).unwrap_or_else(|_| base.join(path));
