@@ -2,4 +2,5 @@
 //! turning the text after `/deploy` into a [`command::Command`] ([`command`]). Neither does I/O;
 //! the HTTP handler that reads the form body and queues jobs sits on top of these.
 
+pub mod command;
 pub mod signature;
