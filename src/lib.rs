@@ -20,6 +20,7 @@ pub mod planner;
 pub mod queue;
 pub mod requests;
 pub mod signature;
+pub mod slack;
 pub mod store;
 pub mod telemetry;
 pub mod worker;
