@@ -10,8 +10,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::deploy::Engine;
+use crate::github::GitHub;
 use crate::http::{self, AppState};
 use crate::mask::Masker;
+use crate::notify::github::Deployments;
+use crate::notify::{Notifier, Notifiers};
 use crate::queue::Queue;
 use crate::store::{Job, Store};
 use crate::telemetry::{Metrics, Vitals};
@@ -62,6 +65,7 @@ pub async fn assemble(config: Config) -> anyhow::Result<Parts> {
         masker: Masker::new(config.secrets()),
         metrics: metrics.clone(),
         vitals: vitals.clone(),
+        notifiers: notifiers(&config, &queue)?,
     });
     Ok(Parts {
         config,
@@ -181,4 +185,17 @@ async fn wait_for_signal() {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
+}
+
+/// The notifiers the config asks for: GitHub Deployments when a GitHub token is set.
+fn notifiers(config: &Config, queue: &Queue) -> anyhow::Result<Notifiers> {
+    let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
+    if let Some(github) = GitHub::from_config(&config.github)? {
+        notifiers.push(Arc::new(Deployments {
+            github,
+            store: queue.store().clone(),
+            public_url: config.github.public_url.clone(),
+        }));
+    }
+    Ok(Notifiers::new(notifiers))
 }

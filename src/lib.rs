@@ -16,6 +16,7 @@ pub mod github;
 pub mod gitops;
 pub mod http;
 pub mod mask;
+pub mod notify;
 pub mod planner;
 pub mod queue;
 pub mod requests;

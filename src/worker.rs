@@ -20,6 +20,7 @@ use crate::deploy::journal::Journal;
 use crate::deploy::{Engine, Fence, Request};
 use crate::domain::Name;
 use crate::mask::Masker;
+use crate::notify::{News, Notifiers, Stage};
 use crate::queue::{Claim, Lease, Outcome, Queue};
 use crate::store::now_ms;
 use crate::store::{EnvState, EphemeralRow, Job, JobKind, PortPolicy};
@@ -33,6 +34,7 @@ pub struct Workers {
     pub masker: Masker,
     pub metrics: Arc<Metrics>,
     pub vitals: Arc<Vitals>,
+    pub notifiers: Notifiers,
 }
 
 impl Workers {
@@ -141,7 +143,7 @@ impl Workers {
             self.masker.clone(),
             self.metrics.clone(),
         );
-        let outcome = self.deploy(&lease, &journal, &cancel).await;
+        let outcome = self.deploy(&lease, &journal, &cancel, &interrupted).await;
         journal.finish().await;
         heartbeat.abort();
         grace.abort();
@@ -194,6 +196,7 @@ impl Workers {
         lease: &Lease,
         journal: &Journal,
         cancel: &CancellationToken,
+        interrupted: &std::sync::atomic::AtomicBool,
     ) -> Outcome {
         let job = &lease.job;
         let Some(app) = self.config.app(&job.app) else {
@@ -207,10 +210,26 @@ impl Workers {
             }
             Err(outcome) => return outcome,
         };
+        let news = |stage| News {
+            job,
+            app,
+            env: &env,
+            stage,
+        };
+        self.notifiers
+            .tell(&news(Stage::Started), &self.metrics)
+            .await;
         let outcome = self.run_job(lease, app, &env, journal, cancel).await;
+        // A job interrupted by shutdown goes back to the queue: it has not ended.
+        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+            return outcome;
+        }
         if let Some(row) = ephemeral {
             self.settle(job, &row, &outcome).await;
         }
+        self.notifiers
+            .tell(&news(Stage::Finished(&outcome)), &self.metrics)
+            .await;
         outcome
     }
 

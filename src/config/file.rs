@@ -196,6 +196,8 @@ pub struct App {
 pub struct Ephemeral {
     pub branches: String,
     pub hostname: String,
+    #[serde(default = "Ephemeral::default_url")]
+    pub url: String,
     pub ports: String,
     #[serde(default = "Ephemeral::default_ttl", with = "humantime_serde")]
     pub ttl: Duration,
@@ -236,6 +238,9 @@ impl Ephemeral {
     fn default_max() -> usize {
         20
     }
+    fn default_url() -> String {
+        "https://{hostname}".into()
+    }
     fn default_keep_releases() -> usize {
         2
     }
@@ -251,6 +256,8 @@ impl Ephemeral {
             strategy: Strategy::AllAtOnce,
             health: self.health.take(),
             auto_rollback: true,
+            url: None,
+            production: Some(false),
             step_timeout: self.step_timeout,
             step_idle_timeout: self.step_idle_timeout,
         }
@@ -309,6 +316,11 @@ pub struct Environment {
     pub health: Option<Health>,
     #[serde(default = "Environment::default_auto_rollback")]
     pub auto_rollback: bool,
+    /// Where people see the environment (GitHub Deployments, chat).
+    pub url: Option<String>,
+    /// Marks the GitHub environment as production (default: the environment is named
+    /// `production`).
+    pub production: Option<bool>,
     #[serde(
         default = "Environment::default_step_timeout",
         with = "humantime_serde"

@@ -131,6 +131,10 @@ pub struct Environment {
     pub auto_rollback: bool,
     /// Ephemeral environments: the hostname, port and proxy route they are reached by.
     pub site: Option<Site>,
+    /// Where people see it (GitHub Deployments' `environment_url`, chat).
+    pub url: Option<String>,
+    /// GitHub's `production_environment`.
+    pub production: bool,
 }
 
 /// Where an ephemeral environment is reached: its hostname, its port on the hosts, and the
@@ -155,6 +159,8 @@ pub struct Ephemeral {
     pub prefix: String,
     /// A hostname with `{slug}` in its first label.
     pub hostname: String,
+    /// Each environment's URL; `{hostname}` is replaced.
+    pub url: String,
     pub ports: std::ops::RangeInclusive<u16>,
     /// Idle time (since the last push) after which cleanup tears an environment down.
     pub ttl: Duration,
@@ -202,6 +208,7 @@ impl Ephemeral {
         if let Some(health) = &mut environment.health {
             health.port = Some(port);
         }
+        environment.url = Some(render(&self.url));
         environment.site = Some(Site {
             hostname: hostname.to_owned(),
             port,

@@ -151,6 +151,10 @@ pub(super) fn validate_env(
         health,
         auto_rollback: env.auto_rollback,
         site: None,
+        production: env.production.unwrap_or(key == "production"),
+        url: env
+            .url
+            .and_then(|url| http_url(errors, &format!("{at}.url"), &url)),
     })
 }
 
@@ -244,6 +248,13 @@ pub(super) fn validate_ephemeral(
         name: name?,
         branches: branches?,
         prefix,
+        url: http_url(
+            errors,
+            &format!("{at}.url"),
+            &raw.url
+                .replace("{hostname}", &hostname.replace("{slug}", "slug")),
+        )
+        .map(|_| raw.url)?,
         hostname,
         ports: ports?,
         ttl: raw.ttl,

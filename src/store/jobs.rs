@@ -93,6 +93,8 @@ pub struct Job {
     pub result: Option<String>,
     /// Rollbacks: the release to switch to.
     pub target_release: Option<String>,
+    /// The GitHub Deployment this job reports to.
+    pub github_deployment_id: Option<i64>,
 }
 
 impl Job {
@@ -162,7 +164,7 @@ pub struct Deployment {
 
 pub(crate) const JOB_COLUMNS: &str = "id, kind, app, env, git_ref, sha, requested_by, source, \
     delivery_id, state, attempt, max_attempts, created_at, started_at, finished_at, error, result, \
-    target_release";
+    target_release, github_deployment_id";
 
 impl Store {
     pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
@@ -215,6 +217,33 @@ impl Store {
         .bind(job_id)
         .fetch_all(pool)
         .await?))
+    }
+
+    /// Records the GitHub Deployment job `id` reports to.
+    pub async fn set_github_deployment(&self, id: i64, deployment: u64) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE jobs SET github_deployment_id = $1 WHERE id = $2")
+            .bind(deployment as i64)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)?);
+        Ok(())
+    }
+
+    /// The GitHub Deployment of the environment's latest deploy or rollback that made one.
+    pub async fn last_github_deployment(
+        &self,
+        app: &str,
+        env: &str,
+    ) -> Result<Option<u64>, StoreError> {
+        let id: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
+            "SELECT github_deployment_id FROM jobs WHERE lane = $1 \
+             AND github_deployment_id IS NOT NULL ORDER BY id DESC LIMIT 1",
+        )
+        .bind(format!("{app}/{env}"))
+        .fetch_optional(pool)
+        .await?);
+        Ok(id.map(|id| id as u64))
     }
 
     /// What each host of an environment runs now: its latest switch.

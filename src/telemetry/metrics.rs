@@ -17,6 +17,8 @@ pub struct Metrics {
     pub job_seconds: HistogramVec,
     pub step_seconds: HistogramVec,
     pub lease_expiries: IntCounter,
+    /// Notifications (GitHub Deployments, chat) that failed or timed out, by notifier.
+    pub notifier_failures: IntCounterVec,
     queue_depth: IntGaugeVec,
 }
 
@@ -70,6 +72,14 @@ impl Metrics {
             "Jobs returned to the queue after their worker's lease lapsed",
         )
         .expect("valid metric");
+        let notifier_failures = IntCounterVec::new(
+            Opts::new(
+                "notifier_failures_total",
+                "Notifications that failed or timed out, by notifier",
+            ),
+            &["notifier"],
+        )
+        .expect("valid metric");
         let queue_depth = IntGaugeVec::new(
             Opts::new("queue_jobs", "Jobs queued or running, by state and app/env"),
             &["state", "lane"],
@@ -81,6 +91,7 @@ impl Metrics {
             Box::new(job_seconds.clone()),
             Box::new(step_seconds.clone()),
             Box::new(lease_expiries.clone()),
+            Box::new(notifier_failures.clone()),
             Box::new(queue_depth.clone()),
         ] {
             registry.register(metric).expect("metric names are unique");
@@ -92,6 +103,7 @@ impl Metrics {
             job_seconds,
             step_seconds,
             lease_expiries,
+            notifier_failures,
             queue_depth,
         }
     }
