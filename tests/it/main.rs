@@ -5,6 +5,7 @@ mod apps;
 mod cli;
 mod deploy;
 mod ephemeral;
+mod github;
 mod helpers;
 mod nginx;
 mod operability;

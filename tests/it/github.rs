@@ -1,0 +1,179 @@
+//! What slipway tells GitHub, checked against a fake GitHub API (wiremock) that records every
+//! request: Deployments and their statuses, and (reconcile) the branch listing it reads.
+
+use std::path::Path;
+
+use serde_json::{Value, json};
+use wiremock::matchers::{method, path_regex};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id, push_body};
+
+pub const TOKEN: &str = "ghp_integrationTestToken0123456789";
+
+/// A fake GitHub answering deployment and status creation (ids 100, 101, ... in order).
+pub async fn fake_github() -> MockServer {
+    let server = MockServer::start().await;
+    let counter = std::sync::atomic::AtomicU64::new(100);
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/repos/acme/shop/deployments$"))
+        .respond_with(move |_: &wiremock::Request| {
+            let id = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            ResponseTemplate::new(201).set_body_json(deployment(id))
+        })
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path_regex(r"^/repos/acme/shop/deployments/\d+/statuses$"))
+        .respond_with(ResponseTemplate::new(201).set_body_json(status()))
+        .mount(&server)
+        .await;
+    server
+}
+
+fn deployment(id: u64) -> Value {
+    let repo = "https://api.github.com/repos/acme/shop";
+    json!({
+        "url": format!("{repo}/deployments/{id}"), "id": id, "node_id": "MDEwOkRlcGxveW1lbnQx",
+        "sha": "a84d88e7554fc1fa21bcbc4efae3c782a70d2b9d", "ref": "main", "task": "deploy",
+        "payload": {}, "original_environment": "x", "environment": "x", "description": "",
+        "creator": null, "created_at": "2026-11-02T10:00:00Z", "updated_at": "2026-11-02T10:00:00Z",
+        "statuses_url": format!("{repo}/deployments/{id}/statuses"), "repository_url": repo,
+        "transient_environment": false, "production_environment": false
+    })
+}
+
+fn status() -> Value {
+    let repo = "https://api.github.com/repos/acme/shop";
+    json!({
+        "url": format!("{repo}/deployments/1/statuses/1"), "id": 1,
+        "node_id": "MDE2OkRlcGxveW1lbnRTdGF0dXMx", "state": "success", "creator": null,
+        "description": "", "environment": "x", "target_url": "", "log_url": "",
+        "environment_url": "", "created_at": "2026-11-02T10:00:00Z",
+        "updated_at": "2026-11-02T10:00:00Z",
+        "deployment_url": format!("{repo}/deployments/1"), "repository_url": repo
+    })
+}
+
+/// The requests the fake received, as (method path, JSON body).
+pub async fn received(server: &MockServer) -> Vec<(String, Value)> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| {
+            assert_eq!(
+                r.headers.get("authorization").unwrap(),
+                &format!("Bearer {TOKEN}"),
+                "every request carries the token"
+            );
+            (
+                format!("{} {}", r.method, r.url.path()),
+                serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+            )
+        })
+        .collect()
+}
+
+/// `[github]` pointing at the fake, then an app with a local ephemeral template and a static
+/// staging environment.
+pub fn config(dir: &Path, repo: &GitRepo, api: &str) -> String {
+    let head = config_head(dir).replace(
+        "[github]\n",
+        &format!(
+            "[github]\napi_url = \"{api}\"\ntoken = \"{TOKEN}\"\npublic_url = \"http://slipway.test\"\n"
+        ),
+    );
+    format!(
+        "{head}[apps.shop]\nrepo = \"acme/shop\"\nclone_url = \"{}\"\n\
+         [apps.shop.environments.staging]\nhosts = [\"local\"]\ndeploy_path = \"{d}/staging\"\n\
+         url = \"https://staging.example.test\"\n\
+         [[apps.shop.triggers]]\npush = \"main\"\ndeploy = \"staging\"\n\
+         [apps.shop.ephemeral.demo]\nbranches = \"demo/*\"\nhostname = \"demo-{{slug}}.app.example.test\"\n\
+         ports = \"21300-21309\"\nhosts = [\"local\"]\ndeploy_path = \"{d}/envs\"\n\
+         route = {{ file = \"{d}/routes/{{env}}.conf\", check = \"true\", reload = \"true\" }}\n",
+        repo.clone_url(),
+        d = dir.display(),
+    )
+}
+
+#[tokio::test]
+async fn every_deploy_and_teardown_is_a_github_deployment_with_statuses() {
+    let github = fake_github().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let main_sha = repo.commit("first", "main");
+    let demo_sha = repo.commit("demo", "demo/xyz");
+    let config = config(dir.path(), &repo, &github.uri());
+    let app = TestApp::spawn(dir, &config).await;
+
+    let (_, answer) = app.push("gh-1", "main", &main_sha).await;
+    let staging = app.finished(job_id(&answer)).await;
+    assert_eq!(staging["state"], "succeeded", "{staging:#}");
+    let (_, answer) = app.push("gh-2", "demo/xyz", &demo_sha).await;
+    let demo = app.finished(job_id(&answer)).await;
+    assert_eq!(demo["state"], "succeeded", "{demo:#}");
+    let body = push_body(REPO, "refs/heads/demo/xyz", &"0".repeat(40), true);
+    let (_, answer) = app.webhook("push", "gh-3", &body, None).await;
+    let teardown = app.finished(job_id(&answer)).await;
+    assert_eq!(teardown["state"], "succeeded", "{teardown:#}");
+    let (s, d) = (
+        staging["id"].as_i64().unwrap(),
+        demo["id"].as_i64().unwrap(),
+    );
+    app.stop().await;
+
+    let log = |id: i64| format!("http://slipway.test/api/jobs/{id}");
+    let expected = vec![
+        (
+            "POST /repos/acme/shop/deployments".to_owned(),
+            json!({ "ref": main_sha, "environment": "staging",
+                    "description": "deploy main by Codertocat", "transient_environment": false,
+                    "production_environment": false, "auto_merge": false, "required_contexts": [] }),
+        ),
+        (
+            "POST /repos/acme/shop/deployments/100/statuses".to_owned(),
+            json!({ "state": "in_progress", "environment_url": "https://staging.example.test",
+                    "log_url": log(s), "description": format!("job {s} running") }),
+        ),
+        (
+            "POST /repos/acme/shop/deployments/100/statuses".to_owned(),
+            json!({ "state": "success", "environment_url": "https://staging.example.test",
+                    "log_url": log(s), "description": "<summary>", "auto_inactive": true }),
+        ),
+        (
+            "POST /repos/acme/shop/deployments".to_owned(),
+            json!({ "ref": demo_sha, "environment": "demo-xyz",
+                    "description": "deploy demo/xyz by Codertocat", "transient_environment": true,
+                    "production_environment": false, "auto_merge": false, "required_contexts": [] }),
+        ),
+        (
+            "POST /repos/acme/shop/deployments/101/statuses".to_owned(),
+            json!({ "state": "in_progress", "environment_url": "https://demo-xyz.app.example.test",
+                    "log_url": log(d), "description": format!("job {d} running") }),
+        ),
+        (
+            "POST /repos/acme/shop/deployments/101/statuses".to_owned(),
+            json!({ "state": "success", "environment_url": "https://demo-xyz.app.example.test",
+                    "log_url": log(d), "description": "<summary>", "auto_inactive": true }),
+        ),
+        (
+            "POST /repos/acme/shop/deployments/101/statuses".to_owned(),
+            json!({ "state": "inactive", "log_url": log(teardown["id"].as_i64().unwrap()),
+                    "description": "demo-xyz torn down" }),
+        ),
+    ];
+    let mut got = received(&github).await;
+    for (_, body) in &mut got {
+        if body["state"] == "success" {
+            let said = body["description"].as_str().unwrap();
+            assert!(
+                said.starts_with("release ") && said.contains(" live on "),
+                "{said}"
+            );
+            body["description"] = "<summary>".into();
+        }
+    }
+    assert_eq!(got, expected);
+}
