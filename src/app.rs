@@ -58,6 +58,7 @@ pub async fn assemble(config: Config) -> anyhow::Result<Parts> {
     let queue = Queue::new(store, config.worker.max_attempts);
     let metrics = Arc::new(Metrics::new());
     let vitals = Arc::new(Vitals::default());
+    let github = GitHub::from_config(&config.github)?;
     let workers = Arc::new(Workers {
         queue: queue.clone(),
         config: config.clone(),
@@ -65,7 +66,8 @@ pub async fn assemble(config: Config) -> anyhow::Result<Parts> {
         masker: Masker::new(config.secrets()),
         metrics: metrics.clone(),
         vitals: vitals.clone(),
-        notifiers: notifiers(&config, &queue)?,
+        notifiers: notifiers(&config, &queue, github.as_ref()),
+        github,
     });
     Ok(Parts {
         config,
@@ -77,13 +79,15 @@ pub async fn assemble(config: Config) -> anyhow::Result<Parts> {
 }
 
 /// What a process runs. Replicas sharing a PostgreSQL database can split the work: `web`
-/// replicas take webhooks and API calls, `worker` replicas run jobs (and answer probes only).
+/// replicas take webhooks and API calls, `worker` replicas run jobs, `scheduler` replicas queue
+/// scheduled ticks (the last two answer probes only). Any number of each is safe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Role {
     #[default]
     All,
     Web,
     Worker,
+    Scheduler,
 }
 
 /// Starts the server on `listener` and the worker pool.
@@ -91,7 +95,7 @@ pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Runn
     start_as(config, listener, Role::All).await
 }
 
-/// Starts what `role` runs: the full HTTP API and/or the worker pool.
+/// Starts what `role` runs: the full HTTP API, the worker pool, the scheduler.
 pub async fn start_as(
     config: Config,
     listener: TcpListener,
@@ -105,6 +109,15 @@ pub async fn start_as(
         vitals,
     } = assemble(config).await?;
     let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let scheduler = match role {
+        Role::All | Role::Scheduler => tokio::spawn(crate::scheduler::run(
+            queue.clone(),
+            config.clone(),
+            shutdown.clone(),
+        )),
+        Role::Web | Role::Worker => tokio::spawn(async {}),
+    };
     let state = AppState {
         config,
         queue,
@@ -113,15 +126,14 @@ pub async fn start_as(
     };
     let router = match role {
         Role::All | Role::Web => http::router(state),
-        Role::Worker => http::probes(state),
+        Role::Worker | Role::Scheduler => http::probes(state),
     };
-    let shutdown = CancellationToken::new();
     let task = tokio::spawn({
         let shutdown = shutdown.clone();
         async move {
             let pool = match role {
                 Role::All | Role::Worker => tokio::spawn(workers.run(shutdown.clone())),
-                Role::Web => tokio::spawn(async {}),
+                Role::Web | Role::Scheduler => tokio::spawn(async {}),
             };
             let served = axum::serve(listener, router)
                 .with_graceful_shutdown(shutdown.clone().cancelled_owned())
@@ -129,6 +141,7 @@ pub async fn start_as(
             // The server also stops if it fails on its own; the workers must follow.
             shutdown.cancel();
             pool.await.context("worker pool panicked")?;
+            scheduler.await.context("scheduler panicked")?;
             served.context("HTTP server failed")
         }
     });
@@ -188,14 +201,14 @@ async fn wait_for_signal() {
 }
 
 /// The notifiers the config asks for: GitHub Deployments when a GitHub token is set.
-fn notifiers(config: &Config, queue: &Queue) -> anyhow::Result<Notifiers> {
+fn notifiers(config: &Config, queue: &Queue, github: Option<&GitHub>) -> Notifiers {
     let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
-    if let Some(github) = GitHub::from_config(&config.github)? {
+    if let Some(github) = github {
         notifiers.push(Arc::new(Deployments {
-            github,
+            github: github.clone(),
             store: queue.store().clone(),
             public_url: config.github.public_url.clone(),
         }));
     }
-    Ok(Notifiers::new(notifiers))
+    Notifiers::new(notifiers)
 }

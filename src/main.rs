@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use slipway::config::{self, Config};
 use slipway::mask::Masker;
-use slipway::store::{JobState, Store};
+use slipway::store::{JobKind, JobState, Store};
 
 #[derive(Parser)]
 #[command(version, about = "Deploys pushed commits to your hosts over SSH")]
@@ -50,6 +50,25 @@ enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+    /// Tear down ephemeral environments idle past their TTL (queues teardown jobs).
+    Cleanup {
+        /// Only this app.
+        app: Option<String>,
+        /// Print what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Decide as of this time (RFC 3339, e.g. 2026-12-01T00:00:00Z) instead of now.
+        #[arg(long)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Converge ephemeral environments with the repository's branches on GitHub (queues jobs).
+    Reconcile {
+        /// Only this app.
+        app: Option<String>,
+        /// Print what would be done; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Deploy the example app with the local target: serve, push a signed commit, follow it.
     Demo,
 }
@@ -71,6 +90,39 @@ enum JobsCommand {
 /// Who runs a CLI command, for the job's `requested_by`.
 fn operator() -> String {
     std::env::var("USER").unwrap_or_else(|_| "cli".into())
+}
+
+/// `slipway cleanup` / `reconcile`: decides and queues jobs for each app (or `only`), printing
+/// one line per action. A running server's workers carry the jobs out.
+async fn housekeeping(
+    config: Config,
+    only: Option<String>,
+    kind: JobKind,
+    now: i64,
+    dry_run: bool,
+) -> anyhow::Result<()> {
+    let parts = slipway::app::assemble(config).await?;
+    let apps: Vec<_> = match &only {
+        Some(name) => vec![
+            parts
+                .config
+                .app(name)
+                .ok_or_else(|| anyhow::anyhow!("no app {name:?} in the config"))?,
+        ],
+        None => parts.config.apps.values().collect(),
+    };
+    for app in apps {
+        let github = parts.workers.github.as_ref();
+        let lines =
+            slipway::housekeeping::run(&parts.queue, app, kind, github, now, dry_run).await?;
+        if lines.is_empty() {
+            println!("{}: nothing to do", app.name);
+        }
+        for line in lines {
+            println!("{}: {line}", app.name);
+        }
+    }
+    Ok(())
 }
 
 /// Runs job `id` to its end in this process, prints it, and exits by its outcome.
@@ -176,6 +228,14 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             )
             .await?;
             return finish(&parts, id).await;
+        }
+        Command::Cleanup { app, dry_run, at } => {
+            let now = at.unwrap_or_else(chrono::Utc::now).timestamp_millis();
+            housekeeping(config, app, JobKind::Cleanup, now, dry_run).await?;
+        }
+        Command::Reconcile { app, dry_run } => {
+            let now = chrono::Utc::now().timestamp_millis();
+            housekeeping(config, app, JobKind::Reconcile, now, dry_run).await?;
         }
         Command::Demo => slipway::demo::run(config).await?,
     }

@@ -207,7 +207,7 @@ impl Queue {
                                     // the teardown is done.
                                     sqlx::query(
                                         "UPDATE ephemeral_envs SET last_push_at = $1, updated_at = $1, \
-                                         state = CASE state WHEN 'tearing_down' THEN 'provisioning' \
+                                         warned_at = NULL, state = CASE state WHEN 'tearing_down' THEN 'provisioning' \
                                          ELSE state END WHERE id = $2",
                                     )
                                     .bind(now)

@@ -19,6 +19,8 @@ use crate::config::{App, Config, Environment};
 use crate::deploy::journal::Journal;
 use crate::deploy::{Engine, Fence, Request};
 use crate::domain::Name;
+use crate::github::GitHub;
+use crate::housekeeping;
 use crate::mask::Masker;
 use crate::notify::{News, Notifiers, Stage};
 use crate::queue::{Claim, Lease, Outcome, Queue};
@@ -35,6 +37,8 @@ pub struct Workers {
     pub metrics: Arc<Metrics>,
     pub vitals: Arc<Vitals>,
     pub notifiers: Notifiers,
+    /// GitHub's API, when a token is configured (reconcile reads branches through it).
+    pub github: Option<GitHub>,
 }
 
 impl Workers {
@@ -202,6 +206,12 @@ impl Workers {
         let Some(app) = self.config.app(&job.app) else {
             return failed(format!("app {} is no longer configured", job.app));
         };
+        if let JobKind::Cleanup | JobKind::Reconcile = job.kind {
+            return match self.housekeeping(job, app, journal).await {
+                Ok(outcome) => outcome,
+                Err(error) => failed(journal.mask(&format!("{error:#}"))),
+            };
+        }
         let (env, ephemeral) = match self.environment(app, job).await {
             Ok(Resolved::Static(env)) => (Cow::Borrowed(env), None),
             Ok(Resolved::Ephemeral(resolved)) => {
@@ -264,7 +274,7 @@ impl Workers {
             )));
         };
         let port = match job.kind {
-            JobKind::Teardown => row.port().unwrap_or(0),
+            JobKind::Teardown | JobKind::Cleanup | JobKind::Reconcile => row.port().unwrap_or(0),
             JobKind::Deploy | JobKind::Rollback => {
                 let policy = PortPolicy {
                     template: &row.template,
@@ -301,6 +311,28 @@ impl Workers {
             .unwrap_or(&row.env);
         let env = template.environment(&app.name, &name, slug, &row.hostname, port);
         Ok(Resolved::Ephemeral(Box::new((env, row))))
+    }
+
+    /// Cleanup or reconcile of `app`: decide, queue the jobs, log each action.
+    async fn housekeeping(
+        &self,
+        job: &Job,
+        app: &App,
+        journal: &Journal,
+    ) -> anyhow::Result<Outcome> {
+        let github = self.github.as_ref();
+        let lines = housekeeping::run(&self.queue, app, job.kind, github, now_ms(), false).await?;
+        for line in &lines {
+            journal.line("slipway", job.kind.as_str(), line);
+        }
+        Ok(Outcome::Succeeded {
+            message: format!(
+                "{} of {}: {} action(s)",
+                job.kind.as_str(),
+                app.name,
+                lines.len()
+            ),
+        })
     }
 
     /// Moves an ephemeral environment on by how its job ended.

@@ -25,10 +25,3 @@ CREATE UNIQUE INDEX ephemeral_envs_ports ON ephemeral_envs (port) WHERE state <>
 -- The GitHub Deployment a job reports to.
 ALTER TABLE jobs ADD COLUMN github_deployment_id BIGINT;
 
--- Each scheduled tick, once across replicas: the replica whose insert wins enqueues the job.
-CREATE TABLE schedule_fires (
-    name     TEXT    NOT NULL,
-    fire_at  BIGINT  NOT NULL,
-    job_id   BIGINT,
-    PRIMARY KEY (name, fire_at)
-);

@@ -1,4 +1,4 @@
--- Ephemeral environments (one per matching branch), GitHub deployment ids, scheduler fires.
+-- Ephemeral environments (one per matching branch), GitHub deployment ids.
 
 -- One row per environment made from a branch. Rows are kept after teardown (state 'gone') as
 -- history; the partial unique indexes only cover environments that exist.
@@ -25,10 +25,3 @@ CREATE UNIQUE INDEX ephemeral_envs_ports ON ephemeral_envs (port) WHERE state <>
 -- The GitHub Deployment a job reports to.
 ALTER TABLE jobs ADD COLUMN github_deployment_id INTEGER;
 
--- Each scheduled tick, once across replicas: the replica whose insert wins enqueues the job.
-CREATE TABLE schedule_fires (
-    name     TEXT    NOT NULL,
-    fire_at  INTEGER NOT NULL,
-    job_id   INTEGER,
-    PRIMARY KEY (name, fire_at)
-);

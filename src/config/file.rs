@@ -27,6 +27,17 @@ pub struct File {
     pub worker: Worker,
     #[serde(default)]
     pub apps: BTreeMap<String, App>,
+    #[serde(default)]
+    pub schedules: Vec<Schedule>,
+}
+
+/// `[[schedules]]`: a cron expression and the housekeeping job it queues.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub name: Option<String>,
+    pub cron: String,
+    pub job: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -205,6 +216,8 @@ pub struct Ephemeral {
     pub warn_before: Duration,
     #[serde(default = "Ephemeral::default_max")]
     pub max: usize,
+    #[serde(default)]
+    pub pinned: Vec<String>,
     #[serde(default)]
     pub route: Route,
     pub hosts: Vec<String>,

@@ -27,6 +27,7 @@ use globset::{Glob, GlobMatcher};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::{HostSpec, Name};
+use crate::store::JobKind;
 
 pub const DEFAULT_PATH: &str = "config/slipway.toml";
 
@@ -39,6 +40,17 @@ pub struct Config {
     pub log_format: LogFormat,
     pub worker: Worker,
     pub apps: BTreeMap<Name, App>,
+    pub schedules: Vec<Schedule>,
+}
+
+/// `[[schedules]]`: when to queue a housekeeping job (one per app, once per tick across
+/// replicas).
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    pub name: String,
+    /// Unix cron (5 fields, or 6 with seconds first), UTC.
+    pub cron: croner::Cron,
+    pub job: JobKind,
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +180,8 @@ pub struct Ephemeral {
     pub warn_before: Duration,
     /// Most environments of this template existing at once.
     pub max: usize,
+    /// Branches whose environments cleanup never removes.
+    pub pinned: Vec<GlobMatcher>,
     pub route: Route,
     /// Hosts, steps, health check...: every environment's settings. Its `deploy_path` is the
     /// parent of each environment's own directory; its health check has no port (each
@@ -441,6 +455,9 @@ impl Config {
             let mut environments = BTreeMap::new();
             for (env_key, env) in app.environments {
                 let at = format!("{at}.environments.{env_key}");
+                if env_key == crate::housekeeping::HOUSEKEEPING_ENV {
+                    errors.push(&at, "this name is reserved for cleanup and reconcile jobs");
+                }
                 if let Some(env) =
                     validate_env(&mut errors, &at, &env_key, env, base, Ports::Configured)
                 {
@@ -501,6 +518,36 @@ impl Config {
             );
         }
 
+        let mut schedules: Vec<Schedule> = Vec::new();
+        for (i, raw) in raw.schedules.into_iter().enumerate() {
+            let at = format!("schedules[{i}]");
+            let parser = croner::parser::CronParser::builder()
+                .seconds(croner::parser::Seconds::Optional)
+                .build();
+            let cron = errors.check(&format!("{at}.cron"), parser.parse(&raw.cron));
+            let job = match raw.job.as_str() {
+                "cleanup" => Some(JobKind::Cleanup),
+                "reconcile" => Some(JobKind::Reconcile),
+                other => {
+                    errors.push(
+                        format!("{at}.job"),
+                        format!("unknown job {other:?} (known: cleanup, reconcile)"),
+                    );
+                    None
+                }
+            };
+            let name = raw.name.unwrap_or_else(|| raw.job.clone());
+            if schedules.iter().any(|s| s.name == name) {
+                errors.push(
+                    format!("{at}.name"),
+                    format!("{name:?} is used by another schedule"),
+                );
+            }
+            if let (Some(cron), Some(job)) = (cron, job) {
+                schedules.push(Schedule { name, cron, job });
+            }
+        }
+
         errors.finish()?;
         let mut config = Self {
             server: Server {
@@ -526,6 +573,7 @@ impl Config {
                 shutdown_grace: w.shutdown_grace,
             },
             apps,
+            schedules,
         };
         config.mask_step_names();
         Ok(config)

@@ -260,6 +260,17 @@ pub(super) fn validate_ephemeral(
         ttl: raw.ttl,
         warn_before: raw.warn_before,
         max: raw.max,
+        pinned: raw
+            .pinned
+            .iter()
+            .enumerate()
+            .filter_map(|(i, p)| {
+                errors.check(
+                    &format!("{at}.pinned[{i}]"),
+                    Glob::new(p).map(|g| g.compile_matcher()),
+                )
+            })
+            .collect(),
         route: Route {
             file: route.file,
             template: route.template,

@@ -151,7 +151,7 @@ impl Engine {
                 let archive = self.mirrors.archive(spec.app, &sha).await;
                 Some(archive.map_err(|e| Failure::general(journal.mask(&format!("{e:#}"))))?)
             }
-            JobKind::Rollback | JobKind::Teardown => None,
+            JobKind::Rollback | JobKind::Teardown | JobKind::Cleanup | JobKind::Reconcile => None,
         };
         let hosts = self.connect_all(spec.env).await?;
         let run = Run {

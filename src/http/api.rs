@@ -92,6 +92,35 @@ pub async fn rollback(
     Ok((StatusCode::ACCEPTED, Json(json!({ "job_id": id }))))
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeepBody {
+    /// How long from now, e.g. `"2d"` or `"36h"`.
+    #[serde(rename = "for", with = "humantime_serde")]
+    duration: std::time::Duration,
+}
+
+/// `POST /api/ephemeral/{app}/{env}/keep` with `{"for": "2d"}`: cleanup leaves the environment
+/// alone until then (whatever its TTL says).
+pub async fn keep(
+    State(state): State<AppState>,
+    Path((app, env)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    authorize(&state, &headers)?;
+    let body: KeepBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?;
+    let until = crate::store::now_ms()
+        .saturating_add(i64::try_from(body.duration.as_millis()).unwrap_or(i64::MAX));
+    if !state.queue.store().keep_env(&app, &env, until).await? {
+        return Err(ApiError::NotFound(format!(
+            "no ephemeral environment {app}/{env}"
+        )));
+    }
+    Ok(Json(json!({ "keep_until": until })))
+}
+
 /// Write endpoints need `Authorization: Bearer <api.token>`; without a configured token they are
 /// off. The token is compared in constant time.
 fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {

@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/jobs", get(api::list_jobs))
         .route("/api/jobs/{id}", get(api::show_job))
         .route("/api/ephemeral", get(api::list_ephemeral))
+        .route("/api/ephemeral/{app}/{env}/keep", post(api::keep))
         .route(
             "/api/environments/{app}/{env}/rollback",
             post(api::rollback),

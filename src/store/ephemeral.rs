@@ -146,6 +146,32 @@ impl Store {
         ))
     }
 
+    /// Records that cleanup warned about environment `id` (once per idle spell: a push clears it).
+    pub async fn mark_warned(&self, id: i64, now: i64) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE ephemeral_envs SET warned_at = $1 WHERE id = $2")
+            .bind(now)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)?);
+        Ok(())
+    }
+
+    /// Keeps environment `app`/`env` from cleanup until `until`; `false` if it does not exist.
+    pub async fn keep_env(&self, app: &str, env: &str, until: i64) -> Result<bool, StoreError> {
+        let updated = on_pool!(self, pool => sqlx::query(
+            "UPDATE ephemeral_envs SET keep_until = $1, warned_at = NULL \
+             WHERE app = $2 AND env = $3 AND state <> 'gone'",
+        )
+        .bind(until)
+        .bind(app)
+        .bind(env)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(updated == 1)
+    }
+
     /// Moves environment `id` to `state`; `sha`, when given, is what is live now. Only from
     /// one of `from`, so that a push or a teardown that came in meanwhile is not overwritten.
     pub async fn set_env_state(

@@ -59,6 +59,10 @@ pub enum JobKind {
     Rollback,
     /// Remove an ephemeral environment: stop it, drop its route, delete its directories.
     Teardown,
+    /// Queue teardowns of an app's ephemeral environments idle past their TTL.
+    Cleanup,
+    /// Converge an app's ephemeral environments with its branches on GitHub.
+    Reconcile,
 }
 
 impl JobKind {
@@ -67,6 +71,8 @@ impl JobKind {
             Self::Deploy => "deploy",
             Self::Rollback => "rollback",
             Self::Teardown => "teardown",
+            Self::Cleanup => "cleanup",
+            Self::Reconcile => "reconcile",
         }
     }
 }

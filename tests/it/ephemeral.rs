@@ -326,3 +326,82 @@ async fn hostile_branch_names_get_safe_environments_and_run_nothing() {
     assert_eq!(environments(&app).await.len(), names.len());
     app.stop().await;
 }
+
+#[tokio::test]
+async fn cleanup_warns_then_tears_down_idle_environments_but_not_kept_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let repo = GitRepo::new(&root);
+    let sha = repo.commit("first", "demo/idle");
+    let config = local_config(&root, &repo, "21500-21509", "\"true\"")
+        + "ttl = \"7d\"\nwarn_before = \"1d\"\n[api]\ntoken = \"cleanup-test-token\"\n";
+    let path = root.join("slipway.toml");
+    let app = TestApp::spawn(dir, &config).await;
+    for (i, branch) in ["demo/idle", "demo/kept"].iter().enumerate() {
+        let job = pushed(&app, &format!("c-{i}"), branch, &sha).await;
+        assert_eq!(job["state"], "succeeded", "{job:#}");
+    }
+    let keep = app
+        .http
+        .post(format!("{}/api/ephemeral/shop/demo-kept/keep", app.base))
+        .bearer_auth("cleanup-test-token")
+        .json(&serde_json::json!({ "for": "30d" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keep.status(), 200);
+    let later = |days: f64| {
+        let at = chrono::Utc::now() + chrono::Duration::milliseconds((days * 86_400_000.0) as i64);
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
+    let cleanup = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .arg("cleanup")
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    assert_eq!(cleanup(&["--at", &later(1.0)]), "shop: nothing to do\n");
+    let warned = cleanup(&["--at", &later(6.5)]);
+    assert!(
+        warned.starts_with("shop: warn demo-idle: idle for 6days 12h"),
+        "{warned}"
+    );
+    // Warned once: the next pass says nothing more.
+    assert_eq!(cleanup(&["--at", &later(6.6)]), "shop: nothing to do\n");
+    let dry = cleanup(&["--dry-run", "--at", &later(8.0)]);
+    assert!(
+        dry.starts_with("shop: would tear down demo-idle: idle for 8days"),
+        "{dry}"
+    );
+    assert_eq!(
+        environments(&app).await.len(),
+        2,
+        "a dry run changes nothing"
+    );
+
+    let done = cleanup(&["--at", &later(8.0)]);
+    assert!(
+        done.starts_with("shop: tear down demo-idle: idle for 8days"),
+        "{done}"
+    );
+    assert!(done.contains("(job "), "{done}");
+    for _ in 0..100 {
+        if environment(&app, "demo-idle").await.is_none() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(environment(&app, "demo-idle").await.is_none());
+    assert!(!root.join("envs/demo-idle").exists());
+    assert_eq!(
+        environment(&app, "demo-kept").await.unwrap()["state"],
+        "live"
+    );
+    app.stop().await;
+}

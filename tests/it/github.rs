@@ -177,3 +177,126 @@ async fn every_deploy_and_teardown_is_a_github_deployment_with_statuses() {
     }
     assert_eq!(got, expected);
 }
+
+/// GitHub's branch listing over two pages, as `GET /repos/acme/shop/branches` answers it.
+async fn list_branches(server: &MockServer, pages: [&[(&str, &str)]; 2]) {
+    use wiremock::matchers::{path, query_param, query_param_is_missing};
+    let page = |branches: &[(&str, &str)]| {
+        Value::Array(
+            branches
+                .iter()
+                .map(|(name, sha)| {
+                    json!({ "name": name, "protected": false, "commit": {
+                        "sha": sha, "url": format!("https://api.github.com/repos/acme/shop/commits/{sha}") } })
+                })
+                .collect(),
+        )
+    };
+    let next = format!(
+        "<{}/repositories/42/branches?per_page=100&page=2>; rel=\"next\"",
+        server.uri()
+    );
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/shop/branches"))
+        .and(query_param_is_missing("page"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(page(pages[0]))
+                .insert_header("link", next.as_str()),
+        )
+        .mount(server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repositories/42/branches"))
+        .and(query_param("page", "2"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page(pages[1])))
+        .mount(server)
+        .await;
+}
+
+async fn wait_for(app: &TestApp, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    for _ in 0..300 {
+        let envs: Vec<Value> = app
+            .http
+            .get(format!("{}/api/ephemeral", app.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if done(&envs) {
+            return envs;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("the environments never got there");
+}
+
+fn slipway(config: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn reconcile_brings_up_lost_branches_and_removes_vanished_ones() {
+    let github = fake_github().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let main_sha = repo.commit("first", "main");
+    let vanished_sha = repo.commit("vanished", "demo/vanished");
+    let lost_sha = repo.commit("lost", "demo/lost");
+    let config = config(dir.path(), &repo, &github.uri());
+    let path = dir.path().join("slipway.toml");
+    let app = TestApp::spawn(dir, &config).await;
+
+    // demo/vanished's push arrived; demo/lost's never did.
+    let (_, answer) = app.push("r-1", "demo/vanished", &vanished_sha).await;
+    assert_eq!(app.finished(job_id(&answer)).await["state"], "succeeded");
+    // Now GitHub lists main and demo/lost (on its second page); demo/vanished was deleted.
+    list_branches(
+        &github,
+        [
+            &[("main", &main_sha), ("feature/x", &main_sha)],
+            &[("demo/lost", &lost_sha)],
+        ],
+    )
+    .await;
+
+    let dry = slipway(&path, &["reconcile", "--dry-run"]);
+    assert_eq!(
+        dry,
+        format!(
+            "shop: would deploy demo/lost ({}): the branch has no environment (a lost webhook?)\n\
+             shop: would tear down demo-vanished: branch demo/vanished no longer exists\n",
+            &lost_sha[..8]
+        )
+    );
+    assert_eq!(
+        wait_for(&app, |e| e.len() == 1).await[0]["env"],
+        "demo-vanished"
+    );
+
+    let done = slipway(&path, &["reconcile"]);
+    assert!(done.contains("shop: deploy demo/lost"), "{done}");
+    assert!(done.contains("shop: tear down demo-vanished"), "{done}");
+    let envs = wait_for(&app, |e| {
+        e.len() == 1 && e[0]["env"] == "demo-lost" && e[0]["state"] == "live"
+    })
+    .await;
+    assert_eq!(envs[0]["sha"], lost_sha.as_str());
+    // Converged: a second pass has nothing to do.
+    assert_eq!(slipway(&path, &["reconcile"]), "shop: nothing to do\n");
+    app.stop().await;
+}

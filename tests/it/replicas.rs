@@ -328,3 +328,49 @@ async fn notify_wakes_idle_workers_of_other_replicas() {
         "the job waited {took:?}: the worker was not woken"
     );
 }
+
+#[tokio::test]
+async fn a_scheduled_tick_is_queued_once_across_three_replicas() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = fresh_postgres_database().await;
+    let repo = GitRepo::new(dir.path());
+    let mut configs = replica_configs(dir.path(), &db, &repo, "5s", "200ms", &[], 3);
+    // Every second; plus an app with ephemeral environments for the cleanup to be about.
+    let extra = format!(
+        "[apps.shop.ephemeral.demo]\nbranches = \"demo/*\"\nhostname = \"demo-{{slug}}.example.test\"\n\
+         ports = \"21400-21409\"\nhosts = [\"local\"]\ndeploy_path = \"{}/envs\"\n\
+         [[schedules]]\ncron = \"* * * * * *\"\njob = \"cleanup\"\n",
+        dir.path().display()
+    );
+    for path in &mut configs {
+        let text = std::fs::read_to_string(&*path).unwrap();
+        std::fs::write(&*path, format!("{text}{extra}")).unwrap();
+    }
+    let mut replicas: Vec<_> = configs.iter().map(|c| serve(c, "scheduler").0).collect();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for replica in &mut replicas {
+        replica.kill().unwrap();
+        replica.wait().unwrap();
+    }
+    let pool = PgPool::connect(&db).await.unwrap();
+    let per_tick: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT d.id, COUNT(j.id) FROM deliveries d LEFT JOIN jobs j ON j.delivery_id = d.id \
+         WHERE d.source = 'schedule' GROUP BY d.id ORDER BY d.id",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    assert!(per_tick.len() >= 2, "ticks: {per_tick:?}");
+    for (tick, jobs) in &per_tick {
+        assert!(tick.starts_with("schedule:cleanup:"), "{tick}");
+        assert_eq!(*jobs, 1, "tick {tick} queued {jobs} jobs");
+    }
+    let (jobs, kinds): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*), COUNT(DISTINCT kind) FROM jobs WHERE kind = 'cleanup' AND app = 'shop' \
+         AND env = 'housekeeping' AND state = 'queued'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((jobs, kinds), (per_tick.len() as i64, 1));
+}
