@@ -48,6 +48,30 @@ pub fn check_config(path: &Path) -> Result<String, String> {
                 trigger.deploy
             );
         }
+        for e in app.ephemeral.values() {
+            let hosts: Vec<_> = e.template.hosts.iter().map(ToString::to_string).collect();
+            let _ = writeln!(
+                out,
+                "  ephemeral {}: push {} -> {} on {} (ports {}-{}, at most {}, ttl {})",
+                e.name,
+                e.branches.glob(),
+                e.hostname,
+                hosts.join(", "),
+                e.ports.start(),
+                e.ports.end(),
+                e.max,
+                humantime::format_duration(e.ttl)
+            );
+        }
+    }
+    for schedule in &config.schedules {
+        let _ = writeln!(
+            out,
+            "schedule {}: {} (UTC) queues {}",
+            schedule.name,
+            schedule.cron.pattern,
+            schedule.job.as_str()
+        );
     }
     Ok(out)
 }

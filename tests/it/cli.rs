@@ -75,3 +75,53 @@ fn environment_variables_override_keys() {
             .contains("listen 127.0.0.1:9999")
     );
 }
+
+/// The example config's commented-out ephemeral environment and schedules are valid as written:
+/// uncommenting them gives a config that loads.
+#[test]
+fn the_commented_ephemeral_and_schedule_examples_load_when_uncommented() {
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/slipway.toml"))
+            .unwrap();
+    let mut inside = false;
+    let mut uncommented = String::new();
+    for line in example.lines() {
+        if line.starts_with("# [apps.hello.ephemeral.demo]") || line.starts_with("# [[schedules]]")
+        {
+            inside = true;
+        }
+        let key = line.strip_prefix("# ").filter(|rest| {
+            rest.starts_with('[')
+                || rest
+                    .split_once(" = ")
+                    .is_some_and(|(k, _)| !k.contains(' '))
+        });
+        match key {
+            Some(rest) if inside => uncommented.push_str(rest),
+            _ => uncommented.push_str(line),
+        }
+        uncommented.push('\n');
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("slipway.toml");
+    std::fs::write(&path, uncommented).unwrap();
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}{summary}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        summary.contains("ephemeral demo: push demo/* -> demo-{slug}.app.example.com"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("schedule nightly-reconcile: 0 3 * * * (UTC) queues reconcile"),
+        "{summary}"
+    );
+}
