@@ -57,8 +57,9 @@ fn template<'a>(app: &'a App, row: &EphemeralRow) -> Option<&'a Ephemeral> {
         .and_then(|t| app.ephemeral.get(&t))
 }
 
+/// A duration in words, to the nearest minute.
 fn human(ms: i64) -> String {
-    let secs = u64::try_from(ms / 1000).unwrap_or(0);
+    let secs = u64::try_from((ms + 30_000) / 60_000 * 60).unwrap_or(0);
     humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }
 

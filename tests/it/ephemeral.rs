@@ -352,7 +352,7 @@ async fn cleanup_warns_then_tears_down_idle_environments_but_not_kept_ones() {
     assert_eq!(keep.status(), 200);
     let later = |days: f64| {
         let at = chrono::Utc::now() + chrono::Duration::milliseconds((days * 86_400_000.0) as i64);
-        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     };
     let cleanup = |args: &[&str]| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
