@@ -13,6 +13,20 @@ use crate::sshd::Fleet;
 
 const PROXY_PORT: u16 = 8080;
 
+/// GET `http://addr:8080/` as `hostname`, until it answers `status` (nginx applies a reload
+/// asynchronously: old workers finish with the old routes) or 5 s passed; the last answer.
+async fn via_proxy_until(addr: &str, hostname: &str, status: u16) -> (u16, String) {
+    let mut answer = via_proxy(addr, hostname).await;
+    for _ in 0..50 {
+        if answer.0 == status {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        answer = via_proxy(addr, hostname).await;
+    }
+    answer
+}
+
 /// GET `http://addr:8080/` as `hostname`.
 async fn via_proxy(addr: &str, hostname: &str) -> (u16, String) {
     let res = reqwest::Client::new()
@@ -111,7 +125,7 @@ async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
     assert_eq!(job["sha"], sha1.as_str());
     let release1 = job["release_id"].as_str().unwrap().to_owned();
     assert_eq!(
-        via_proxy(&addr, hostname).await,
+        via_proxy_until(&addr, hostname, 200).await,
         (200, format!("release {release1}\n"))
     );
     let env = environment(&app, "demo-xyz").await.expect("recorded");
@@ -133,7 +147,7 @@ async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
     assert_eq!(job["state"], "succeeded", "{job:#}");
     let release2 = job["release_id"].as_str().unwrap().to_owned();
     assert_eq!(
-        via_proxy(&addr, hostname).await,
+        via_proxy_until(&addr, hostname, 200).await,
         (200, format!("release {release2}\n"))
     );
     let env = environment(&app, "demo-xyz").await.unwrap();
@@ -162,7 +176,7 @@ async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
     let job = app.finished(job_id(&answer)).await;
     assert_eq!(job["state"], "succeeded", "{job:#}");
     assert_eq!(job["kind"], "teardown");
-    assert_eq!(via_proxy(&addr, hostname).await.0, 404);
+    assert_eq!(via_proxy_until(&addr, hostname, 404).await.0, 404);
     assert!(!srv.join("routes/demo-xyz.conf").exists());
     assert!(!srv.join("demo/demo-xyz").exists());
     assert!(environment(&app, "demo-xyz").await.is_none());
@@ -179,7 +193,12 @@ async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
     assert_eq!(job["state"], "succeeded", "{job:#}");
     let env = environment(&app, "demo-abc").await.unwrap();
     assert_eq!(env["port"].as_i64(), Some(port));
-    assert_eq!(via_proxy(&addr, "demo-abc.app.example.test").await.0, 200);
+    assert_eq!(
+        via_proxy_until(&addr, "demo-abc.app.example.test", 200)
+            .await
+            .0,
+        200
+    );
     app.stop().await;
 }
 
