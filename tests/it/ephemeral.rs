@@ -381,7 +381,8 @@ async fn cleanup_warns_then_tears_down_idle_environments_but_not_kept_ones() {
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "cleanup {args:?} failed: {stderr}");
         String::from_utf8(out.stdout).unwrap()
     };
 
