@@ -128,7 +128,7 @@ async fn main() {
     let m = measure("cleanup, nothing idle", 20);
     let mut lines = 0;
     for _ in 0..20 {
-        lines = slipway::housekeeping::run(&queue, app, JobKind::Cleanup, None, now, false)
+        lines = slipway::housekeeping::run(&queue, None, app, JobKind::Cleanup, None, now, false)
             .await
             .unwrap()
             .len();
@@ -139,6 +139,7 @@ async fn main() {
     for _ in 0..10 {
         lines = slipway::housekeeping::run(
             &queue,
+            None,
             app,
             JobKind::Reconcile,
             github.as_ref(),
@@ -154,6 +155,7 @@ async fn main() {
     let m = measure("cleanup, all idle (queues every teardown)", 1);
     let lines = slipway::housekeeping::run(
         &queue,
+        None,
         app,
         JobKind::Cleanup,
         None,

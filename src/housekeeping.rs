@@ -10,7 +10,8 @@
 //! Each decides with a pure function of the rows, the config and the time (or the branches),
 //! so every rule is a unit test, then acts only by queueing jobs: nothing here touches a host.
 
-use crate::config::{App, Ephemeral};
+use crate::config::{App, Ephemeral, Sweep};
+use crate::deploy::{Engine, plan};
 use crate::domain::{GitRef, Name, Sha};
 use crate::ephemeral::{self, Identity};
 use crate::github::{Branch, GitHub};
@@ -192,6 +193,7 @@ pub fn job(app: &App, kind: JobKind, requested_by: &str, source: &'static str) -
 /// reconcile, the branches from GitHub), decides, acts. One line per action.
 pub async fn run(
     queue: &Queue,
+    engine: Option<&Engine>,
     app: &App,
     kind: JobKind,
     github: Option<&GitHub>,
@@ -208,7 +210,139 @@ pub async fn run(
     } else {
         plan_cleanup(app, &rows, now)
     };
-    Ok(act(queue, app, &rows, &actions, now, dry_run).await?)
+    let mut lines = act(queue, app, &rows, &actions, now, dry_run).await?;
+    if let (JobKind::Cleanup, Some(engine)) = (kind, engine) {
+        for template in app.ephemeral.values() {
+            lines.extend(sweep(queue, engine, app, template, dry_run).await?);
+        }
+    }
+    Ok(lines)
+}
+
+/// A directory or route file on the hosts that no existing environment owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orphan {
+    pub path: String,
+    pub route: bool,
+}
+
+/// The route file pattern of `template` for `app`, split around `{env}`.
+fn route_pattern(app: &App, template: &Ephemeral) -> (String, String) {
+    let file = template.route.file.replace("{app}", app.name.as_str());
+    let (prefix, suffix) = file.split_once("{env}").unwrap_or((&file, ""));
+    (prefix.to_owned(), suffix.to_owned())
+}
+
+/// What in a host listing (`dir NAME` / `route PATH` lines) belongs to no environment in
+/// `existing`. Only names slipway could have made are considered.
+pub fn orphans(
+    app: &App,
+    template: &Ephemeral,
+    listing: &[String],
+    existing: &[&str],
+) -> Vec<Orphan> {
+    let root = template.template.deploy_path.to_string_lossy();
+    let (prefix, suffix) = route_pattern(app, template);
+    let ours = |env: &str| {
+        env.starts_with(&format!("{}-", template.name))
+            && Name::parse(env).is_ok()
+            && !existing.contains(&env)
+    };
+    listing
+        .iter()
+        .filter_map(|line| {
+            if let Some(dir) = line.strip_prefix("dir ") {
+                return ours(dir).then(|| Orphan {
+                    path: format!("{}/{dir}", root.trim_end_matches('/')),
+                    route: false,
+                });
+            }
+            let path = line.strip_prefix("route ")?;
+            let env = path
+                .strip_prefix(prefix.as_str())?
+                .strip_suffix(suffix.as_str())?;
+            ours(env).then(|| Orphan {
+                path: path.to_owned(),
+                route: true,
+            })
+        })
+        .collect()
+}
+
+/// Finds (and, with `sweep = "remove"`, removes) what `template`'s hosts hold for environments
+/// that do not exist. The hosts are listed before the environments are read, so a directory an
+/// environment's deploy is creating right now always has its row already.
+async fn sweep(
+    queue: &Queue,
+    engine: &Engine,
+    app: &App,
+    template: &Ephemeral,
+    dry_run: bool,
+) -> Result<Vec<String>, StoreError> {
+    let root = template.template.deploy_path.to_string_lossy();
+    let (prefix, suffix) = route_pattern(app, template);
+    let dirs = format!("{}-", template.name);
+    let script = plan::list_environments(&root, &dirs, &prefix, &suffix);
+    let listings = match engine.on_all_hosts(&template.template, &script).await {
+        Ok(listings) => listings,
+        Err(failure) => {
+            return Ok(vec![format!(
+                "sweep of {}: could not list the hosts: {}",
+                template.name,
+                failure.message()
+            )]);
+        }
+    };
+    let rows = queue.store().ephemeral_envs().await?;
+    let existing: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.app == app.name.as_str())
+        .map(|r| r.env.as_str())
+        .collect();
+    let mut lines = Vec::new();
+    let mut found: Vec<Orphan> = Vec::new();
+    for (host, listing) in &listings {
+        for orphan in orphans(app, template, listing, &existing) {
+            let what = if orphan.route {
+                "route file"
+            } else {
+                "directory"
+            };
+            lines.push(format!("orphan {what} {} on {host}", orphan.path));
+            if !found.contains(&orphan) {
+                found.push(orphan);
+            }
+        }
+    }
+    if found.is_empty() {
+        return Ok(lines);
+    }
+    if template.sweep == Sweep::Report || dry_run {
+        let why = if dry_run {
+            "dry run"
+        } else {
+            "sweep = \"report\""
+        };
+        lines.push(format!("left {} orphan(s) in place ({why})", found.len()));
+        return Ok(lines);
+    }
+    // The same script on every host: removing what a host does not have is a no-op.
+    let script: Vec<String> = found
+        .iter()
+        .map(|o| {
+            if o.route {
+                plan::remove_route(&o.path, &template.route.check, &template.route.reload)
+            } else {
+                plan::remove_directory(&o.path)
+            }
+        })
+        .collect();
+    let script = format!("set -e\n{}", script.join("\n"));
+    match engine.on_all_hosts(&template.template, &script).await {
+        Ok(_) => lines.push(format!("removed {} orphan(s)", found.len())),
+        Err(failure) => lines.push(format!("removing orphans failed: {}", failure.message())),
+    }
+    Ok(lines)
 }
 
 /// Carries out `actions` (unless `dry_run`): queues the jobs and records warnings. Returns one

@@ -112,9 +112,10 @@ async fn housekeeping(
         None => parts.config.apps.values().collect(),
     };
     for app in apps {
-        let github = parts.workers.github.as_ref();
+        let (github, engine) = (parts.workers.github.as_ref(), &parts.workers.engine);
         let lines =
-            slipway::housekeeping::run(&parts.queue, app, kind, github, now, dry_run).await?;
+            slipway::housekeeping::run(&parts.queue, Some(engine), app, kind, github, now, dry_run)
+                .await?;
         if lines.is_empty() {
             println!("{}: nothing to do", app.name);
         }

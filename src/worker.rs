@@ -321,7 +321,16 @@ impl Workers {
         journal: &Journal,
     ) -> anyhow::Result<Outcome> {
         let github = self.github.as_ref();
-        let lines = housekeeping::run(&self.queue, app, job.kind, github, now_ms(), false).await?;
+        let lines = housekeeping::run(
+            &self.queue,
+            Some(&self.engine),
+            app,
+            job.kind,
+            github,
+            now_ms(),
+            false,
+        )
+        .await?;
         for line in &lines {
             journal.line("slipway", job.kind.as_str(), line);
         }

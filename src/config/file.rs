@@ -219,6 +219,8 @@ pub struct Ephemeral {
     #[serde(default)]
     pub pinned: Vec<String>,
     #[serde(default)]
+    pub sweep: Sweep,
+    #[serde(default)]
     pub route: Route,
     pub hosts: Vec<String>,
     pub deploy_path: PathBuf,
@@ -275,6 +277,18 @@ impl Ephemeral {
             step_idle_timeout: self.step_idle_timeout,
         }
     }
+}
+
+/// What cleanup does with directories and route files on the hosts that belong to no existing
+/// environment (left by a crash, a lost teardown, a hand-made copy).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sweep {
+    /// List them in the cleanup job's log.
+    #[default]
+    Report,
+    /// Remove them (routes with the proxy check and reload).
+    Remove,
 }
 
 /// How a proxy routes an ephemeral environment's hostname to its port.

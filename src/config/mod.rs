@@ -182,6 +182,8 @@ pub struct Ephemeral {
     pub max: usize,
     /// Branches whose environments cleanup never removes.
     pub pinned: Vec<GlobMatcher>,
+    /// Orphaned directories and route files on the hosts: reported, or removed.
+    pub sweep: Sweep,
     pub route: Route,
     /// Hosts, steps, health check...: every environment's settings. Its `deploy_path` is the
     /// parent of each environment's own directory; its health check has no port (each
@@ -292,7 +294,7 @@ pub struct Health {
     pub from: HealthFrom,
 }
 
-pub use file::{HealthFrom, LogFormat};
+pub use file::{HealthFrom, LogFormat, Sweep};
 
 #[derive(Debug, Clone)]
 pub struct Ssh {

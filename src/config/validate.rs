@@ -260,6 +260,7 @@ pub(super) fn validate_ephemeral(
         ttl: raw.ttl,
         warn_before: raw.warn_before,
         max: raw.max,
+        sweep: raw.sweep,
         pinned: raw
             .pinned
             .iter()

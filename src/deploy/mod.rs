@@ -194,6 +194,47 @@ impl Engine {
         result
     }
 
+    /// Runs one of the bot's own scripts on every host of `env` at once; each host's output
+    /// lines, or the first failure.
+    pub async fn on_all_hosts(
+        &self,
+        env: &Environment,
+        script: &str,
+    ) -> Result<Vec<(String, Vec<String>)>, Failure> {
+        let hosts = self.connect_all(env).await?;
+        let never = CancellationToken::new();
+        let ran = join_all(hosts.iter().map(|host| {
+            let never = &never;
+            async move {
+                let mut lines = Vec::new();
+                let exit = exec::run(
+                    host.target.as_ref(),
+                    script,
+                    None,
+                    INTERNAL_LIMITS,
+                    never,
+                    &mut |line| lines.push(line),
+                )
+                .await;
+                match exit {
+                    Ok(exit) if exit.success() => Ok((host.name.clone(), lines)),
+                    Ok(exit) => Err(Failure {
+                        host: Some(host.name.clone()),
+                        log_tail: lines,
+                        ..Failure::general(exit.describe())
+                    }),
+                    Err(e) => Err(Failure {
+                        host: Some(host.name.clone()),
+                        ..Failure::general(e.to_string())
+                    }),
+                }
+            }
+        }))
+        .await;
+        join_all(hosts.into_iter().map(|h| h.target.close())).await;
+        ran.into_iter().collect()
+    }
+
     async fn connect_all(&self, env: &Environment) -> Result<Vec<Host>, Failure> {
         let connected = join_all(env.hosts.iter().map(|spec| async move {
             match target::connect(spec, &env.ssh, &self.control_dir).await {

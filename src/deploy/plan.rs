@@ -158,9 +158,33 @@ pub fn remove_route(file: &str, check: &str, reload: &str) -> String {
     )
 }
 
+/// Lists what ephemeral environments left on a host: `dir <name>` for each directory under
+/// `root` whose name starts with `dir_prefix`, and `route <path>` for each file matching
+/// `<route_prefix>*<route_suffix>`.
+pub fn list_environments(
+    root: &str,
+    dir_prefix: &str,
+    route_prefix: &str,
+    route_suffix: &str,
+) -> String {
+    format!(
+        "for d in {root}/{dir_prefix}*/; do [ -d \"$d\" ] && printf 'dir %s\\n' \"$(basename -- \"$d\")\"; done\n\
+         for f in {route_prefix}*{route_suffix}; do [ -f \"$f\" ] && printf 'route %s\\n' \"$f\"; done\ntrue",
+        root = quote(root.trim_end_matches('/')),
+        dir_prefix = quote(dir_prefix),
+        route_prefix = quote(route_prefix),
+        route_suffix = quote(route_suffix),
+    )
+}
+
 /// Deletes an environment's whole directory (releases, `current`, whatever its steps left).
 pub fn remove_environment(layout: &Layout) -> String {
-    format!("rm -rf -- {}", quote(&layout.root))
+    remove_directory(&layout.root)
+}
+
+/// Deletes a directory and everything in it.
+pub fn remove_directory(path: &str) -> String {
+    format!("rm -rf -- {}", quote(path))
 }
 
 /// Fetches a health URL from the host itself and prints the body, then `slipway-status:<code>`.
@@ -360,6 +384,49 @@ mod tests {
         let layout = Layout::new(root.to_str().unwrap());
         assert!(sh(&remove_environment(&layout), b"").status.success());
         assert!(!root.exists());
+    }
+
+    #[test]
+    fn list_environments_names_directories_and_route_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("envs");
+        for d in ["demo-a", "demo-b c", "other"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        std::fs::write(root.join("demo-file"), "").unwrap();
+        let routes = tmp.path().join("routes");
+        std::fs::create_dir_all(&routes).unwrap();
+        for f in [
+            "x-demo-a.conf",
+            "x-demo-z.conf",
+            "x-demo-a.conf.slipway-prev",
+            "y.conf",
+        ] {
+            std::fs::write(routes.join(f), "").unwrap();
+        }
+        let prefix = format!("{}/x-", routes.display());
+        let script = list_environments(root.to_str().unwrap(), "demo-", &prefix, ".conf");
+        let out = sh(&script, b"");
+        assert!(out.status.success());
+        let mut lines: Vec<String> = String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        lines.sort();
+        assert_eq!(
+            lines,
+            [
+                "dir demo-a".to_owned(),
+                "dir demo-b c".to_owned(),
+                format!("route {prefix}demo-a.conf"),
+                format!("route {prefix}demo-z.conf"),
+            ]
+        );
+        // Nothing there at all: no output, success.
+        let none = list_environments("/nonexistent", "demo-", "/nonexistent/x-", ".conf");
+        let out = sh(&none, b"");
+        assert!(out.status.success() && out.stdout.is_empty());
     }
 
     #[test]

@@ -425,3 +425,67 @@ async fn cleanup_warns_then_tears_down_idle_environments_but_not_kept_ones() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn cleanup_sweeps_hosts_for_directories_and_routes_of_no_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::start(dir.path(), 2);
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "demo/live");
+    let config = format!(
+        "{}[apps.shop]\nrepo = \"acme/shop\"\nclone_url = \"{}\"\n\
+         [apps.shop.ephemeral.demo]\nbranches = \"demo/*\"\nhostname = \"demo-{{slug}}.app.example.test\"\n\
+         ports = \"21600-21609\"\nhosts = {}\nssh = {}\ndeploy_path = \"/srv/demo\"\nsweep = \"remove\"\n\
+         route = {{ file = \"/srv/routes/{{env}}.conf\", check = \"true\", reload = \"true\" }}\n",
+        config_head(dir.path()),
+        repo.clone_url(),
+        fleet.hosts_toml(),
+        fleet.ssh_toml(),
+    );
+    let path = dir.path().join("slipway.toml");
+    let app = TestApp::spawn(dir, &config).await;
+    let job = pushed(&app, "s-1", "demo/live", &sha).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    // Leftovers: on host 0 a directory and a route of environments that do not exist; on both,
+    // things slipway did not make.
+    let srv0 = &fleet.hosts[0].srv;
+    std::fs::create_dir_all(srv0.join("demo/demo-stray/releases")).unwrap();
+    std::fs::write(srv0.join("routes/demo-ghost.conf"), "server {}\n").unwrap();
+    for host in &fleet.hosts {
+        std::fs::create_dir_all(host.srv.join("demo/unrelated")).unwrap();
+        std::fs::write(host.srv.join("routes/other.conf"), "").unwrap();
+    }
+    let cleanup = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+            .arg("cleanup")
+            .args(args)
+            .arg("--config")
+            .arg(&path)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "cleanup {args:?} failed: {stderr}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let host0 = &fleet.hosts[0].spec;
+    let found = format!(
+        "shop: orphan directory /srv/demo/demo-stray on {host0}\n\
+         shop: orphan route file /srv/routes/demo-ghost.conf on {host0}\n"
+    );
+    assert_eq!(
+        cleanup(&["--dry-run"]),
+        format!("{found}shop: left 2 orphan(s) in place (dry run)\n")
+    );
+    assert!(srv0.join("demo/demo-stray").exists());
+    assert_eq!(cleanup(&[]), format!("{found}shop: removed 2 orphan(s)\n"));
+    assert!(!srv0.join("demo/demo-stray").exists());
+    assert!(!srv0.join("routes/demo-ghost.conf").exists());
+    for host in &fleet.hosts {
+        assert!(host.srv.join("demo/demo-live/current").exists());
+        assert!(host.srv.join("routes/demo-live.conf").exists());
+        assert!(host.srv.join("demo/unrelated").exists());
+        assert!(host.srv.join("routes/other.conf").exists());
+    }
+    assert_eq!(cleanup(&[]), "shop: nothing to do\n");
+    app.stop().await;
+}
