@@ -7,5 +7,6 @@
 
 pub mod api;
 pub mod command;
+pub mod execute;
 pub mod messages;
 pub mod signature;
