@@ -20,7 +20,7 @@ const ERROR_EXCERPT: usize = 300;
 
 /// `text` with the three characters Slack's message formatting gives a meaning escaped, as
 /// Slack documents (`&amp;`, `&lt;`, `&gt;`).
-pub fn escape(text: &str) -> String {
+fn escape(text: &str) -> String {
     text.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
@@ -32,7 +32,7 @@ pub fn code(text: &str) -> String {
 }
 
 /// A time that Slack shows in each reader's own time zone; the UTC text is the fallback.
-pub fn when(ms: i64) -> String {
+fn when(ms: i64) -> String {
     let utc = chrono::DateTime::from_timestamp_millis(ms)
         .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
         .unwrap_or_default();
