@@ -14,8 +14,10 @@ use crate::github::GitHub;
 use crate::http::{self, AppState};
 use crate::mask::Masker;
 use crate::notify::github::Deployments;
+use crate::notify::slack::Progress;
 use crate::notify::{Notifier, Notifiers};
 use crate::queue::Queue;
+use crate::slack::api::SlackApi;
 use crate::store::{Job, Store};
 use crate::telemetry::{Metrics, Vitals};
 use crate::worker::Workers;
@@ -47,6 +49,8 @@ pub struct Parts {
     pub workers: Arc<Workers>,
     pub metrics: Arc<Metrics>,
     pub vitals: Arc<Vitals>,
+    /// Slack's Web API, when `[slack]` is configured.
+    pub slack: Option<SlackApi>,
 }
 
 /// Opens (and migrates) the database and builds the queue and the worker pool.
@@ -59,14 +63,21 @@ pub async fn assemble(config: Config) -> anyhow::Result<Parts> {
     let metrics = Arc::new(Metrics::new());
     let vitals = Arc::new(Vitals::default());
     let github = GitHub::from_config(&config.github)?;
+    let masker = Masker::new(config.secrets());
+    let slack = config
+        .slack
+        .as_ref()
+        .map(|s| SlackApi::new(&s.api_url))
+        .transpose()
+        .context("building the Slack client")?;
     let workers = Arc::new(Workers {
         queue: queue.clone(),
         config: config.clone(),
         engine: Engine::new(&config.worker.data_dir),
-        masker: Masker::new(config.secrets()),
+        notifiers: notifiers(&config, &queue, github.as_ref(), slack.as_ref(), &masker),
+        masker,
         metrics: metrics.clone(),
         vitals: vitals.clone(),
-        notifiers: notifiers(&config, &queue, github.as_ref()),
         github,
     });
     Ok(Parts {
@@ -75,6 +86,7 @@ pub async fn assemble(config: Config) -> anyhow::Result<Parts> {
         workers,
         metrics,
         vitals,
+        slack,
     })
 }
 
@@ -107,6 +119,7 @@ pub async fn start_as(
         workers,
         metrics,
         vitals,
+        slack,
     } = assemble(config).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
@@ -123,6 +136,9 @@ pub async fn start_as(
         queue,
         metrics,
         vitals: vitals.clone(),
+        mirrors: workers.engine.mirrors().clone(),
+        masker: workers.masker.clone(),
+        slack,
     };
     let router = match role {
         Role::All | Role::Web => http::router(state),
@@ -200,14 +216,32 @@ async fn wait_for_signal() {
     }
 }
 
-/// The notifiers the config asks for: GitHub Deployments when a GitHub token is set.
-fn notifiers(config: &Config, queue: &Queue, github: Option<&GitHub>) -> Notifiers {
+/// The notifiers the config asks for: GitHub Deployments when a GitHub token is set, a Slack
+/// channel when a Slack bot token and channel are.
+fn notifiers(
+    config: &Config,
+    queue: &Queue,
+    github: Option<&GitHub>,
+    slack: Option<&SlackApi>,
+    masker: &Masker,
+) -> Notifiers {
     let mut notifiers: Vec<Arc<dyn Notifier>> = Vec::new();
     if let Some(github) = github {
         notifiers.push(Arc::new(Deployments {
             github: github.clone(),
             store: queue.store().clone(),
             public_url: config.github.public_url.clone(),
+        }));
+    }
+    if let (Some(api), Some(settings)) = (slack, &config.slack)
+        && let (Some(token), Some(channel)) = (&settings.bot_token, &settings.channel)
+    {
+        notifiers.push(Arc::new(Progress {
+            api: api.clone(),
+            token: token.clone(),
+            channel: channel.clone(),
+            store: queue.store().clone(),
+            masker: masker.clone(),
         }));
     }
     Notifiers::new(notifiers)

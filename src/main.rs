@@ -211,8 +211,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 parts.workers.engine.mirrors(),
                 (&app, &env),
                 &git_ref,
-                &operator(),
-                "cli",
+                slipway::requests::Origin {
+                    requested_by: &operator(),
+                    source: "cli",
+                    delivery: None,
+                },
             )
             .await?;
             return finish(&parts, id).await;
@@ -224,8 +227,11 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
                 &parts.config,
                 (&app, &env),
                 to.as_deref(),
-                &operator(),
-                "cli",
+                slipway::requests::Origin {
+                    requested_by: &operator(),
+                    source: "cli",
+                    delivery: None,
+                },
             )
             .await?;
             return finish(&parts, id).await;

@@ -95,6 +95,15 @@ pub struct Lease {
     pub owner: String,
 }
 
+/// What asking to cancel a job did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Cancel {
+    Cancelled,
+    /// It was no longer queued: it runs, or it ended.
+    Not(JobState),
+    Missing,
+}
+
 /// How a job ended.
 #[derive(Debug)]
 pub enum Outcome {
@@ -376,6 +385,30 @@ impl Queue {
         .rows_affected());
         let finished = updated == 1;
         Ok(finished)
+    }
+
+    /// Withdraws job `id` if it is still queued; `why` is its final event's message. A running
+    /// job is not touched: stopping one between steps is the worker's business (not done yet).
+    pub async fn cancel(&self, id: i64, why: &str) -> Result<Cancel, StoreError> {
+        // One statement: a claim racing with it either took the row first (and this matches
+        // nothing) or finds it cancelled. The `jobs_finished` trigger writes the event.
+        let updated = on_pool!(self.store, pool => sqlx::query(
+            "UPDATE jobs SET state = 'cancelled', finished_at = $1, summary = $2 \
+             WHERE id = $3 AND state = 'queued'",
+        )
+        .bind(now_ms())
+        .bind(why)
+        .bind(id)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        if updated == 1 {
+            return Ok(Cancel::Cancelled);
+        }
+        Ok(match self.store.job(id).await? {
+            Some(job) => Cancel::Not(job.state),
+            None => Cancel::Missing,
+        })
     }
 
     /// Gives a job back to the queue at once (shutdown), instead of letting its lease lapse.

@@ -1,11 +1,14 @@
 //! Operator requests — deploy a ref, roll back — checked against config and history, then
-//! queued. The CLI and the API (and later chat) go through these same functions.
+//! queued. The CLI, the API and Slack go through these same functions.
+//!
+//! An environment is a configured one or an ephemeral one that exists now (made from a branch).
+//! An ephemeral environment deploys only its own branch: it is that branch's environment.
 
 use crate::config::Config;
 use crate::deploy::source::Mirrors;
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
-use crate::queue::{Enqueued, NewJob, Queue};
-use crate::store::{JobKind, StoreError};
+use crate::queue::{Delivery, Enqueued, EphemeralEnv, NewJob, Queue};
+use crate::store::{EphemeralRow, JobKind, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -43,6 +46,67 @@ pub fn environment(config: &Config, app: &str, env: &str) -> Result<(Name, Name)
     }
 }
 
+/// Where a request goes: a configured environment, or an ephemeral one that exists now.
+pub enum Target {
+    Static {
+        app: Name,
+        env: Name,
+    },
+    Ephemeral {
+        app: Name,
+        env: Name,
+        row: Box<EphemeralRow>,
+    },
+}
+
+impl Target {
+    pub fn app(&self) -> &Name {
+        match self {
+            Self::Static { app, .. } | Self::Ephemeral { app, .. } => app,
+        }
+    }
+
+    pub fn env(&self) -> &Name {
+        match self {
+            Self::Static { env, .. } | Self::Ephemeral { env, .. } => env,
+        }
+    }
+}
+
+/// Resolves `app`/`env` to a configured environment, or else to an existing ephemeral one;
+/// the refusal names the configured ones.
+pub async fn target(
+    queue: &Queue,
+    config: &Config,
+    app: &str,
+    env: &str,
+) -> Result<Target, RequestError> {
+    let refusal = match environment(config, app, env) {
+        Ok((app, env)) => return Ok(Target::Static { app, env }),
+        Err(refusal) => refusal,
+    };
+    if let (Some(a), Ok(name)) = (config.app(app), Name::parse(env))
+        && let Some(row) = queue.store().ephemeral_env(a.name.as_str(), env).await?
+    {
+        return Ok(Target::Ephemeral {
+            app: a.name.clone(),
+            env: name,
+            row: Box::new(row),
+        });
+    }
+    Err(refusal)
+}
+
+/// Who asks, and through what.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin<'a> {
+    pub requested_by: &'a str,
+    pub source: &'static str,
+    /// The request as its channel identifies it: a repeated one (a chat retry) returns the job
+    /// the first one queued instead of queueing another.
+    pub delivery: Option<Delivery<'a>>,
+}
+
 /// Queues a deploy of what `git_ref` names now (a branch, tag or commit id).
 pub async fn deploy(
     queue: &Queue,
@@ -50,28 +114,44 @@ pub async fn deploy(
     mirrors: &Mirrors,
     (app, env): (&str, &str),
     git_ref: &str,
-    requested_by: &str,
-    source: &'static str,
+    origin: Origin<'_>,
 ) -> Result<i64, RequestError> {
-    let (app, env) = environment(config, app, env)?;
+    let target = target(queue, config, app, env).await?;
     let git_ref = GitRef::parse(git_ref).map_err(|e| invalid(e.to_string()))?;
-    let app_config = config.app(app.as_str()).expect("checked above");
+    let ephemeral = match &target {
+        Target::Static { .. } => None,
+        Target::Ephemeral { app, env, row } => {
+            if row.branch != git_ref.as_str() {
+                return Err(invalid(format!(
+                    "{app}/{env} is the environment of branch {:?} and deploys only that \
+                     branch, not {git_ref:?}",
+                    row.branch
+                )));
+            }
+            Some(EphemeralEnv {
+                template: Name::parse(&row.template).map_err(|e| invalid(e.to_string()))?,
+                branch: git_ref.clone(),
+                hostname: row.hostname.clone(),
+            })
+        }
+    };
+    let app_config = config.app(target.app().as_str()).expect("checked above");
     let sha = mirrors
         .resolve(app_config, &git_ref)
         .await
         .map_err(|e| invalid(format!("{e:#}")))?;
     let job = NewJob {
         kind: JobKind::Deploy,
-        app,
-        env,
+        app: target.app().clone(),
+        env: target.env().clone(),
         git_ref: Some(git_ref),
         sha: Some(sha),
-        requested_by: requested_by.to_owned(),
-        source,
+        requested_by: origin.requested_by.to_owned(),
+        source: origin.source,
         target_release: None,
-        ephemeral: None,
+        ephemeral,
     };
-    first_id(queue.enqueue(None, &[job]).await?)
+    first_id(queue.enqueue(origin.delivery, &[job]).await?)
 }
 
 /// Queues a rollback of `app`/`env` to `to`, or to the release live before the current one.
@@ -80,10 +160,10 @@ pub async fn rollback(
     config: &Config,
     (app, env): (&str, &str),
     to: Option<&str>,
-    requested_by: &str,
-    source: &'static str,
+    origin: Origin<'_>,
 ) -> Result<i64, RequestError> {
-    let (app, env) = environment(config, app, env)?;
+    let target = target(queue, config, app, env).await?;
+    let (app, env) = (target.app().clone(), target.env().clone());
     let history = queue
         .store()
         .release_history(app.as_str(), env.as_str(), 100)
@@ -125,12 +205,12 @@ pub async fn rollback(
         env,
         git_ref: Some(GitRef::parse(&target.git_ref).map_err(|e| invalid(e.to_string()))?),
         sha: Some(Sha::parse(&target.sha).map_err(|e| invalid(e.to_string()))?),
-        requested_by: requested_by.to_owned(),
-        source,
+        requested_by: origin.requested_by.to_owned(),
+        source: origin.source,
         target_release: Some(ReleaseId::from_stored(target.release_id.clone())),
         ephemeral: None,
     };
-    first_id(queue.enqueue(None, &[job]).await?)
+    first_id(queue.enqueue(origin.delivery, &[job]).await?)
 }
 
 fn first_id(enqueued: Enqueued) -> Result<i64, RequestError> {

@@ -25,6 +25,8 @@ pub struct File {
     pub telemetry: Telemetry,
     #[serde(default)]
     pub worker: Worker,
+    /// Optional: without it the Slack routes refuse every request.
+    pub slack: Option<Slack>,
     #[serde(default)]
     pub apps: BTreeMap<String, App>,
     #[serde(default)]
@@ -110,6 +112,27 @@ impl Default for Github {
             token_file: None,
             public_url: None,
         }
+    }
+}
+
+/// `[slack]`: the Slack app slipway answers for (slash command, buttons, progress messages).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Slack {
+    pub signing_secret: Option<SecretString>,
+    pub signing_secret_file: Option<PathBuf>,
+    pub bot_token: Option<SecretString>,
+    pub bot_token_file: Option<PathBuf>,
+    #[serde(default = "Slack::default_api_url")]
+    pub api_url: String,
+    pub team_id: Option<String>,
+    pub channel: Option<String>,
+    pub default_app: Option<String>,
+}
+
+impl Slack {
+    fn default_api_url() -> String {
+        "https://slack.com/api".into()
     }
 }
 
@@ -241,6 +264,7 @@ pub struct Ephemeral {
         with = "humantime_serde"
     )]
     pub step_idle_timeout: Duration,
+    pub deployers: Option<Vec<String>>,
 }
 
 impl Ephemeral {
@@ -275,6 +299,7 @@ impl Ephemeral {
             production: Some(false),
             step_timeout: self.step_timeout,
             step_idle_timeout: self.step_idle_timeout,
+            deployers: self.deployers.take(),
         }
     }
 }
@@ -358,6 +383,8 @@ pub struct Environment {
         with = "humantime_serde"
     )]
     pub step_idle_timeout: Duration,
+    /// Slack user ids allowed to deploy, roll back and cancel here (unset: anyone in the team).
+    pub deployers: Option<Vec<String>>,
 }
 
 impl Environment {

@@ -13,6 +13,7 @@ mod validate;
 
 use validate::{
     Errors, Ports, http_url, resolve_local_url, secret, validate_env, validate_ephemeral,
+    validate_slack,
 };
 
 use std::collections::BTreeMap;
@@ -39,6 +40,8 @@ pub struct Config {
     pub api: Api,
     pub log_format: LogFormat,
     pub worker: Worker,
+    /// Slack ChatOps, when configured.
+    pub slack: Option<Slack>,
     pub apps: BTreeMap<Name, App>,
     pub schedules: Vec<Schedule>,
 }
@@ -95,6 +98,23 @@ impl Github {
     }
 }
 
+/// `[slack]`: the one Slack app (and workspace) slipway answers.
+#[derive(Debug)]
+pub struct Slack {
+    /// Verifies that a request came from Slack (`X-Slack-Signature`).
+    pub signing_secret: SecretString,
+    /// The bot's token for Slack's Web API; without one slipway posts nothing.
+    pub bot_token: Option<SecretString>,
+    /// Base URL of Slack's Web API, without a trailing `/`.
+    pub api_url: String,
+    /// The workspace whose requests are answered; any other team's are refused.
+    pub team_id: String,
+    /// The channel id progress and results are posted to.
+    pub channel: Option<String>,
+    /// The app a bare environment name means when several apps have one of that name.
+    pub default_app: Option<Name>,
+}
+
 #[derive(Debug)]
 pub struct Api {
     /// Bearer token for the API's write endpoints; without one they are refused.
@@ -147,6 +167,9 @@ pub struct Environment {
     pub url: Option<String>,
     /// GitHub's `production_environment`.
     pub production: bool,
+    /// Slack user ids allowed to deploy, roll back and cancel jobs here; `None`: anyone in the
+    /// configured team.
+    pub deployers: Option<Vec<String>>,
 }
 
 /// Where an ephemeral environment is reached: its hostname, its port on the hosts, and the
@@ -354,6 +377,10 @@ impl Config {
         let mut secrets = vec![self.github.webhook_secret.expose_secret()];
         secrets.extend(self.github.token.as_ref().map(ExposeSecret::expose_secret));
         secrets.extend(self.api.token.as_ref().map(ExposeSecret::expose_secret));
+        if let Some(slack) = &self.slack {
+            secrets.push(slack.signing_secret.expose_secret());
+            secrets.extend(slack.bot_token.as_ref().map(ExposeSecret::expose_secret));
+        }
         secrets
     }
 
@@ -549,6 +576,9 @@ impl Config {
                 schedules.push(Schedule { name, cron, job });
             }
         }
+        let slack = raw
+            .slack
+            .and_then(|slack| validate_slack(&mut errors, slack, &apps));
 
         errors.finish()?;
         let mut config = Self {
@@ -574,6 +604,7 @@ impl Config {
                 data_dir: w.data_dir,
                 shutdown_grace: w.shutdown_grace,
             },
+            slack,
             apps,
             schedules,
         };

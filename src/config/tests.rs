@@ -360,3 +360,159 @@ fn bad_github_urls_and_tokens_name_their_keys() {
         assert!(!err.to_string().contains("ghp_"), "{extra}: {err}");
     }
 }
+
+const SLACK: &str = r#"
+[slack]
+signing_secret = "slack-signing-secret"
+bot_token = "xoxb-1234-5678-abcdefgh"
+team_id = "T0123ABCD"
+channel = "C0123ABCD"
+default_app = "shop"
+"#;
+
+#[test]
+fn slack_is_optional() {
+    let config = load(GOOD).unwrap();
+    assert!(config.slack.is_none());
+    assert_eq!(
+        config.environment("shop", "staging").unwrap().deployers,
+        None
+    );
+}
+
+#[test]
+fn slack_loads_with_defaults_and_its_secrets_are_masked() {
+    let toml = format!(
+        "{}{SLACK}",
+        GOOD.replace(
+            "keep_releases = 3",
+            "keep_releases = 3\ndeployers = [\"U0123ABCD\", \"W0123ABCD\"]"
+        )
+    );
+    let config = load(&toml).unwrap();
+    let slack = config.slack.as_ref().unwrap();
+    assert_eq!(slack.api_url, "https://slack.com/api");
+    assert_eq!(slack.team_id, "T0123ABCD");
+    assert_eq!(slack.channel.as_deref(), Some("C0123ABCD"));
+    assert_eq!(slack.default_app.as_ref().unwrap().as_str(), "shop");
+    assert_eq!(
+        config.environment("shop", "staging").unwrap().deployers,
+        Some(vec!["U0123ABCD".to_owned(), "W0123ABCD".to_owned()])
+    );
+    let secrets = config.secrets();
+    assert!(secrets.contains(&"slack-signing-secret"), "{secrets:?}");
+    assert!(secrets.contains(&"xoxb-1234-5678-abcdefgh"), "{secrets:?}");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("slack-signing-secret"), "{debug}");
+    assert!(!debug.contains("xoxb-1234"), "{debug}");
+}
+
+#[test]
+fn slack_secrets_come_from_files_and_the_token_is_optional() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("slack_signing");
+    std::fs::write(&secret, "from-a-file-signing\n").unwrap();
+    let slack = format!(
+        "[slack]\nsigning_secret_file = {:?}\nteam_id = \"T1\"\napi_url = \"http://127.0.0.1:9/api/\"\n",
+        secret.display().to_string()
+    );
+    let config = load(&format!("{GOOD}{slack}")).unwrap();
+    let slack = config.slack.unwrap();
+    assert_eq!(slack.signing_secret.expose_secret(), "from-a-file-signing");
+    assert!(slack.bot_token.is_none() && slack.channel.is_none());
+    assert_eq!(slack.api_url, "http://127.0.0.1:9/api");
+}
+
+#[test]
+fn slack_errors_name_their_keys() {
+    let cases = [
+        (
+            "signing_secret = \"slack-signing-secret\"",
+            "",
+            "slack.signing_secret",
+        ),
+        (
+            "signing_secret = \"slack-signing-secret\"",
+            "signing_secret = \"short\"",
+            "slack.signing_secret",
+        ),
+        (
+            "signing_secret = \"slack-signing-secret\"",
+            "signing_secret_file = \"/nonexistent/x\"",
+            "slack.signing_secret_file",
+        ),
+        ("team_id = \"T0123ABCD\"", "", "slack.team_id"),
+        (
+            "team_id = \"T0123ABCD\"",
+            "team_id = \"acme\"",
+            "slack.team_id",
+        ),
+        (
+            "team_id = \"T0123ABCD\"",
+            "team_id = \"U0123ABCD\"",
+            "slack.team_id",
+        ),
+        (
+            "channel = \"C0123ABCD\"",
+            "channel = \"#deploys\"",
+            "slack.channel",
+        ),
+        (
+            "default_app = \"shop\"",
+            "default_app = \"shoe\"",
+            "slack.default_app",
+        ),
+        (
+            "bot_token = \"xoxb-1234-5678-abcdefgh\"",
+            "bot_token = \"xoxb 1234 5678\"",
+            "slack.bot_token",
+        ),
+        (
+            "bot_token = \"xoxb-1234-5678-abcdefgh\"",
+            "",
+            "slack.channel",
+        ),
+        (
+            "[slack]",
+            "[slack]\napi_url = \"slack.com/api\"",
+            "slack.api_url",
+        ),
+        ("[slack]", "[slack]\nchanel = \"C1\"", "slack.chanel"),
+    ];
+    for (from, to, path) in cases {
+        assert!(SLACK.contains(from), "{from}");
+        let toml = format!("{GOOD}{}", SLACK.replacen(from, to, 1));
+        let err = load(&toml).unwrap_err();
+        let found: Vec<_> = err.problems.iter().map(|(p, _)| p.as_str()).collect();
+        assert_eq!(found, [path], "{from} -> {to}");
+        let text = err.to_string();
+        assert!(
+            !text.contains("slack-signing-secret") && !text.contains("xoxb-1234"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn deployers_must_be_slack_user_ids() {
+    let staging = GOOD.replace(
+        "keep_releases = 3",
+        "keep_releases = 3\ndeployers = [\"U0123ABCD\", \"@alice\"]",
+    );
+    assert_eq!(
+        problems(&staging),
+        ["apps.shop.environments.staging.deployers[1]"]
+    );
+    let demo = EPHEMERAL.replace("hosts = [", "deployers = [\"alice\"]\nhosts = [");
+    assert_eq!(
+        problems(&format!("{GOOD}{demo}")),
+        ["apps.shop.ephemeral.demo.deployers[0]"]
+    );
+    let config = load(&format!(
+        "{GOOD}{}",
+        EPHEMERAL.replace("hosts = [", "deployers = [\"U1\"]\nhosts = [")
+    ))
+    .unwrap();
+    let demo = &config.app("shop").unwrap().ephemeral[&Name::parse("demo").unwrap()];
+    assert_eq!(demo.template.deployers, Some(vec!["U1".to_owned()]));
+}

@@ -1,6 +1,7 @@
 //! Validation helpers: each turns part of the file's shape into validated config, recording
 //! every problem with its key path instead of stopping at the first.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -10,8 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use globset::Glob;
 
 use super::{
-    BlueGreen, ConfigError, Environment, Ephemeral, Health, Phases, Route, Ssh, Step, Strategy,
-    file,
+    App, BlueGreen, ConfigError, Environment, Ephemeral, Health, Phases, Route, Slack, Ssh, Step,
+    Strategy, file,
 };
 use crate::domain::{HostSpec, Name};
 
@@ -135,6 +136,11 @@ pub(super) fn validate_env(
             "rolling and canary deploys need a health check",
         );
     }
+    let deployers = env.deployers.inspect(|users| {
+        for (i, user) in users.iter().enumerate() {
+            slack_id(errors, &format!("{at}.deployers[{i}]"), user, SLACK_USER);
+        }
+    });
     let ssh = Ssh {
         key: env.ssh.key.map(|p| resolve(base, &p)),
         known_hosts: env.ssh.known_hosts.map(|p| resolve(base, &p)),
@@ -155,7 +161,108 @@ pub(super) fn validate_env(
         url: env
             .url
             .and_then(|url| http_url(errors, &format!("{at}.url"), &url)),
+        deployers,
     })
+}
+
+/// `[slack]`, once the apps are known (`default_app` must name one).
+pub(super) fn validate_slack(
+    errors: &mut Errors,
+    raw: file::Slack,
+    apps: &BTreeMap<Name, App>,
+) -> Option<Slack> {
+    let signing_secret = secret(
+        errors,
+        "slack.signing_secret",
+        raw.signing_secret,
+        raw.signing_secret_file,
+    );
+    if signing_secret.is_none() && !errors.0.iter().any(|(p, _)| p.starts_with("slack.signing")) {
+        errors.push(
+            "slack.signing_secret",
+            "required (or signing_secret_file): Slack's requests cannot be verified without it",
+        );
+    }
+    let bot_token = secret(errors, "slack.bot_token", raw.bot_token, raw.bot_token_file);
+    // It travels in an HTTP header, like the GitHub token.
+    if bot_token
+        .as_ref()
+        .is_some_and(|t| !t.expose_secret().bytes().all(|b| b.is_ascii_graphic()))
+    {
+        errors.push(
+            "slack.bot_token",
+            "must be printable ASCII without spaces (a Slack bot token, xoxb-...)",
+        );
+    }
+    let api_url = http_url(errors, "slack.api_url", &raw.api_url);
+    let team_id = match raw.team_id {
+        Some(team) => slack_id(errors, "slack.team_id", &team, SLACK_TEAM).then_some(team),
+        None => {
+            errors.push(
+                "slack.team_id",
+                "required: the workspace (T...) whose requests are answered; others are refused",
+            );
+            None
+        }
+    };
+    let channel = raw
+        .channel
+        .filter(|c| slack_id(errors, "slack.channel", c, SLACK_CHANNEL));
+    if channel.is_some() && bot_token.is_none() {
+        errors.push(
+            "slack.channel",
+            "posting to a channel needs slack.bot_token (or bot_token_file)",
+        );
+    }
+    let default_app = raw.default_app.and_then(|app| {
+        match Name::parse(&app).ok().filter(|n| apps.contains_key(n)) {
+            Some(name) => Some(name),
+            None => {
+                let known: Vec<_> = apps.keys().map(Name::as_str).collect();
+                errors.push(
+                    "slack.default_app",
+                    format!("unknown app {app:?} (known: {})", known.join(", ")),
+                );
+                None
+            }
+        }
+    });
+    Some(Slack {
+        signing_secret: signing_secret?,
+        bot_token,
+        api_url: api_url?,
+        team_id: team_id?,
+        channel,
+        default_app,
+    })
+}
+
+/// The first letters Slack gives each kind of id.
+const SLACK_TEAM: &[char] = &['T'];
+const SLACK_USER: &[char] = &['U', 'W'];
+const SLACK_CHANNEL: &[char] = &['C', 'G', 'D'];
+
+/// Whether `value` is a Slack id of a kind starting with one of `first` (`U024BE7LH`): upper-case
+/// letters and digits. Ids, not names: names change and can be taken by someone else.
+fn slack_id(errors: &mut Errors, key: &str, value: &str, first: &[char]) -> bool {
+    let ok = value.len() <= 32
+        && value.starts_with(first)
+        && value.len() > 1
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    if !ok {
+        let starts: Vec<String> = first.iter().map(char::to_string).collect();
+        errors.push(
+            key,
+            format!(
+                "{value:?} is not a Slack id: expected {}... in upper-case letters and digits \
+                 (an id, not a name)",
+                starts.join("... or ")
+            ),
+        );
+    }
+    ok
 }
 
 pub(super) fn validate_ephemeral(

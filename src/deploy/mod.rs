@@ -19,6 +19,7 @@ pub mod target;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::atomic::AtomicI64;
 use std::time::Duration;
 
@@ -119,7 +120,8 @@ pub struct Request<'a> {
 
 /// Runs jobs; one per process, shared by the workers.
 pub struct Engine {
-    mirrors: Mirrors,
+    /// Shared with the HTTP side, which resolves refs of requests in the same mirrors.
+    mirrors: Arc<Mirrors>,
     control_dir: PathBuf,
     http: reqwest::Client,
 }
@@ -127,13 +129,13 @@ pub struct Engine {
 impl Engine {
     pub fn new(data_dir: &std::path::Path) -> Self {
         Self {
-            mirrors: Mirrors::new(data_dir),
+            mirrors: Arc::new(Mirrors::new(data_dir)),
             control_dir: data_dir.join("ssh"),
             http: reqwest::Client::new(),
         }
     }
 
-    pub fn mirrors(&self) -> &Mirrors {
+    pub fn mirrors(&self) -> &Arc<Mirrors> {
         &self.mirrors
     }
 

@@ -81,8 +81,11 @@ pub async fn rollback(
         &state.config,
         (&app, &env),
         body.to.as_deref(),
-        "api",
-        "api",
+        requests::Origin {
+            requested_by: "api",
+            source: "api",
+            delivery: None,
+        },
     )
     .await
     .map_err(|e| match e {

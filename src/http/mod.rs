@@ -5,6 +5,7 @@ mod api;
 mod error;
 mod github;
 mod health;
+mod slack;
 
 use std::sync::Arc;
 
@@ -21,7 +22,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 
 use crate::config::Config;
+use crate::deploy::source::Mirrors;
+use crate::mask::Masker;
 use crate::queue::Queue;
+use crate::slack::api::SlackApi;
 use crate::telemetry::{Metrics, Vitals};
 
 pub use error::ApiError;
@@ -36,11 +40,25 @@ pub struct AppState {
     pub queue: Queue,
     pub metrics: Arc<Metrics>,
     pub vitals: Arc<Vitals>,
+    /// The git mirrors requests resolve refs in (the workers' own, so fetches share locks).
+    pub mirrors: Arc<Mirrors>,
+    /// Masks configured secrets out of chat answers.
+    pub masker: Masker,
+    /// Slack's Web API, when `[slack]` is configured.
+    pub slack: Option<SlackApi>,
 }
 
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/webhooks/github", post(github::receive))
+        .route(
+            "/slack/commands",
+            post(slack::command).layer(DefaultBodyLimit::max(slack::MAX_BODY)),
+        )
+        .route(
+            "/slack/interactions",
+            post(slack::interaction).layer(DefaultBodyLimit::max(slack::MAX_BODY)),
+        )
         .route("/api/jobs", get(api::list_jobs))
         .route("/api/jobs/{id}", get(api::show_job))
         .route("/api/ephemeral", get(api::list_ephemeral))

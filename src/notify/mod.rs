@@ -1,8 +1,9 @@
 //! Telling the outside world about jobs: each [`Notifier`] hears when a job starts and how it
-//! ended (GitHub Deployments in [`github`]). A notifier that fails or hangs never fails or
+//! ended (GitHub Deployments in [`github`], a Slack channel in [`slack`]). A notifier that fails or hangs never fails or
 //! stalls the job: its error is logged and counted, and it gets [`NOTIFY_TIMEOUT`].
 
 pub mod github;
+pub mod slack;
 
 use std::sync::Arc;
 use std::time::Duration;

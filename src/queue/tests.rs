@@ -433,3 +433,83 @@ async fn ephemeral_environments_come_and_go_with_their_jobs_on_both_backends() {
         );
     }
 }
+
+#[tokio::test]
+async fn only_queued_jobs_can_be_cancelled_and_the_claim_skips_them() {
+    for f in fixtures(3).await {
+        let Enqueued::Created(ids) = f
+            .queue
+            .enqueue(None, &[job("staging"), job("staging"), job("prod")])
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        let store = f.queue.store();
+        let active: Vec<i64> = store
+            .active_jobs(None)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(active, ids);
+        let running = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(running.job.id, ids[0]);
+        assert_eq!(
+            f.queue.cancel(ids[0], "no").await.unwrap(),
+            Cancel::Not(JobState::Running)
+        );
+        assert_eq!(
+            f.queue
+                .cancel(ids[1], "cancelled by alice via slack")
+                .await
+                .unwrap(),
+            Cancel::Cancelled
+        );
+        assert_eq!(
+            f.queue.cancel(ids[1], "again").await.unwrap(),
+            Cancel::Not(JobState::Cancelled)
+        );
+        assert_eq!(f.queue.cancel(9999, "none").await.unwrap(), Cancel::Missing);
+        let cancelled = store.job(ids[1]).await.unwrap().unwrap();
+        assert!(cancelled.state.is_final() && cancelled.finished_at.is_some());
+        let events = store.job_events(ids[1]).await.unwrap();
+        let last = events.last().unwrap();
+        assert_eq!(
+            (last.state.as_str(), last.message.as_str()),
+            ("cancelled", "cancelled by alice via slack")
+        );
+        // The lane's running job is still there; the cancelled one is never claimed.
+        let staging: Vec<i64> = store
+            .active_jobs(Some("shop/staging"))
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(staging, [ids[0]]);
+        assert_eq!(claim(&f.queue, LONG).await.unwrap().job.id, ids[2]);
+        assert!(claim(&f.queue, LONG).await.is_none());
+        let history: Vec<(i64, JobState)> = store
+            .lane_jobs("shop/staging", 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| (j.id, j.state))
+            .collect();
+        assert_eq!(
+            history,
+            [(ids[1], JobState::Cancelled), (ids[0], JobState::Running)]
+        );
+        store
+            .set_slack_message(ids[0], "C1", "1700000000.000100")
+            .await
+            .unwrap();
+        let job = store.job(ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (job.slack_channel.as_deref(), job.slack_ts.as_deref()),
+            (Some("C1"), Some("1700000000.000100"))
+        );
+    }
+}

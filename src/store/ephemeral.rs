@@ -41,6 +41,19 @@ pub struct EphemeralRow {
     pub updated_at: i64,
 }
 
+impl EnvState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Provisioning => "provisioning",
+            Self::Live => "live",
+            Self::Updating => "updating",
+            Self::TearingDown => "tearing_down",
+            Self::Gone => "gone",
+            Self::Failed => "failed",
+        }
+    }
+}
+
 impl EphemeralRow {
     pub fn port(&self) -> Option<u16> {
         self.port.and_then(|p| u16::try_from(p).ok())
@@ -182,10 +195,7 @@ impl Store {
         sha: Option<&str>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let from: Vec<String> = from
-            .iter()
-            .map(|s| format!("'{}'", env_state_str(*s)))
-            .collect();
+        let from: Vec<String> = from.iter().map(|s| format!("'{}'", s.as_str())).collect();
         let sql = format!(
             "UPDATE ephemeral_envs SET state = $1, sha = COALESCE($2, sha), updated_at = $3 \
              WHERE id = $4 AND state IN ({})",
@@ -200,16 +210,5 @@ impl Store {
             .await?
             .rows_affected());
         Ok(updated == 1)
-    }
-}
-
-fn env_state_str(state: EnvState) -> &'static str {
-    match state {
-        EnvState::Provisioning => "provisioning",
-        EnvState::Live => "live",
-        EnvState::Updating => "updating",
-        EnvState::TearingDown => "tearing_down",
-        EnvState::Gone => "gone",
-        EnvState::Failed => "failed",
     }
 }

@@ -17,6 +17,8 @@ pub enum JobState {
     Failed,
     /// Replaced, while still queued, by a newer job of its environment (a newer push).
     Superseded,
+    /// Withdrawn by a person while still queued.
+    Cancelled,
 }
 
 impl JobState {
@@ -27,12 +29,16 @@ impl JobState {
             Self::Succeeded => "succeeded",
             Self::Failed => "failed",
             Self::Superseded => "superseded",
+            Self::Cancelled => "cancelled",
         }
     }
 
     /// The job will never change again.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Failed | Self::Superseded)
+        matches!(
+            self,
+            Self::Succeeded | Self::Failed | Self::Superseded | Self::Cancelled
+        )
     }
 
     pub fn parse(value: &str) -> Option<Self> {
@@ -42,6 +48,7 @@ impl JobState {
             Self::Succeeded,
             Self::Failed,
             Self::Superseded,
+            Self::Cancelled,
         ]
         .into_iter()
         .find(|s| s.as_str() == value)
@@ -101,6 +108,9 @@ pub struct Job {
     pub target_release: Option<String>,
     /// The GitHub Deployment this job reports to.
     pub github_deployment_id: Option<i64>,
+    /// The Slack channel and message (`ts`) that show this job's progress.
+    pub slack_channel: Option<String>,
+    pub slack_ts: Option<String>,
 }
 
 impl Job {
@@ -115,6 +125,11 @@ impl Job {
                 ReleaseId::new(queued_at, self.id)
             }
         }
+    }
+
+    /// `app/env`: the lane the job runs in.
+    pub fn lane(&self) -> String {
+        format!("{}/{}", self.app, self.env)
     }
 
     pub fn duration_ms(&self) -> Option<i64> {
@@ -170,7 +185,7 @@ pub struct Deployment {
 
 pub(crate) const JOB_COLUMNS: &str = "id, kind, app, env, git_ref, sha, requested_by, source, \
     delivery_id, state, attempt, max_attempts, created_at, started_at, finished_at, error, result, \
-    target_release, github_deployment_id";
+    target_release, github_deployment_id, slack_channel, slack_ts";
 
 impl Store {
     pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
@@ -234,6 +249,46 @@ impl Store {
             .await
             .map(drop)?);
         Ok(())
+    }
+
+    /// Records the Slack message that shows job `id`'s progress.
+    pub async fn set_slack_message(
+        &self,
+        id: i64,
+        channel: &str,
+        ts: &str,
+    ) -> Result<(), StoreError> {
+        on_pool!(self, pool => sqlx::query("UPDATE jobs SET slack_channel = $1, slack_ts = $2 WHERE id = $3")
+            .bind(channel)
+            .bind(ts)
+            .bind(id)
+            .execute(pool)
+            .await
+            .map(drop)?);
+        Ok(())
+    }
+
+    /// Queued and running jobs, oldest first: of one lane (`app/env`), or of all.
+    pub async fn active_jobs(&self, lane: Option<&str>) -> Result<Vec<Job>, StoreError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') \
+             AND ($1 IS NULL OR lane = $1) ORDER BY id"
+        );
+        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(lane)
+            .fetch_all(pool)
+            .await?))
+    }
+
+    /// The newest `limit` jobs of a lane (`app/env`), newest first.
+    pub async fn lane_jobs(&self, lane: &str, limit: i64) -> Result<Vec<Job>, StoreError> {
+        let sql =
+            format!("SELECT {JOB_COLUMNS} FROM jobs WHERE lane = $1 ORDER BY id DESC LIMIT $2");
+        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(lane)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?))
     }
 
     /// The GitHub Deployment of the environment's latest deploy or rollback that made one.

@@ -1,5 +1,6 @@
 //! Integration tests: the real service on port 0 with its own SQLite database, real `git`, and
-//! real OpenSSH `sshd` hosts on loopback addresses, each with its own `/srv`.
+//! real OpenSSH `sshd` hosts on loopback addresses, each with its own `/srv`; fakes (wiremock)
+//! only for Slack's and GitHub's APIs.
 
 mod apps;
 mod cli;
@@ -11,6 +12,7 @@ mod nginx;
 mod operability;
 mod recovery;
 mod replicas;
+mod slack;
 mod sshd;
 mod strategies;
 mod webhook;

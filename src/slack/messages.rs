@@ -1,0 +1,390 @@
+//! What slipway says in Slack, built from records: the replies to commands and the channel
+//! message that follows a job. Pure, so every wording is tested here.
+//!
+//! Text that came from a person or a repository (refs, names, errors) goes through [`escape`]:
+//! Slack reads `<...>` as links and mentions, so a branch named `demo/<!channel>` would otherwise
+//! ping the whole channel. App and environment names are validated names and need no escaping.
+
+use slack_morphism::blocks::{SlackActionsBlock, SlackBlockButtonElement, SlackSectionBlock};
+use slack_morphism::{SlackActionId, SlackMessageContent, md, pt};
+
+use crate::queue::Outcome;
+use crate::store::{Job, JobKind, JobState};
+
+/// The `action_id` of the Roll back button on a finished deploy's message; its value is the
+/// environment, `app/env`.
+pub const ROLLBACK_ACTION: &str = "rollback";
+
+/// Longest excerpt of an error shown in a message (Slack's section blocks take 3000 characters).
+const ERROR_EXCERPT: usize = 300;
+
+/// `text` with the three characters Slack's message formatting gives a meaning escaped, as
+/// Slack documents (`&amp;`, `&lt;`, `&gt;`).
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `text` as inline code, escaped; a backtick (which would end the span) is shown as `ˋ`.
+pub fn code(text: &str) -> String {
+    format!("`{}`", escape(text).replace('`', "ˋ"))
+}
+
+/// A time that Slack shows in each reader's own time zone; the UTC text is the fallback.
+fn when(ms: i64) -> String {
+    let utc = chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+        .unwrap_or_default();
+    format!(
+        "<!date^{}^{{date_short_pretty}} {{time}}|{utc}>",
+        ms.div_euclid(1000)
+    )
+}
+
+fn short(sha: &str) -> &str {
+    sha.get(..8).unwrap_or(sha)
+}
+
+fn lane(job: &Job) -> String {
+    format!("{}/{}", job.app, job.env)
+}
+
+fn took(ms: i64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+/// What a job does, in a few words: ``deploy `main` (`1a2b3c4d`) → shop/staging``.
+pub fn describe(job: &Job) -> String {
+    match job.kind {
+        JobKind::Deploy => format!(
+            "deploy {} ({}) → {}",
+            code(&job.git_ref),
+            code(short(&job.sha)),
+            lane(job)
+        ),
+        JobKind::Rollback => format!(
+            "roll back {} to release {}",
+            lane(job),
+            code(job.release_id().as_str())
+        ),
+        JobKind::Teardown => format!("tear down {}", lane(job)),
+        JobKind::Cleanup => format!("clean up the ephemeral environments of {}", job.app),
+        JobKind::Reconcile => format!("reconcile {} with GitHub", job.app),
+    }
+}
+
+/// The answer to a request that queued job `job` with `ahead` jobs of its environment before it.
+pub fn queued(job: &Job, ahead: usize) -> String {
+    let ahead = match ahead {
+        0 => "nothing ahead of you".to_owned(),
+        n => format!("{n} ahead of you"),
+    };
+    format!("Queued #{}: {} ({ahead})", job.id, describe(job))
+}
+
+/// One release live on some hosts of an environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveRelease {
+    pub release: String,
+    pub git_ref: String,
+    pub sha: String,
+    /// Who asked for the job that made it live.
+    pub by: Option<String>,
+    pub since: i64,
+    pub hosts: Vec<String>,
+}
+
+/// What runs in one environment: nothing, one release, or (after a partial failure) several.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneStatus {
+    pub lane: String,
+    pub live: Vec<LiveRelease>,
+}
+
+/// `status`: what is live where, then what is running and queued (oldest first).
+pub fn status(lanes: &[LaneStatus], active: &[Job]) -> String {
+    let mut out = Vec::new();
+    for lane in lanes {
+        match lane.live.as_slice() {
+            [] => out.push(format!("*{}*: nothing deployed yet", lane.lane)),
+            [only] => out.push(format!("*{}*: {}", lane.lane, live(only, false))),
+            several => {
+                out.push(format!("*{}*: hosts differ", lane.lane));
+                out.extend(several.iter().map(|r| format!("    • {}", live(r, true))));
+            }
+        }
+    }
+    if active.is_empty() {
+        out.push("Nothing running or queued.".into());
+    }
+    for job in active {
+        let state = match job.state {
+            JobState::Running => format!(
+                "running since {}",
+                when(job.started_at.unwrap_or(job.created_at))
+            ),
+            _ => format!("queued {}", when(job.created_at)),
+        };
+        out.push(format!(
+            "#{} {} by {}: {state}",
+            job.id,
+            describe(job),
+            escape(&job.requested_by)
+        ));
+    }
+    out.join("\n")
+}
+
+fn live(r: &LiveRelease, hosts: bool) -> String {
+    let mut line = format!(
+        "release {} of {} ({})",
+        code(&r.release),
+        code(&r.git_ref),
+        code(short(&r.sha))
+    );
+    if let Some(by) = &r.by {
+        line.push_str(&format!(" by {}", escape(by)));
+    }
+    line.push_str(&format!(", live since {}", when(r.since)));
+    if hosts {
+        line.push_str(&format!(" on {}", escape(&r.hosts.join(", "))));
+    }
+    line
+}
+
+/// A configured environment, for `envs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvLine {
+    pub lane: String,
+    pub url: Option<String>,
+}
+
+/// An ephemeral environment, for `envs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EphemeralLine {
+    pub lane: String,
+    pub branch: String,
+    pub url: Option<String>,
+    /// Its state, as stored (`live`, `provisioning`...).
+    pub state: String,
+    /// Until cleanup may tear it down (negative: overdue); `None` when its template is no
+    /// longer configured.
+    pub left_ms: Option<i64>,
+}
+
+/// `envs`: the configured environments, then the ephemeral ones.
+pub fn envs(configured: &[EnvLine], ephemeral: &[EphemeralLine]) -> String {
+    let mut out = vec!["*Environments*".to_owned()];
+    for env in configured {
+        out.push(match &env.url {
+            Some(url) => format!("• {} — {}", env.lane, escape(url)),
+            None => format!("• {}", env.lane),
+        });
+    }
+    if ephemeral.is_empty() {
+        out.push("No ephemeral environments.".into());
+    } else {
+        out.push("*Ephemeral*".into());
+    }
+    for env in ephemeral {
+        let url = env
+            .url
+            .as_deref()
+            .map(|u| format!(" — {}", escape(u)))
+            .unwrap_or_default();
+        out.push(format!(
+            "• {} — branch {}{url} — {}, {}",
+            env.lane,
+            code(&env.branch),
+            env.state.replace('_', " "),
+            env.left_ms
+                .map_or_else(|| "its template is no longer configured".into(), left)
+        ));
+    }
+    out.join("\n")
+}
+
+/// How long an ephemeral environment has before cleanup, in words.
+pub fn left(ms: i64) -> String {
+    const MINUTE: i64 = 60_000;
+    const HOUR: i64 = 60 * MINUTE;
+    const DAY: i64 = 24 * HOUR;
+    match ms {
+        ..=0 => "TTL over (due for teardown)".into(),
+        1..MINUTE => "under a minute left".into(),
+        MINUTE..HOUR => format!("{}m left", ms / MINUTE),
+        HOUR..DAY => format!("{}h {}m left", ms / HOUR, ms % HOUR / MINUTE),
+        _ => format!("{}d {}h left", ms / DAY, ms % DAY / HOUR),
+    }
+}
+
+/// When an ephemeral environment's TTL ends: `ttl` after its last push, or later if someone
+/// asked to keep it (`keep_until`).
+pub fn ttl_end(last_push_at: i64, ttl_ms: i64, keep_until: Option<i64>) -> i64 {
+    last_push_at
+        .saturating_add(ttl_ms)
+        .max(keep_until.unwrap_or(i64::MIN))
+}
+
+/// `history ENV`: the environment's newest jobs, newest first, each with how it ended.
+pub fn history(lane: &str, jobs: &[Job]) -> String {
+    if jobs.is_empty() {
+        return format!("Nothing was deployed to {lane} yet.");
+    }
+    let mut out = vec![format!("*{lane}*, newest first:")];
+    for job in jobs {
+        out.push(format!(
+            "• #{} {} by {} — {}",
+            job.id,
+            describe(job),
+            escape(&job.requested_by),
+            outcome(job)
+        ));
+    }
+    out.join("\n")
+}
+
+fn outcome(job: &Job) -> String {
+    let at = when(job.finished_at.unwrap_or(job.created_at));
+    let took = job
+        .duration_ms()
+        .map(|ms| format!(", took {}", took(ms)))
+        .unwrap_or_default();
+    match job.state {
+        JobState::Queued => format!("queued {}", when(job.created_at)),
+        JobState::Running => format!(
+            "running since {}",
+            when(job.started_at.unwrap_or(job.created_at))
+        ),
+        JobState::Succeeded => format!("succeeded {at}{took}"),
+        JobState::Failed => format!(
+            "failed {at}{took}: {}",
+            excerpt(job.error.as_deref().unwrap_or("no reason recorded"))
+        ),
+        JobState::Superseded | JobState::Cancelled => format!("{} {at}", job.state.as_str()),
+    }
+}
+
+/// An error's first line, escaped and shortened.
+fn excerpt(error: &str) -> String {
+    let first = error.lines().next().unwrap_or_default();
+    let mut text: String = first.chars().take(ERROR_EXCERPT).collect();
+    if text.len() < error.len() {
+        text.push('…');
+    }
+    escape(&text)
+}
+
+/// The channel message of a job that just started.
+pub fn started(job: &Job) -> String {
+    let head = match job.kind {
+        JobKind::Deploy => format!(
+            ":rocket: Deploying {} ({}) to {}",
+            code(&job.git_ref),
+            code(short(&job.sha)),
+            lane(job)
+        ),
+        JobKind::Rollback => format!(
+            ":rewind: Rolling back {} to release {} ({})",
+            lane(job),
+            code(job.release_id().as_str()),
+            code(short(&job.sha))
+        ),
+        JobKind::Teardown => format!(":wastebasket: Tearing down {}", lane(job)),
+        JobKind::Cleanup | JobKind::Reconcile => format!(":broom: Starting to {}", describe(job)),
+    };
+    let attempt = match job.attempt {
+        ..=1 => String::new(),
+        n => format!(" (attempt {n})"),
+    };
+    format!("{head} — {}{attempt}", signature(job))
+}
+
+fn signature(job: &Job) -> String {
+    format!(
+        "job #{}, requested by {}",
+        job.id,
+        escape(&job.requested_by)
+    )
+}
+
+/// The channel message of a job that ended: what it did, how it ended, and where to look.
+pub fn finished(job: &Job, outcome: &Outcome, url: Option<&str>, took_ms: Option<i64>) -> String {
+    let lane = lane(job);
+    let (git_ref, sha) = (code(&job.git_ref), code(short(&job.sha)));
+    let release = code(job.release_id().as_str());
+    let head = match (job.kind, outcome) {
+        (JobKind::Deploy, Outcome::Succeeded { .. }) => {
+            format!(":white_check_mark: Deployed {git_ref} ({sha}) to {lane}")
+        }
+        (JobKind::Deploy, Outcome::Failed { .. }) => {
+            format!(":x: Deploy of {git_ref} ({sha}) to {lane} failed")
+        }
+        (JobKind::Rollback, Outcome::Succeeded { .. }) => {
+            format!(":white_check_mark: Rolled back {lane} to release {release} ({sha})")
+        }
+        (JobKind::Rollback, Outcome::Failed { .. }) => {
+            format!(":x: Rollback of {lane} to release {release} failed")
+        }
+        (JobKind::Teardown, Outcome::Succeeded { .. }) => {
+            format!(":white_check_mark: Tore down {lane}")
+        }
+        (JobKind::Teardown, Outcome::Failed { .. }) => format!(":x: Teardown of {lane} failed"),
+        (JobKind::Cleanup | JobKind::Reconcile, Outcome::Succeeded { .. }) => {
+            format!(":white_check_mark: Done: {}", describe(job))
+        }
+        (JobKind::Cleanup | JobKind::Reconcile, Outcome::Failed { .. }) => {
+            format!(":x: Failed to {}", describe(job))
+        }
+    };
+    let took = took_ms
+        .map(|ms| format!(" in {}", took(ms)))
+        .unwrap_or_default();
+    let mut text = format!("{head}{took} — {}", signature(job));
+    match outcome {
+        Outcome::Succeeded { message } => {
+            text.push_str(&format!("\n{}", escape(message)));
+            if let Some(url) = url.filter(|_| job.kind != JobKind::Teardown) {
+                text.push_str(&format!("\n{}", escape(url)));
+            }
+        }
+        Outcome::Failed { error, .. } => text.push_str(&format!("\n> {}", excerpt(error))),
+    }
+    text
+}
+
+/// A job's channel message: `text`, and a Roll back button for `rollback` (`app/env`) when
+/// given. `text` is also the notification's and the fallback's text.
+pub fn job_message(text: String, rollback: Option<&str>) -> SlackMessageContent {
+    let mut blocks = vec![SlackSectionBlock::new().with_text(md!(text.clone())).into()];
+    if let Some(lane) = rollback {
+        let button = SlackBlockButtonElement::new(pt!("Roll back"))
+            .with_action_id(SlackActionId(ROLLBACK_ACTION.into()))
+            .with_value(lane.to_owned());
+        blocks.push(SlackActionsBlock::new(vec![button.into()]).into());
+    }
+    SlackMessageContent::new()
+        .with_text(text)
+        .with_blocks(blocks)
+}
+
+/// The answer to `help`.
+pub fn help() -> String {
+    format!(
+        "{}\n\n`lock`, `unlock` and `keep` are not available yet.",
+        crate::slack::command::USAGE
+    )
+}
+
+/// The answer to a command this version cannot carry out yet.
+pub fn not_yet(what: &str) -> String {
+    format!("`{what}` is not available yet: slipway cannot {what} environments from Slack so far.")
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,702 @@
+//! Slack ChatOps end to end: the service in-process on the local target with a real git
+//! repository, signed slash commands and button clicks in the shapes Slack sends, and a fake of
+//! Slack's Web API (wiremock) that records what slipway posts.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use slipway::slack::signature::sign;
+use wiremock::matchers::{header, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id};
+
+const SIGNING_SECRET: &str = "slack-signing-secret-for-tests";
+const BOT_TOKEN: &str = "xoxb-test-bot-token";
+const TEAM: &str = "T0TEAM";
+const CHANNEL: &str = "C0DEPLOYS";
+const ALICE: &str = "U0ALICE";
+const BOSS: &str = "U0BOSS";
+
+/// The fake's answer to `chat.postMessage`: its channel and ts are what slipway must store and
+/// edit later.
+const POSTED_CHANNEL: &str = "C1H9RESGL";
+const POSTED_TS: &str = "1503435956.000247";
+
+struct Slack {
+    app: TestApp,
+    fake: MockServer,
+    repo: GitRepo,
+    sha: String,
+    /// Where the `qa` environment's deploys wait: they finish once this file exists.
+    gate: std::path::PathBuf,
+}
+
+/// Slack's Web API: the two chat methods answer as Slack does (if the token is the bot's), and
+/// response URLs accept anything.
+async fn fake_slack(post_message: ResponseTemplate) -> MockServer {
+    let fake = MockServer::start().await;
+    let bearer = format!("Bearer {BOT_TOKEN}");
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .and(header("authorization", bearer.as_str()))
+        .respond_with(post_message)
+        .mount(&fake)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.update"))
+        .and(header("authorization", bearer.as_str()))
+        .respond_with(json_answer(include_str!(
+            "../fixtures/slack/chat.update.ok.json"
+        )))
+        .mount(&fake)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/actions/T0TEAM/1/response"))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&fake)
+        .await;
+    fake
+}
+
+fn json_answer(body: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_raw(body.as_bytes().to_vec(), "application/json")
+}
+
+/// `shop` with `staging` (deployed from `main`, anyone may deploy), `production` (only BOSS),
+/// `qa` (no trigger; its deploys wait for the gate file) and `demo/*` ephemeral environments.
+fn config(dir: &Path, repo: &GitRepo, fake: &MockServer) -> String {
+    let d = dir.display();
+    format!(
+        "{head}[slack]\nsigning_secret = \"{SIGNING_SECRET}\"\nbot_token = \"{BOT_TOKEN}\"\n\
+         api_url = \"{fake}/api\"\nteam_id = \"{TEAM}\"\nchannel = \"{CHANNEL}\"\n\
+         [apps.shop]\nrepo = \"{REPO}\"\nclone_url = \"{clone}\"\n\
+         [apps.shop.environments.staging]\nhosts = [\"local\"]\ndeploy_path = \"{d}/srv/staging\"\n\
+         steps = [\"./bin/build\"]\nurl = \"https://staging.example.test\"\n\
+         [apps.shop.environments.production]\nhosts = [\"local\"]\ndeploy_path = \"{d}/srv/prod\"\n\
+         steps = [\"./bin/build\"]\ndeployers = [\"{BOSS}\"]\n\
+         [apps.shop.environments.qa]\nhosts = [\"local\"]\ndeploy_path = \"{d}/srv/qa\"\n\
+         steps = [\"while [ ! -e {d}/gate ]; do sleep 0.05; done\"]\n\
+         [[apps.shop.triggers]]\npush = \"main\"\ndeploy = \"staging\"\n\
+         [apps.shop.ephemeral.demo]\nbranches = \"demo/*\"\nhostname = \"demo-{{slug}}.example.test\"\n\
+         ports = \"21200-21209\"\nhosts = [\"local\"]\ndeploy_path = \"{d}/envs\"\n\
+         steps.build = [\"./bin/build\"]\n\
+         route = {{ file = \"{d}/routes/{{env}}.conf\", check = \"true\", reload = \"true\" }}\n",
+        head = config_head(dir),
+        fake = fake.uri(),
+        clone = repo.clone_url(),
+    )
+}
+
+async fn start(post_message: ResponseTemplate) -> Slack {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "main");
+    let fake = fake_slack(post_message).await;
+    let gate = dir.path().join("gate");
+    let config = config(dir.path(), &repo, &fake);
+    let app = TestApp::spawn(dir, &config).await;
+    Slack {
+        app,
+        fake,
+        repo,
+        sha,
+        gate,
+    }
+}
+
+async fn start_ok() -> Slack {
+    start(json_answer(include_str!(
+        "../fixtures/slack/chat.postMessage.ok.json"
+    )))
+    .await
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A signed POST as Slack sends it; the headers are returned so a test can replay them.
+struct Signed {
+    timestamp: i64,
+    signature: String,
+    body: Vec<u8>,
+}
+
+fn signed(body: Vec<u8>, timestamp: i64) -> Signed {
+    Signed {
+        signature: sign(SIGNING_SECRET.as_bytes(), timestamp, &body),
+        timestamp,
+        body,
+    }
+}
+
+/// A new `trigger_id`, as Slack gives every invocation: two identical commands typed within the
+/// same second are still two requests.
+fn trigger_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{n}.222.{}", std::process::id())
+}
+
+/// Slack's slash command form (every field it sends) for `text`, from `user` of `team`.
+fn command_body(team: &str, user: &str, text: &str) -> Vec<u8> {
+    let fields: Vec<(String, String)> =
+        serde_urlencoded::from_str(include_str!("../fixtures/slack/slash-command.bolt-js.txt"))
+            .unwrap();
+    let fields: Vec<(String, String)> = fields
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match k.as_str() {
+                "team_id" => team.to_owned(),
+                "user_id" => user.to_owned(),
+                "user_name" => user.to_lowercase(),
+                "command" => "/deploy".to_owned(),
+                "text" => text.to_owned(),
+                "trigger_id" => trigger_id(),
+                _ => v,
+            };
+            (k, v)
+        })
+        .collect();
+    serde_urlencoded::to_string(fields).unwrap().into_bytes()
+}
+
+/// A click on a button with `action_id`/`value`, from `user` of `team`, answered at the fake.
+fn click_body(fake: &MockServer, team: &str, user: &str, action: &str, value: &str) -> Vec<u8> {
+    let mut payload: Value = serde_json::from_str(include_str!(
+        "../fixtures/slack/block_actions.bolt-python.json"
+    ))
+    .unwrap();
+    payload["team"]["id"] = team.into();
+    payload["user"]["id"] = user.into();
+    payload["user"]["team_id"] = team.into();
+    payload["response_url"] = format!("{}/actions/T0TEAM/1/response", fake.uri()).into();
+    payload["actions"][0]["action_id"] = action.into();
+    payload["actions"][0]["value"] = value.into();
+    payload["trigger_id"] = trigger_id().into();
+    serde_urlencoded::to_string([("payload", payload.to_string())])
+        .unwrap()
+        .into_bytes()
+}
+
+impl Slack {
+    async fn post(&self, route: &str, request: &Signed, extra: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self
+            .app
+            .http
+            .post(format!("{}{route}", self.app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-slack-request-timestamp", request.timestamp.to_string())
+            .header("x-slack-signature", &request.signature)
+            .body(request.body.clone());
+        for (name, value) in extra {
+            req = req.header(*name, *value);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status().as_u16();
+        let text = res.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// `/deploy TEXT` from `user`: the ephemeral answer's text.
+    async fn say(&self, user: &str, text: &str) -> String {
+        let (status, answer) = self
+            .post(
+                "/slack/commands",
+                &signed(command_body(TEAM, user, text), now()),
+                &[],
+            )
+            .await;
+        assert_eq!(status, 200, "{text}: {answer}");
+        assert_eq!(answer["response_type"], "ephemeral", "{answer}");
+        answer["text"].as_str().unwrap().to_owned()
+    }
+
+    /// The fake's requests to `path`, as JSON bodies.
+    async fn sent(&self, to: &str) -> Vec<Value> {
+        self.fake
+            .received_requests()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.url.path() == to)
+            .map(|r| serde_json::from_slice(&r.body).unwrap())
+            .collect()
+    }
+}
+
+/// The job number in a "Queued #N: ..." answer.
+fn queued_id(text: &str) -> i64 {
+    text.strip_prefix("Queued #")
+        .and_then(|rest| rest.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not queued: {text}"))
+}
+
+#[tokio::test]
+async fn a_signed_deploy_is_answered_run_and_followed_in_the_channel() {
+    let s = start_ok().await;
+    let sha8 = &s.sha[..8];
+    let request = signed(command_body(TEAM, ALICE, "main to staging"), now());
+    let (status, answer) = s.post("/slack/commands", &request, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({
+            "response_type": "ephemeral",
+            "text": format!("Queued #1: deploy `main` (`{sha8}`) → shop/staging (nothing ahead of you)"),
+        })
+    );
+    // Slack's retry of the same request answers the same and queues nothing new.
+    let (status, retried) = s
+        .post("/slack/commands", &request, &[("x-slack-retry-num", "1")])
+        .await;
+    assert_eq!((status, &retried["text"]), (200, &answer["text"]));
+    assert_eq!(s.app.jobs().await.len(), 1);
+
+    let job = s.app.finished(1).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["requested_by"], "u0alice (U0ALICE)");
+    assert_eq!(job["source"], "slack");
+    assert_eq!(job["slack_channel"], POSTED_CHANNEL);
+    assert_eq!(job["slack_ts"], POSTED_TS);
+
+    // The notifier told Slack before the job was recorded as finished.
+    let posted = s.sent("/api/chat.postMessage").await;
+    assert_eq!(posted.len(), 1, "{posted:#?}");
+    assert_eq!(posted[0]["channel"], CHANNEL);
+    let started = format!(
+        ":rocket: Deploying `main` (`{sha8}`) to shop/staging — job #1, requested by u0alice (U0ALICE)"
+    );
+    assert_eq!(posted[0]["text"], started.as_str());
+    assert_eq!(posted[0]["blocks"][0]["text"]["text"], started.as_str());
+    assert_eq!(posted[0]["blocks"].as_array().unwrap().len(), 1);
+
+    let updated = s.sent("/api/chat.update").await;
+    assert_eq!(updated.len(), 1, "{updated:#?}");
+    let update = &updated[0];
+    assert_eq!(
+        (&update["channel"], &update["ts"]),
+        (&json!(POSTED_CHANNEL), &json!(POSTED_TS))
+    );
+    let text = update["text"].as_str().unwrap();
+    let release = job["release_id"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!(
+            ":white_check_mark: Deployed `main` (`{sha8}`) to shop/staging in "
+        )),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!(
+            "— job #1, requested by u0alice (U0ALICE)\nrelease {release} ({sha8}) live on local\n\
+             https://staging.example.test"
+        )),
+        "{text}"
+    );
+    let button = &update["blocks"][1]["elements"][0];
+    assert_eq!(button["action_id"], "rollback");
+    assert_eq!(button["value"], "shop/staging");
+    assert_eq!(button["text"]["text"], "Roll back");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn bad_requests_are_refused_and_store_nothing() {
+    let s = start_ok().await;
+    let body = command_body(TEAM, ALICE, "main to staging");
+    let good = signed(body.clone(), now());
+    let cases: Vec<(&str, Signed, u16, &str)> = vec![
+        (
+            "wrong signature",
+            Signed {
+                signature: format!("v0={}", "0".repeat(64)),
+                ..signed(body.clone(), now())
+            },
+            401,
+            "does not match",
+        ),
+        (
+            "other secret",
+            Signed {
+                signature: sign(b"another-secret", good.timestamp, &body),
+                ..signed(body.clone(), now())
+            },
+            401,
+            "does not match",
+        ),
+        (
+            "body changed after signing",
+            Signed {
+                body: command_body(TEAM, ALICE, "main to production"),
+                ..signed(body.clone(), now())
+            },
+            401,
+            "does not match",
+        ),
+        (
+            "stale timestamp",
+            signed(body.clone(), now() - 600),
+            401,
+            "s ago",
+        ),
+        (
+            "future timestamp",
+            signed(body.clone(), now() + 600),
+            401,
+            "in the future",
+        ),
+        (
+            "other team",
+            signed(command_body("T0OTHER", ALICE, "main to staging"), now()),
+            403,
+            "does not answer requests from this Slack workspace",
+        ),
+        (
+            "not a slash command",
+            signed(b"team_id=T0TEAM".to_vec(), now()),
+            400,
+            "invalid slash command form",
+        ),
+    ];
+    for (what, request, status, reason) in cases {
+        let (got, answer) = s.post("/slack/commands", &request, &[]).await;
+        assert_eq!(got, status, "{what}: {answer}");
+        let error = answer["error"].as_str().unwrap_or_default();
+        assert!(error.contains(reason), "{what}: {answer}");
+    }
+    // No signature at all.
+    let res = s
+        .app
+        .http
+        .post(format!("{}/slack/commands", s.app.base))
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
+
+    // Correctly signed, but not allowed or not possible: answered to the user alone.
+    for (user, text, expected) in [
+        (
+            ALICE,
+            "main to production",
+            "You are not one of the deployers of shop/production: only they may deploy, roll \
+             back or cancel jobs there.",
+        ),
+        (
+            ALICE,
+            "rollback production",
+            "You are not one of the deployers",
+        ),
+        (ALICE, "main to stagin", "Did you mean `staging`?"),
+        (
+            ALICE,
+            "qa",
+            "No trigger deploys shop/qa, so it has no default ref: say which ref",
+        ),
+        (
+            ALICE,
+            "nope to staging",
+            "nope is not a branch, tag or commit",
+        ),
+        (
+            BOSS,
+            "rollback production",
+            "nothing was deployed to shop/production yet",
+        ),
+        (
+            ALICE,
+            "lock staging deploy freeze",
+            "`lock` is not available yet",
+        ),
+        (ALICE, "keep staging 2h", "`keep` is not available yet"),
+    ] {
+        let answer = s.say(user, text).await;
+        assert!(answer.contains(expected), "{text}: {answer}");
+    }
+    assert!(
+        s.app.jobs().await.is_empty(),
+        "a refused request stored a job"
+    );
+    // Nothing reached Slack's API either.
+    assert!(s.fake.received_requests().await.unwrap().is_empty());
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn status_envs_history_and_cancel() {
+    let s = start_ok().await;
+    let sha8 = &s.sha[..8];
+    let help = s.say(ALICE, "help").await;
+    assert!(
+        help.starts_with("Usage:") && help.contains("not available yet"),
+        "{help}"
+    );
+
+    // `staging` alone deploys its trigger's branch.
+    let first = s.say(ALICE, "staging").await;
+    assert!(first.starts_with("Queued #1: deploy `main`"), "{first}");
+    let release = s.app.finished(1).await["release_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // qa's deploys wait for the gate: one runs, the next queues behind it.
+    let running = queued_id(&s.say(BOSS, "main to qa").await);
+    wait_for_state(&s.app, running, "running").await;
+    let queued_text = s.say(ALICE, "deploy main to qa").await;
+    assert!(queued_text.ends_with("(1 ahead of you)"), "{queued_text}");
+    let queued = queued_id(&queued_text);
+
+    let status = s.say(ALICE, "status").await;
+    let lines: Vec<&str> = status.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!(
+            "*shop/staging*: release `{}` of `main` (`{sha8}`) by u0alice (U0ALICE), live since <!date^",
+            release
+        ))),
+        "{status}"
+    );
+    assert!(
+        lines.contains(&"*shop/production*: nothing deployed yet"),
+        "{status}"
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with(&format!(
+            "#{running} deploy `main` (`{sha8}`) → shop/qa by u0boss (U0BOSS): running since"
+        ))),
+        "{status}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("#{queued} deploy `main`"))
+                && l.contains(": queued <!date^")),
+        "{status}"
+    );
+    let one = s.say(ALICE, "status staging").await;
+    assert!(one.starts_with("*shop/staging*: release"), "{one}");
+    assert!(one.ends_with("Nothing running or queued."), "{one}");
+
+    // Cancelling: the running job cannot be, the queued one can, once.
+    let answer = s.say(ALICE, &format!("cancel {running}")).await;
+    assert_eq!(
+        answer,
+        format!("#{running} is running and cannot be cancelled yet: only queued jobs can be.")
+    );
+    let answer = s.say(ALICE, &format!("cancel #{queued}")).await;
+    assert_eq!(
+        answer,
+        format!("Cancelled #{queued}: deploy `main` (`{sha8}`) → shop/qa")
+    );
+    let answer = s.say(ALICE, &format!("cancel {queued}")).await;
+    assert_eq!(answer, format!("#{queued} has already ended: cancelled."));
+    assert_eq!(s.say(ALICE, "cancel 999").await, "There is no job #999.");
+    std::fs::write(&s.gate, "").unwrap();
+    assert_eq!(s.app.finished(running).await["state"], "succeeded");
+    let cancelled = s.app.finished(queued).await;
+    assert_eq!(cancelled["state"], "cancelled");
+    let events = cancelled["events"].as_array().unwrap();
+    assert_eq!(
+        events.last().unwrap()["message"],
+        "cancelled by u0alice (U0ALICE) via slack"
+    );
+
+    let history = s.say(ALICE, "history qa").await;
+    let lines: Vec<&str> = history.lines().collect();
+    assert_eq!(lines[0], "*shop/qa*, newest first:");
+    assert!(
+        lines[1].starts_with(&format!("• #{queued} deploy")) && lines[1].contains("— cancelled"),
+        "{history}"
+    );
+    assert!(
+        lines[2].starts_with(&format!("• #{running} deploy")) && lines[2].contains("— succeeded"),
+        "{history}"
+    );
+    assert_eq!(
+        s.say(ALICE, "history production").await,
+        "Nothing was deployed to shop/production yet."
+    );
+
+    // An ephemeral environment (made by a push) is listed, deployable by name, and only with
+    // its own branch.
+    let demo_sha = s.repo.commit("demo", "demo/x");
+    let (status, answer) = s.app.push("demo-1", "demo/x", &demo_sha).await;
+    assert_eq!(status, 202, "{answer}");
+    s.app.finished(job_id(&answer)).await;
+    let envs = s.say(ALICE, "envs").await;
+    assert!(
+        envs.contains("• shop/staging — https://staging.example.test"),
+        "{envs}"
+    );
+    assert!(envs.contains("• shop/production\n"), "{envs}");
+    assert!(
+        envs.contains(
+            "• shop/demo-x — branch `demo/x` — https://demo-x.example.test — live, 6d 23h left"
+        ),
+        "{envs}"
+    );
+    let redeploy = s.say(ALICE, "demo-x").await;
+    assert!(
+        redeploy.starts_with("Queued #") && redeploy.contains("deploy `demo/x`"),
+        "{redeploy}"
+    );
+    assert_eq!(
+        s.app.finished(queued_id(&redeploy)).await["state"],
+        "succeeded"
+    );
+    let wrong = s.say(ALICE, "main to demo-x").await;
+    assert!(wrong.contains("deploys only that branch"), "{wrong}");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn the_roll_back_button_queues_a_rollback_for_deployers() {
+    let s = start_ok().await;
+    let first = queued_id(&s.say(ALICE, "main to staging").await);
+    let first_release = s.app.finished(first).await["release_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.repo.commit("second", "main");
+    let second = queued_id(&s.say(ALICE, "main to staging").await);
+    assert_eq!(s.app.finished(second).await["state"], "succeeded");
+
+    let click = signed(
+        click_body(&s.fake, TEAM, ALICE, "rollback", "shop/staging"),
+        now(),
+    );
+    let (status, answer) = s.post("/slack/interactions", &click, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    let responses = s.sent("/actions/T0TEAM/1/response").await;
+    assert_eq!(responses.len(), 1, "{responses:#?}");
+    let text = responses[0]["text"].as_str().unwrap();
+    let rollback = queued_id(text);
+    assert_eq!(
+        text,
+        format!(
+            "Queued #{rollback}: roll back shop/staging to release `{first_release}` (nothing ahead of you)"
+        )
+    );
+    assert_eq!(responses[0]["replace_original"], false);
+    let job = s.app.finished(rollback).await;
+    assert_eq!(
+        (&job["kind"], &job["state"], &job["target_release"]),
+        (
+            &json!("rollback"),
+            &json!("succeeded"),
+            &json!(first_release)
+        )
+    );
+    // A retried click queues nothing new.
+    let (status, _) = s
+        .post("/slack/interactions", &click, &[("x-slack-retry-num", "1")])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(s.app.jobs().await.len(), 3);
+    let responses = s.sent("/actions/T0TEAM/1/response").await;
+    assert_eq!(responses.len(), 2);
+    assert_eq!(
+        responses[1]["text"], responses[0]["text"],
+        "the retry answers the same"
+    );
+    // The rollback's own message has no button: rolling back a rollback is not offered.
+    let updates = s.sent("/api/chat.update").await;
+    let last = updates.last().unwrap();
+    assert!(
+        last["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(":white_check_mark: Rolled back shop/staging"),
+        "{last}"
+    );
+    assert_eq!(last["blocks"].as_array().unwrap().len(), 1, "{last}");
+
+    // Not a deployer of production: refused, through the response URL.
+    let click = signed(
+        click_body(&s.fake, TEAM, ALICE, "rollback", "shop/production"),
+        now(),
+    );
+    assert_eq!(s.post("/slack/interactions", &click, &[]).await.0, 200);
+    let responses = s.sent("/actions/T0TEAM/1/response").await;
+    assert!(
+        responses.last().unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("You are not one of the deployers of shop/production"),
+        "{responses:#?}"
+    );
+    // Another workspace, a stale click, or a button we did not make: nothing happens.
+    let other = signed(
+        click_body(&s.fake, "T0OTHER", ALICE, "rollback", "shop/staging"),
+        now(),
+    );
+    assert_eq!(s.post("/slack/interactions", &other, &[]).await.0, 403);
+    let stale = signed(
+        click_body(&s.fake, TEAM, ALICE, "rollback", "shop/staging"),
+        now() - 301,
+    );
+    assert_eq!(s.post("/slack/interactions", &stale, &[]).await.0, 401);
+    let unknown = signed(click_body(&s.fake, TEAM, ALICE, "a", "click_me_123"), now());
+    assert_eq!(s.post("/slack/interactions", &unknown, &[]).await.0, 200);
+    assert_eq!(s.app.jobs().await.len(), 3);
+    assert_eq!(s.sent("/actions/T0TEAM/1/response").await.len(), 3);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn slack_errors_never_fail_the_deploy() {
+    let s = start(json_answer(include_str!(
+        "../fixtures/slack/chat.error.channel_not_found.json"
+    )))
+    .await;
+    let id = queued_id(&s.say(ALICE, "main to staging").await);
+    let job = s.app.finished(id).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert_eq!(job["slack_ts"], Value::Null);
+    // Both the start's post and the end's (there was no message to edit) were tried.
+    assert_eq!(s.sent("/api/chat.postMessage").await.len(), 2);
+    let metrics = s
+        .app
+        .http
+        .get(format!("{}/metrics", s.app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("notifier_failures_total{notifier=\"slack\"} 2"),
+        "{metrics}"
+    );
+    s.app.stop().await;
+}
+
+async fn wait_for_state(app: &TestApp, id: i64, state: &str) {
+    for _ in 0..600 {
+        let job: Value = app
+            .http
+            .get(format!("{}/api/jobs/{id}", app.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["state"] == state {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("job {id} never became {state}");
+}
