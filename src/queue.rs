@@ -295,6 +295,15 @@ impl Queue {
         Ok(enqueued)
     }
 
+    /// Whether any job is queued (a read: idle workers ask this before claiming, which writes).
+    pub async fn has_queued(&self) -> Result<bool, StoreError> {
+        Ok(on_pool!(self.store, pool => sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued')",
+        )
+        .fetch_one(pool)
+        .await?))
+    }
+
     /// Claims the oldest runnable job for `owner`.
     pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Claim, StoreError> {
         let now = now_ms();
@@ -442,6 +451,18 @@ impl Queue {
     /// Returns how many were recovered.
     pub async fn reap_expired(&self) -> Result<usize, StoreError> {
         let now = now_ms();
+        // A read first: every worker calls this before every claim, and a write transaction
+        // that finds nothing still takes SQLite's write lock (starving other writers, such as
+        // a `slipway cleanup` run beside the server).
+        let lapsed: bool = on_pool!(self.store, pool => sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_until < $1)",
+        )
+        .bind(now)
+        .fetch_one(pool)
+        .await?);
+        if !lapsed {
+            return Ok(0);
+        }
         let reaped = on_pool!(self.store, pool => {
             let mut tx = pool.begin_write().await?;
             let reaped: Vec<(i64, JobState, i64)> = sqlx::query_as(

@@ -78,7 +78,19 @@ impl Workers {
 
     async fn work(&self, owner: String, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
+        // After an empty claim, a poll asks (reading) whether anything is queued before it
+        // claims (writing); a wake-up from an enqueue in this process claims at once.
+        let mut idle = false;
         while !shutdown.is_cancelled() {
+            if idle && !self.queue.has_queued().await.unwrap_or(true) {
+                tokio::select! {
+                    () = self.queue.woken() => idle = false,
+                    () = tokio::time::sleep(self.config.worker.poll_interval) => {}
+                    () = shutdown.cancelled() => {}
+                }
+                continue;
+            }
+            idle = false;
             match self.claim(&owner).await {
                 Ok(Claim::Job(lease)) => {
                     backoff = Duration::from_millis(100);
@@ -86,8 +98,9 @@ impl Workers {
                     self.execute(*lease, &shutdown).instrument(span).await;
                 }
                 Ok(Claim::Empty) => {
+                    idle = true;
                     tokio::select! {
-                        () = self.queue.woken() => {}
+                        () = self.queue.woken() => idle = false,
                         () = tokio::time::sleep(self.config.worker.poll_interval) => {}
                         () = shutdown.cancelled() => {}
                     }

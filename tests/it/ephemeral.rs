@@ -62,6 +62,26 @@ async fn environment(app: &TestApp, env: &str) -> Option<Value> {
         .find(|e| e["env"] == env)
 }
 
+async fn wait_until_running(app: &TestApp, id: i64) {
+    for _ in 0..200 {
+        let job: Value = app
+            .http
+            .get(format!("{}/api/jobs/{id}", app.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if job["state"] == "running" {
+            return;
+        }
+        assert_eq!(job["state"], "queued", "{job:#}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("job {id} never started");
+}
+
 async fn pushed(app: &TestApp, delivery: &str, branch: &str, sha: &str) -> Value {
     let (status, answer) = app.push(delivery, branch, sha).await;
     assert_eq!(status, 202, "{branch}: {answer}");
@@ -222,7 +242,7 @@ async fn newer_pushes_supersede_queued_ones_and_exhausted_ports_fail_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_owned();
     let repo = GitRepo::new(&root);
-    let config = local_config(&root, &repo, "21100-21100", "\"sleep 1\"");
+    let config = local_config(&root, &repo, "21100-21100", "\"sleep 2\"");
     let app = TestApp::spawn(dir, &config).await;
 
     let shas: Vec<String> = (0..3)
@@ -233,6 +253,10 @@ async fn newer_pushes_supersede_queued_ones_and_exhausted_ports_fail_cleanly() {
         let (status, answer) = app.push(&format!("a-{i}"), "demo/a", sha).await;
         assert_eq!(status, 202, "{answer}");
         ids.push(job_id(&answer));
+        if i == 0 {
+            // The first deploy is running (its step sleeps) before the next two arrive.
+            wait_until_running(&app, ids[0]).await;
+        }
     }
     let first = app.finished(ids[0]).await;
     let second = app.finished(ids[1]).await;
