@@ -295,11 +295,14 @@ impl Queue {
         Ok(enqueued)
     }
 
-    /// Whether any job is queued (a read: idle workers ask this before claiming, which writes).
-    pub async fn has_queued(&self) -> Result<bool, StoreError> {
+    /// Whether a worker has anything to do: a queued job, or a lapsed lease to reap (a read:
+    /// idle workers ask this before claiming, which writes).
+    pub async fn has_work(&self) -> Result<bool, StoreError> {
         Ok(on_pool!(self.store, pool => sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued')",
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued') \
+             OR EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_until < $1)",
         )
+        .bind(now_ms())
         .fetch_one(pool)
         .await?))
     }

@@ -78,11 +78,11 @@ impl Workers {
 
     async fn work(&self, owner: String, shutdown: CancellationToken) {
         let mut backoff = Duration::from_millis(100);
-        // After an empty claim, a poll asks (reading) whether anything is queued before it
-        // claims (writing); a wake-up from an enqueue in this process claims at once.
+        // After an empty claim, a poll asks (reading) whether anything is queued or lapsed
+        // before it reaps and claims (writing); a wake-up from an enqueue claims at once.
         let mut idle = false;
         while !shutdown.is_cancelled() {
-            if idle && !self.queue.has_queued().await.unwrap_or(true) {
+            if idle && !self.queue.has_work().await.unwrap_or(true) {
                 tokio::select! {
                     () = self.queue.woken() => idle = false,
                     () = tokio::time::sleep(self.config.worker.poll_interval) => {}
