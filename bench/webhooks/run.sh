@@ -57,6 +57,7 @@ command -v sqlite3 >/dev/null || missing+=(sqlite3)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
+command -v pgrep >/dev/null || missing+=(procps)
 if (( ${#peers[@]} > 0 )); then
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
@@ -69,6 +70,12 @@ if (( ${#missing[@]} > 0 )); then
 fi
 
 # --- the binary ---------------------------------------------------------------------------------------
+# The peers' packages declare node >= 20; Debian 12's own nodejs is 18 (NodeSource has 20+).
+if (( ${#peers[@]} > 0 )); then
+  node_major=$(node -p 'process.versions.node.split(".")[0]')
+  (( node_major >= 20 )) || die "the peers need node >= 20, found $(node --version); install a newer node or PEERS= for slipway alone"
+fi
+
 if [[ ${SKIP_BUILD:-} != 1 ]]; then
   command -v cargo >/dev/null || die "cargo not found (install Rust, or SKIP_BUILD=1 with a built binary)"
   log "building slipway (release) into $target_dir"
@@ -347,7 +354,8 @@ done
 rev=$(git -C "$repo" rev-parse --short HEAD)
 git -C "$repo" diff --quiet HEAD -- src Cargo.toml Cargo.lock migrations 2>/dev/null || rev+="+dirty"
 echo "# Webhook ingest, $(date -u +%Y-%m-%d): slipway $rev, $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n 1)), Linux $(uname -r)"
-echo "# wrk -t$threads -c$connections -d$duration --latency (after a ${warmup} warm-up), one server at a time on 127.0.0.1"
+warm="after a $warmup warm-up"; [[ $warmup == 0s ]] && warm="no warm-up"
+echo "# wrk -t$threads -c$connections -d$duration --latency ($warm), one server at a time on 127.0.0.1"
 echo "# slipway: serve --role web, SQLite WAL synchronous=$(grep -o 'SqliteSynchronous::[A-Za-z]*' "$repo/src/store/mod.rs" | head -n 1 | sed 's/.*:://' | tr '[:lower:]' '[:upper:]') (src/store/mod.rs), RUST_LOG=${RUST_LOG:-unset (info)}; push body $(stat -c %s "$body") bytes"
 [[ -n $versions ]] && echo "# peers: $versions; node $(node --version)"
 echo
