@@ -1,8 +1,10 @@
 //! `POST /webhooks/github`: verify, parse, plan, commit, then answer.
 //!
 //! Order matters: the signature is checked on the raw bytes before anything reads them, and the
-//! answer is sent only after the jobs are committed, so a crash can lose an answer (GitHub then
-//! redelivers, and the delivery id makes that harmless) but never an accepted deploy.
+//! answer is sent only after the jobs are committed, so a crash can lose an answer (the delivery
+//! shows as failed on GitHub, which does not retry on its own: a redelivery by hand, or for
+//! ephemeral environments the scheduled reconcile, heals it; the delivery id makes a
+//! redelivery harmless) but never an accepted deploy.
 
 use axum::Json;
 use axum::body::Bytes;

@@ -111,9 +111,10 @@ impl Store {
     /// Opens (creating a SQLite file if missing) and migrates the database at `url`.
     ///
     /// SQLite runs in WAL mode with `synchronous = NORMAL`: a commit is durable against a crash
-    /// of this process (the WAL is written before the commit returns); only an OS crash or power
-    /// loss can roll back the last transactions, and GitHub and Slack re-send what we had not
-    /// answered. The busy timeout makes concurrent writers wait instead of failing.
+    /// of this process (the WAL is written before the commit returns); an OS crash or power loss
+    /// can roll back the last transactions, answered ones included (GitHub does not redeliver on
+    /// its own; the scheduled reconcile heals ephemeral environments). Use PostgreSQL where
+    /// that matters. The busy timeout makes concurrent writers wait instead of failing.
     /// PostgreSQL's migrator takes an advisory lock, so replicas starting together are safe.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open {
