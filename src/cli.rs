@@ -48,6 +48,13 @@ pub fn check_config(path: &Path) -> Result<String, String> {
                 trigger.deploy
             );
         }
+        if let Some(r) = &app.releases {
+            let deploy = r
+                .deploy
+                .as_ref()
+                .map_or(String::new(), |env| format!(", deploys {env}"));
+            let _ = writeln!(out, "  releases: tags {}{deploy}", r.tags.glob());
+        }
         for e in app.ephemeral.values() {
             let hosts: Vec<_> = e.template.hosts.iter().map(ToString::to_string).collect();
             let _ = writeln!(

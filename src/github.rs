@@ -80,6 +80,14 @@ pub struct Status {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRelease {
+    pub tag: String,
+    pub sha: String,
+    pub notes: String,
+    pub prerelease: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Branch {
     pub name: String,
     /// The branch's head commit.
@@ -192,6 +200,54 @@ impl GitHub {
         }
         self.call(request, create.send()).await?;
         Ok(())
+    }
+
+    /// The id of the release of `tag`, if one exists.
+    pub async fn release_by_tag(&self, repo: &str, tag: &str) -> Result<Option<u64>, GitHubError> {
+        let (owner, name) = split_repo(repo)?;
+        let request = format!("GET /repos/{owner}/{name}/releases/tags/{tag}");
+        let repo = self.octocrab.repos(owner, name);
+        match self.call(request, repo.releases().get_by_tag(tag)).await {
+            Ok(release) => Ok(Some(release.id.into_inner())),
+            Err(GitHubError::Status { status: 404, .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// GitHub's generated release notes for `tag` at `sha`, since `previous` (a tag).
+    pub async fn generate_notes(
+        &self,
+        repo: &str,
+        tag: &str,
+        sha: &str,
+        previous: Option<&str>,
+    ) -> Result<String, GitHubError> {
+        let (owner, name) = split_repo(repo)?;
+        let request = format!("POST /repos/{owner}/{name}/releases/generate-notes");
+        let repo = self.octocrab.repos(owner, name);
+        let releases = repo.releases();
+        let mut generate = releases.generate_release_notes(tag).target_commitish(sha);
+        if let Some(previous) = previous {
+            generate = generate.previous_tag_name(previous);
+        }
+        Ok(self.call(request, generate.send()).await?.body)
+    }
+
+    /// Publishes a release of `r.tag` at `r.sha`; returns its id.
+    pub async fn create_release(&self, repo: &str, r: &NewRelease) -> Result<u64, GitHubError> {
+        let (owner, name) = split_repo(repo)?;
+        let request = format!("POST /repos/{owner}/{name}/releases");
+        let repo = self.octocrab.repos(owner, name);
+        let releases = repo.releases();
+        let create = releases
+            .create(r.tag.as_str())
+            .target_commitish(r.sha.as_str())
+            .name(r.tag.as_str())
+            .body(r.notes.as_str())
+            .draft(false)
+            .prerelease(r.prerelease)
+            .send();
+        Ok(self.call(request, create).await?.id.into_inner())
     }
 
     /// Every branch with its head sha, following pagination (per_page=100) to the end.

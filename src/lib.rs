@@ -20,6 +20,7 @@ pub mod mask;
 pub mod notify;
 pub mod planner;
 pub mod queue;
+pub mod releases;
 pub mod requests;
 pub mod scheduler;
 pub mod signature;

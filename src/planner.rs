@@ -21,7 +21,25 @@ pub fn plan_push(config: &Config, push: &Push) -> Plan {
     let branch = match &push.target {
         PushTarget::Branch(branch) => branch,
         PushTarget::Tag(tag) => {
-            return Plan::Ignored(format!("tag {tag}: tag pushes do not deploy yet"));
+            let Some(sha) = &push.sha else {
+                return Plan::Ignored(format!(
+                    "tag {tag} was deleted: releases are left as they are"
+                ));
+            };
+            return match (
+                &app.releases,
+                crate::releases::job(app, tag, sha, &push.pushed_by),
+            ) {
+                (_, Some(job)) => Plan::Jobs(vec![job]),
+                (None, None) => Plan::Ignored(format!(
+                    "tag {tag}: apps.{}.releases is not configured",
+                    app.name
+                )),
+                (Some(_), None) => Plan::Ignored(format!(
+                    "tag {tag} does not match apps.{}.releases.tags",
+                    app.name
+                )),
+            };
         }
         PushTarget::Other(name) => {
             return Plan::Ignored(format!("ref {name} is neither a branch nor a tag"));
@@ -199,7 +217,7 @@ deploy_path = "/srv/demo"
                     PushTarget::Tag(GitRef::parse("v1.0.0").unwrap()),
                     false,
                 ),
-                "tag v1.0.0: tag pushes do not deploy yet",
+                "tag v1.0.0: apps.shop.releases is not configured",
             ),
             (
                 push("acme/shop", PushTarget::Other("refs/notes/x".into()), false),

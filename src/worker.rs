@@ -219,7 +219,7 @@ impl Workers {
         let Some(app) = self.config.app(&job.app) else {
             return failed(format!("app {} is no longer configured", job.app));
         };
-        if let JobKind::Cleanup | JobKind::Reconcile = job.kind {
+        if let JobKind::Cleanup | JobKind::Reconcile | JobKind::Release = job.kind {
             return match self.housekeeping(job, app, journal).await {
                 Ok(outcome) => outcome,
                 Err(error) => failed(journal.mask(&format!("{error:#}"))),
@@ -287,7 +287,9 @@ impl Workers {
             )));
         };
         let port = match job.kind {
-            JobKind::Teardown | JobKind::Cleanup | JobKind::Reconcile => row.port().unwrap_or(0),
+            JobKind::Teardown | JobKind::Cleanup | JobKind::Reconcile | JobKind::Release => {
+                row.port().unwrap_or(0)
+            }
             JobKind::Deploy | JobKind::Rollback => {
                 let policy = PortPolicy {
                     template: &row.template,
@@ -326,7 +328,7 @@ impl Workers {
         Ok(Resolved::Ephemeral(Box::new((env, row))))
     }
 
-    /// Cleanup or reconcile of `app`: decide, queue the jobs, log each action.
+    /// Cleanup, reconcile or release of `app`: decide, queue the jobs, log each action.
     async fn housekeeping(
         &self,
         job: &Job,
@@ -334,6 +336,16 @@ impl Workers {
         journal: &Journal,
     ) -> anyhow::Result<Outcome> {
         let github = self.github.as_ref();
+        if job.kind == JobKind::Release {
+            let mirrors = self.engine.mirrors();
+            let lines = crate::releases::run(job, app, mirrors, github, &self.queue).await?;
+            for line in &lines {
+                journal.line("slipway", "release", line);
+            }
+            return Ok(Outcome::Succeeded {
+                message: format!("release {}: {}", job.git_ref, lines.join("; ")),
+            });
+        }
         let lines = housekeeping::run(
             &self.queue,
             Some(&self.engine),

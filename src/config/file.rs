@@ -222,6 +222,30 @@ pub struct App {
     pub triggers: Vec<Trigger>,
     #[serde(default)]
     pub ephemeral: BTreeMap<String, Ephemeral>,
+    pub releases: Option<Releases>,
+}
+
+/// `[apps.<app>.releases]`: tags matching `tags` become GitHub Releases (and, optionally, a
+/// deploy of the tag to `deploy`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Releases {
+    pub tags: String,
+    pub deploy: Option<String>,
+    #[serde(default)]
+    pub notes: Notes,
+    pub branch: Option<String>,
+}
+
+/// Where a release's notes come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Notes {
+    /// GitHub's generated notes since the previous matching tag.
+    #[default]
+    Github,
+    /// The subjects of the commits since the previous matching tag (from the git mirror).
+    Commits,
 }
 
 /// Environments made on demand from branches (`demo/*`): one per branch, torn down with it.

@@ -27,7 +27,7 @@ use figment::providers::{Env, Format, Toml};
 use globset::{Glob, GlobMatcher};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::domain::{HostSpec, Name};
+use crate::domain::{GitRef, HostSpec, Name};
 use crate::store::JobKind;
 
 pub const DEFAULT_PATH: &str = "config/slipway.toml";
@@ -147,6 +147,19 @@ pub struct App {
     pub triggers: Vec<Trigger>,
     /// Environments made from branches, by template name.
     pub ephemeral: BTreeMap<Name, Ephemeral>,
+    pub releases: Option<Releases>,
+}
+
+/// `[apps.<app>.releases]`: what a tag push does.
+#[derive(Debug)]
+pub struct Releases {
+    /// Tags that make releases (a glob, e.g. `v*`); also how the previous release is found.
+    pub tags: GlobMatcher,
+    /// Deploy each release to this environment.
+    pub deploy: Option<Name>,
+    pub notes: Notes,
+    /// Refuse tags on commits this branch does not contain.
+    pub branch: Option<GitRef>,
 }
 
 #[derive(Debug, Clone)]
@@ -317,7 +330,7 @@ pub struct Health {
     pub from: HealthFrom,
 }
 
-pub use file::{HealthFrom, LogFormat, Sweep};
+pub use file::{HealthFrom, LogFormat, Notes, Sweep};
 
 #[derive(Debug, Clone)]
 pub struct Ssh {
@@ -484,7 +497,12 @@ impl Config {
             let mut environments = BTreeMap::new();
             for (env_key, env) in app.environments {
                 let at = format!("{at}.environments.{env_key}");
-                if env_key == crate::housekeeping::HOUSEKEEPING_ENV {
+                if [
+                    crate::housekeeping::HOUSEKEEPING_ENV,
+                    crate::releases::RELEASES_ENV,
+                ]
+                .contains(&env_key.as_str())
+                {
                     errors.push(&at, "this name is reserved for cleanup and reconcile jobs");
                 }
                 if let Some(env) =
@@ -534,6 +552,37 @@ impl Config {
                     ephemeral.insert(template.name.clone(), template);
                 }
             }
+            let releases = app.releases.and_then(|r| {
+                let at = format!("apps.{app_key}.releases");
+                let tags = errors.check(
+                    &format!("{at}.tags"),
+                    Glob::new(&r.tags).map(|g| g.compile_matcher()),
+                );
+                let deploy = match r.deploy.as_deref().map(Name::parse) {
+                    None => Some(None),
+                    Some(Ok(env)) if environments.contains_key(&env) => Some(Some(env)),
+                    Some(_) => {
+                        let known: Vec<_> = environments.keys().map(Name::as_str).collect();
+                        errors.push(
+                            format!("{at}.deploy"),
+                            format!("unknown environment (known: {})", known.join(", ")),
+                        );
+                        None
+                    }
+                };
+                let branch = r
+                    .branch
+                    .map(|b| errors.check(&format!("{at}.branch"), GitRef::parse(&b)));
+                Some(Releases {
+                    tags: tags?,
+                    deploy: deploy?,
+                    notes: r.notes,
+                    branch: match branch {
+                        None => None,
+                        Some(b) => Some(b?),
+                    },
+                })
+            });
             apps.insert(
                 name.clone(),
                 App {
@@ -543,6 +592,7 @@ impl Config {
                     environments,
                     triggers,
                     ephemeral,
+                    releases,
                 },
             );
         }

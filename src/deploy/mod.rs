@@ -153,7 +153,11 @@ impl Engine {
                 let archive = self.mirrors.archive(spec.app, &sha).await;
                 Some(archive.map_err(|e| Failure::general(journal.mask(&format!("{e:#}"))))?)
             }
-            JobKind::Rollback | JobKind::Teardown | JobKind::Cleanup | JobKind::Reconcile => None,
+            JobKind::Rollback
+            | JobKind::Teardown
+            | JobKind::Cleanup
+            | JobKind::Reconcile
+            | JobKind::Release => None,
         };
         let hosts = self.connect_all(spec.env).await?;
         let run = Run {

@@ -12,6 +12,14 @@ use tokio::process::Command;
 use crate::config::App;
 use crate::domain::{GitRef, Sha};
 
+/// See [`Mirrors::release_info`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseInfo {
+    pub previous: Option<String>,
+    pub commits: Vec<String>,
+    pub on_branch: Option<bool>,
+}
+
 pub struct Mirrors {
     dir: PathBuf,
     /// One fetch at a time per app; different apps fetch in parallel.
@@ -73,6 +81,74 @@ impl Mirrors {
             }
         }
         bail!("{name} is not a branch, tag or commit of {}", app.clone_url)
+    }
+
+    /// What a release of `tag` at `sha` needs from the repository, after fetching: the nearest
+    /// earlier tag matching `pattern` (a glob) that `sha` contains, the subjects of the commits
+    /// since (at most 100), and whether `branch` (if given) contains `sha`.
+    pub async fn release_info(
+        &self,
+        app: &App,
+        tag: &GitRef,
+        sha: &Sha,
+        pattern: &str,
+        branch: Option<&GitRef>,
+    ) -> anyhow::Result<ReleaseInfo> {
+        let lock = self.lock(app);
+        let _guard = lock.lock().await;
+        let mirror = self.ensure(app).await?;
+        fetch(&mirror, app).await?;
+        if !has_commit(&mirror, sha.as_str()).await {
+            bail!("commit {sha} is not in {}", app.clone_url);
+        }
+        let on_branch = match branch {
+            None => None,
+            Some(branch) => {
+                let head = format!("refs/heads/{branch}");
+                let is = git(
+                    Some(&mirror),
+                    &["merge-base", "--is-ancestor", sha.as_str(), &head],
+                )
+                .run()
+                .await;
+                Some(is.is_ok())
+            }
+        };
+        let previous = git(
+            Some(&mirror),
+            &[
+                "describe",
+                "--tags",
+                "--abbrev=0",
+                &format!("--match={pattern}"),
+                &format!("--exclude={tag}"),
+                sha.as_str(),
+            ],
+        )
+        .run()
+        .await
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out).trim().to_owned())
+        .filter(|t| !t.is_empty());
+        let range = match &previous {
+            Some(previous) => format!("refs/tags/{previous}..{sha}"),
+            None => sha.to_string(),
+        };
+        let log = git(
+            Some(&mirror),
+            &["log", "--max-count=100", "--format=%s (%h)", &range, "--"],
+        )
+        .run()
+        .await
+        .with_context(|| format!("listing the commits of {range}"))?;
+        Ok(ReleaseInfo {
+            previous,
+            commits: String::from_utf8_lossy(&log)
+                .lines()
+                .map(str::to_owned)
+                .collect(),
+            on_branch,
+        })
     }
 
     fn lock(&self, app: &App) -> Arc<tokio::sync::Mutex<()>> {

@@ -75,6 +75,7 @@ pub fn describe(job: &Job) -> String {
         JobKind::Teardown => format!("tear down {}", lane(job)),
         JobKind::Cleanup => format!("clean up the ephemeral environments of {}", job.app),
         JobKind::Reconcile => format!("reconcile {} with GitHub", job.app),
+        JobKind::Release => format!("release {} of {}", code(&job.git_ref), job.app),
     }
 }
 
@@ -297,6 +298,7 @@ pub fn started(job: &Job) -> String {
         ),
         JobKind::Teardown => format!(":wastebasket: Tearing down {}", lane(job)),
         JobKind::Cleanup | JobKind::Reconcile => format!(":broom: Starting to {}", describe(job)),
+        JobKind::Release => format!(":package: Starting the {}", describe(job)),
     };
     let attempt = match job.attempt {
         ..=1 => String::new(),
@@ -335,6 +337,10 @@ pub fn finished(job: &Job, outcome: &Outcome, url: Option<&str>, took_ms: Option
             format!(":white_check_mark: Tore down {lane}")
         }
         (JobKind::Teardown, Outcome::Failed { .. }) => format!(":x: Teardown of {lane} failed"),
+        (JobKind::Release, Outcome::Succeeded { message }) => {
+            format!(":package: {}", escape(message))
+        }
+        (JobKind::Release, Outcome::Failed { .. }) => format!(":x: The {} failed", describe(job)),
         (JobKind::Cleanup | JobKind::Reconcile, Outcome::Succeeded { .. }) => {
             format!(":white_check_mark: Done: {}", describe(job))
         }

@@ -70,6 +70,8 @@ pub enum JobKind {
     Cleanup,
     /// Converge an app's ephemeral environments with its branches on GitHub.
     Reconcile,
+    /// Publish a GitHub Release of a tag (and queue its deploy).
+    Release,
 }
 
 impl JobKind {
@@ -80,6 +82,7 @@ impl JobKind {
             Self::Teardown => "teardown",
             Self::Cleanup => "cleanup",
             Self::Reconcile => "reconcile",
+            Self::Release => "release",
         }
     }
 }

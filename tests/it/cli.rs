@@ -76,17 +76,23 @@ fn environment_variables_override_keys() {
     );
 }
 
-/// The example config's commented-out ephemeral environment and schedules are valid as written:
+/// The example config's commented-out ephemeral environment, releases and schedules are valid:
 /// uncommenting them gives a config that loads.
 #[test]
-fn the_commented_ephemeral_and_schedule_examples_load_when_uncommented() {
+fn the_commented_ephemeral_release_and_schedule_examples_load_when_uncommented() {
     let example =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config/slipway.toml"))
             .unwrap();
     let mut inside = false;
     let mut uncommented = String::new();
     for line in example.lines() {
-        if line.starts_with("# [apps.hello.ephemeral.demo]") || line.starts_with("# [[schedules]]")
+        if [
+            "# [apps.hello.ephemeral.demo]",
+            "# [apps.hello.releases]",
+            "# [[schedules]]",
+        ]
+        .iter()
+        .any(|start| line.starts_with(start))
         {
             inside = true;
         }
@@ -118,6 +124,10 @@ fn the_commented_ephemeral_and_schedule_examples_load_when_uncommented() {
     );
     assert!(
         summary.contains("ephemeral demo: push demo/* -> demo-{slug}.app.example.com"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("releases: tags v*, deploys staging"),
         "{summary}"
     );
     assert!(

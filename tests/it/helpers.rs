@@ -65,6 +65,16 @@ impl GitRepo {
         git(&self.work, &["rev-parse", "HEAD"]).trim().to_owned()
     }
 
+    /// Tags `sha` as `tag` (annotated) and pushes the tag to the bare repository.
+    pub fn tag(&self, tag: &str, sha: &str) {
+        git(&self.work, &["tag", "-a", "-m", tag, tag, sha]);
+        let refspec = format!("refs/tags/{tag}:refs/tags/{tag}");
+        git(
+            &self.work,
+            &["push", "--quiet", self.bare.to_str().unwrap(), &refspec],
+        );
+    }
+
     pub fn clone_url(&self) -> String {
         format!("file://{}", self.bare.display())
     }

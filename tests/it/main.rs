@@ -11,6 +11,7 @@ mod helpers;
 mod nginx;
 mod operability;
 mod recovery;
+mod releases;
 mod replicas;
 mod slack;
 mod sshd;
