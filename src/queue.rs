@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
 use crate::store::JOB_COLUMNS;
 use crate::store::{
-    Backend, Job, JobKind, JobState, Store, StoreError, WritePool, now_ms, on_pool,
+    Backend, Job, JobKind, JobState, Lock, Store, StoreError, WritePool, now_ms, on_pool,
 };
 
 /// A job to be queued.
@@ -51,6 +51,12 @@ pub struct EphemeralEnv {
 }
 
 impl NewJob {
+    /// Queued by slipway itself (a webhook, a release, a reconcile, a schedule), not by a person
+    /// (the CLI, the API, Slack): a locked environment skips it instead of refusing it.
+    pub fn is_automatic(&self) -> bool {
+        matches!(self.source, "github" | "release" | "reconcile" | "schedule")
+    }
+
     /// How the job's first event describes it.
     fn describe(&self) -> String {
         let what = match (&self.git_ref, &self.sha) {
@@ -180,7 +186,31 @@ impl Queue {
                     let mut ids = Vec::with_capacity(jobs.len());
                     for job in jobs {
                         let lane = format!("{}/{}", job.app, job.env);
-                        if let Some(e) = &job.ephemeral {
+                        // A human hold: a person's request is refused with its reason; an
+                        // automatic one is recorded as skipped and never runs.
+                        let held: Option<Lock> = if matches!(job.kind, JobKind::Deploy | JobKind::Rollback) {
+                            sqlx::query_as(
+                                "SELECT app, env, holder, reason, created_at, expires_at \
+                                 FROM env_locks WHERE app = $1 AND env = $2 \
+                                 AND (expires_at IS NULL OR expires_at > $3)",
+                            )
+                            .bind(job.app.as_str())
+                            .bind(job.env.as_str())
+                            .bind(now)
+                            .fetch_optional(&mut *tx)
+                            .await?
+                        } else {
+                            None
+                        };
+                        if let Some(lock) = &held
+                            && !job.is_automatic()
+                        {
+                            break 'jobs Enqueued::Refused(format!(
+                                "{}; it must be unlocked first",
+                                lock.describe()
+                            ));
+                        }
+                        if let (None, Some(e)) = (&held, &job.ephemeral) {
                             let existing: Option<(i64, String)> = sqlx::query_as(
                                 "SELECT id, branch FROM ephemeral_envs \
                                  WHERE app = $1 AND env = $2 AND state <> 'gone'",
@@ -238,10 +268,15 @@ impl Queue {
                                 (_, None) => continue,
                             }
                         }
+                        let (state, finished_at) = match held {
+                            Some(_) => (JobState::Skipped, Some(now)),
+                            None => (JobState::Queued, None),
+                        };
                         let id: i64 = sqlx::query_scalar(
                             "INSERT INTO jobs (kind, app, env, lane, git_ref, sha, requested_by, \
-                             source, delivery_id, state, max_attempts, created_at, target_release) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'queued', $10, $11, $12) \
+                             source, delivery_id, state, max_attempts, created_at, target_release, \
+                             finished_at) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13, $10, $11, $12, $14) \
                              RETURNING id",
                         )
                         .bind(job.kind)
@@ -256,9 +291,17 @@ impl Queue {
                         .bind(i64::from(self.max_attempts))
                         .bind(now)
                         .bind(job.target_release.as_ref().map(ReleaseId::as_str))
+                        .bind(state)
+                        .bind(finished_at)
                         .fetch_one(&mut *tx)
                         .await?;
                         insert_event!(tx, id, now, JobState::Queued, &job.describe());
+                        if let Some(lock) = &held {
+                            let message = format!("skipped: {}", lock.describe());
+                            insert_event!(tx, id, now, JobState::Skipped, &message);
+                            ids.push(id);
+                            continue;
+                        }
                         if job.ephemeral.is_some() {
                             // The newest push wins: older queued deploys of the environment
                             // would only be overwritten (the `jobs_finished` trigger records

@@ -513,3 +513,88 @@ async fn only_queued_jobs_can_be_cancelled_and_the_claim_skips_them() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_lock_refuses_manual_jobs_and_skips_automatic_ones_on_both_backends() {
+    use crate::store::{Lock, Locked};
+    for f in fixtures(3).await {
+        let store = f.queue.store();
+        let now = now_ms();
+        let lock = Lock {
+            app: "shop".into(),
+            env: "staging".into(),
+            holder: "alice".into(),
+            reason: "db migration".into(),
+            created_at: now,
+            expires_at: Some(now + 60_000),
+        };
+        assert_eq!(
+            store.lock_env(&lock).await.unwrap(),
+            Locked::Held(lock.clone())
+        );
+        let bob = Lock {
+            holder: "bob".into(),
+            ..lock.clone()
+        };
+        assert_eq!(
+            store.lock_env(&bob).await.unwrap(),
+            Locked::HeldBy(lock.clone())
+        );
+
+        let manual = NewJob {
+            source: "cli",
+            ..job("staging")
+        };
+        let refused = f.queue.enqueue(None, &[manual.clone()]).await.unwrap();
+        let Enqueued::Refused(why) = refused else {
+            panic!("not refused: {refused:?}")
+        };
+        assert!(
+            why.starts_with("shop/staging is locked by alice: db migration (until "),
+            "{why}"
+        );
+        let automatic = NewJob {
+            source: "github",
+            ..job("staging")
+        };
+        let Enqueued::Created(ids) = f
+            .queue
+            .enqueue(None, &[automatic, job("qa")])
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        let skipped = store.job(ids[0]).await.unwrap().unwrap();
+        assert_eq!(skipped.state, JobState::Skipped);
+        let events = store.job_events(ids[0]).await.unwrap();
+        assert!(
+            events
+                .last()
+                .unwrap()
+                .message
+                .starts_with("skipped: shop/staging is locked by alice")
+        );
+        // Other environments are not held; a skipped job is never claimed.
+        let lease = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(lease.job.id, ids[1]);
+        assert!(claim(&f.queue, LONG).await.is_none());
+
+        // An expired lock holds nothing; unlocking removes it.
+        assert_eq!(
+            store
+                .env_lock("shop", "staging", now + 120_000)
+                .await
+                .unwrap(),
+            None
+        );
+        assert_eq!(
+            store.unlock_env("shop", "staging").await.unwrap(),
+            Some(lock)
+        );
+        assert!(matches!(
+            f.queue.enqueue(None, &[manual]).await.unwrap(),
+            Enqueued::Created(_)
+        ));
+    }
+}

@@ -12,7 +12,7 @@ use crate::deploy::source::Mirrors;
 use crate::domain::{GitRef, Name};
 use crate::queue::{Cancel, Delivery, Queue};
 use crate::requests::{self, Origin, RequestError, Target};
-use crate::store::{EphemeralRow, JobKind, JobState, StoreError, now_ms};
+use crate::store::{EphemeralRow, JobKind, JobState, Lock, Locked, StoreError, now_ms};
 
 use super::command::{self, Command, Known, KnownApp, Lane};
 use super::messages::{self, EnvLine, EphemeralLine, LaneStatus, LiveRelease};
@@ -110,9 +110,14 @@ impl Context<'_> {
                 Ok(messages::history(&lane, &jobs))
             }
             Command::Cancel { job } => self.cancel(job).await,
-            Command::Lock { .. } => Ok(messages::not_yet("lock")),
-            Command::Unlock { .. } => Ok(messages::not_yet("unlock")),
-            Command::Keep { .. } => Ok(messages::not_yet("keep")),
+            Command::Lock {
+                app,
+                env,
+                reason,
+                duration,
+            } => self.lock(&app, &env, reason, duration).await,
+            Command::Unlock { app, env } => self.unlock(&app, &env).await,
+            Command::Keep { app, env, duration } => self.keep(&app, &env, duration).await,
             Command::Help => Ok(messages::help()),
         }
     }
@@ -154,6 +159,86 @@ impl Context<'_> {
         let id =
             requests::rollback(self.queue, self.config, (app, env), to, self.origin(&by)).await?;
         self.queued(id).await
+    }
+
+    /// A hold: while it lasts, deploys and rollbacks asked for by people are refused with its
+    /// reason, and automatic ones are skipped.
+    async fn lock(
+        &self,
+        app: &Name,
+        env: &Name,
+        reason: String,
+        duration: Option<std::time::Duration>,
+    ) -> Result<String, Failure> {
+        let target = requests::target(self.queue, self.config, app.as_str(), env.as_str()).await?;
+        self.authorize(&target)?;
+        let now = now_ms();
+        let lock = Lock {
+            app: app.to_string(),
+            env: env.to_string(),
+            holder: self.requested_by(),
+            reason,
+            created_at: now,
+            expires_at: duration.map(|d| now.saturating_add(d.as_millis() as i64)),
+        };
+        match self.queue.store().lock_env(&lock).await? {
+            Locked::Held(lock) => {
+                tracing::info!(slack.user = self.user.id, lane = %format!("{app}/{env}"), reason = %lock.reason, "locked from slack");
+                Ok(format!(":lock: {}", lock.describe()))
+            }
+            Locked::HeldBy(other) => Err(refused(format!(
+                "{}; they (or the expiry) must release it first",
+                other.describe()
+            ))),
+        }
+    }
+
+    async fn unlock(&self, app: &Name, env: &Name) -> Result<String, Failure> {
+        let target = requests::target(self.queue, self.config, app.as_str(), env.as_str()).await?;
+        self.authorize(&target)?;
+        match self
+            .queue
+            .store()
+            .unlock_env(app.as_str(), env.as_str())
+            .await?
+        {
+            Some(lock) => {
+                tracing::info!(slack.user = self.user.id, lane = %format!("{app}/{env}"), holder = %lock.holder, "unlocked from slack");
+                Ok(format!(
+                    ":unlock: {app}/{env} is unlocked (was held by {}: {})",
+                    lock.holder, lock.reason
+                ))
+            }
+            None => Err(refused(format!("{app}/{env} is not locked"))),
+        }
+    }
+
+    /// Extends an ephemeral environment's life: cleanup leaves it alone until then.
+    async fn keep(
+        &self,
+        app: &Name,
+        env: &Name,
+        duration: std::time::Duration,
+    ) -> Result<String, Failure> {
+        let target = requests::target(self.queue, self.config, app.as_str(), env.as_str()).await?;
+        self.authorize(&target)?;
+        let until = now_ms().saturating_add(duration.as_millis() as i64);
+        if self
+            .queue
+            .store()
+            .keep_env(app.as_str(), env.as_str(), until)
+            .await?
+        {
+            let at = chrono::DateTime::from_timestamp_millis(until).unwrap_or_default();
+            Ok(format!(
+                ":hourglass: {app}/{env} is kept until {} (cleanup leaves it alone until then)",
+                at.format("%Y-%m-%d %H:%M UTC")
+            ))
+        } else {
+            Err(refused(format!(
+                "{app}/{env} is not an ephemeral environment: only those expire"
+            )))
+        }
     }
 
     fn origin<'b>(&'b self, requested_by: &'b str) -> Origin<'b> {

@@ -267,7 +267,9 @@ fn outcome(job: &Job) -> String {
             "failed {at}{took}: {}",
             excerpt(job.error.as_deref().unwrap_or("no reason recorded"))
         ),
-        JobState::Superseded | JobState::Cancelled => format!("{} {at}", job.state.as_str()),
+        JobState::Superseded | JobState::Cancelled | JobState::Skipped => {
+            format!("{} {at}", job.state.as_str())
+        }
     }
 }
 
@@ -381,15 +383,7 @@ pub fn job_message(text: String, rollback: Option<&str>) -> SlackMessageContent 
 
 /// The answer to `help`.
 pub fn help() -> String {
-    format!(
-        "{}\n\n`lock`, `unlock` and `keep` are not available yet.",
-        crate::slack::command::USAGE
-    )
-}
-
-/// The answer to a command this version cannot carry out yet.
-pub fn not_yet(what: &str) -> String {
-    format!("`{what}` is not available yet: slipway cannot {what} environments from Slack so far.")
+    crate::slack::command::USAGE.to_owned()
 }
 
 #[cfg(test)]

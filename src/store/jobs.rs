@@ -19,6 +19,8 @@ pub enum JobState {
     Superseded,
     /// Withdrawn by a person while still queued.
     Cancelled,
+    /// An automatic deploy that arrived while its environment was locked: recorded, never run.
+    Skipped,
 }
 
 impl JobState {
@@ -30,6 +32,7 @@ impl JobState {
             Self::Failed => "failed",
             Self::Superseded => "superseded",
             Self::Cancelled => "cancelled",
+            Self::Skipped => "skipped",
         }
     }
 
@@ -37,7 +40,7 @@ impl JobState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Succeeded | Self::Failed | Self::Superseded | Self::Cancelled
+            Self::Succeeded | Self::Failed | Self::Superseded | Self::Cancelled | Self::Skipped
         )
     }
 
@@ -49,6 +52,7 @@ impl JobState {
             Self::Failed,
             Self::Superseded,
             Self::Cancelled,
+            Self::Skipped,
         ]
         .into_iter()
         .find(|s| s.as_str() == value)

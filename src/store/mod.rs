@@ -11,6 +11,7 @@
 
 mod ephemeral;
 mod jobs;
+mod locks;
 mod records;
 
 use std::str::FromStr;
@@ -25,6 +26,7 @@ use sqlx::{Postgres, Sqlite, Transaction};
 pub use ephemeral::{EnvState, EphemeralRow, PortPolicy};
 pub(crate) use jobs::JOB_COLUMNS;
 pub use jobs::{Deployment, Job, JobDetail, JobEvent, JobKind, JobState, LogLine, StepResult};
+pub use locks::{Lock, Locked};
 pub use records::{NewLogLine, NewStepResult};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");

@@ -415,10 +415,15 @@ async fn bad_requests_are_refused_and_store_nothing() {
         ),
         (
             ALICE,
-            "lock staging deploy freeze",
-            "`lock` is not available yet",
+            "lock production deploy freeze",
+            "You are not one of the deployers of shop/production",
         ),
-        (ALICE, "keep staging 2h", "`keep` is not available yet"),
+        (
+            ALICE,
+            "keep staging 2h",
+            "shop/staging is not an ephemeral environment",
+        ),
+        (ALICE, "unlock staging", "shop/staging is not locked"),
     ] {
         let answer = s.say(user, text).await;
         assert!(answer.contains(expected), "{text}: {answer}");
@@ -438,7 +443,7 @@ async fn status_envs_history_and_cancel() {
     let sha8 = &s.sha[..8];
     let help = s.say(ALICE, "help").await;
     assert!(
-        help.starts_with("Usage:") && help.contains("not available yet"),
+        help.starts_with("Usage:") && help.contains("/deploy unlock ENV"),
         "{help}"
     );
 
@@ -699,4 +704,55 @@ async fn wait_for_state(app: &TestApp, id: i64, state: &str) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("job {id} never became {state}");
+}
+
+#[tokio::test]
+async fn a_lock_refuses_people_and_skips_automatic_deploys_until_unlocked() {
+    let s = start_ok().await;
+    let locked = s.say(ALICE, "lock staging \"db migration\" for 2h").await;
+    assert!(
+        locked.starts_with(":lock: shop/staging is locked by")
+            && locked.contains(": db migration (until "),
+        "{locked}"
+    );
+    // A person's deploy is refused with the holder and the reason; so is another's lock.
+    let refused = s.say(BOSS, "main to staging").await;
+    assert!(
+        refused.contains("shop/staging is locked by")
+            && refused.contains("db migration")
+            && refused.ends_with("it must be unlocked first"),
+        "{refused}"
+    );
+    let taken = s.say(BOSS, "lock staging mine").await;
+    assert!(
+        taken.contains("they (or the expiry) must release it first"),
+        "{taken}"
+    );
+    assert!(
+        s.app.jobs().await.is_empty(),
+        "a refused deploy stored a job"
+    );
+    // A push (automatic) is recorded as skipped, with why, and never runs.
+    let (status, answer) = s.app.push("lock-1", "main", &s.sha).await;
+    assert_eq!(status, 202, "{answer}");
+    let skipped = s.app.finished(job_id(&answer)).await;
+    assert_eq!(skipped["state"], "skipped", "{skipped:#}");
+    assert!(
+        skipped["events"]
+            .to_string()
+            .contains("skipped: shop/staging is locked by"),
+        "{skipped:#}"
+    );
+    assert!(skipped["started_at"].is_null());
+
+    let unlocked = s.say(BOSS, "unlock staging").await;
+    assert!(
+        unlocked.starts_with(":unlock: shop/staging is unlocked (was held by")
+            && unlocked.ends_with(": db migration)"),
+        "{unlocked}"
+    );
+    let queued = s.say(ALICE, "main to staging").await;
+    let job = s.app.finished(queued_id(&queued)).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    s.app.stop().await;
 }
