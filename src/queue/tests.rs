@@ -545,7 +545,11 @@ async fn a_lock_refuses_manual_jobs_and_skips_automatic_ones_on_both_backends() 
             source: "cli",
             ..job("staging")
         };
-        let refused = f.queue.enqueue(None, &[manual.clone()]).await.unwrap();
+        let refused = f
+            .queue
+            .enqueue(None, std::slice::from_ref(&manual))
+            .await
+            .unwrap();
         let Enqueued::Refused(why) = refused else {
             panic!("not refused: {refused:?}")
         };
