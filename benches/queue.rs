@@ -76,6 +76,7 @@ async fn main() {
             source: "bench",
             target_release: None,
             ephemeral: None,
+            supersede: false,
         })
         .collect();
     for _ in 0..jobs / batch.len() {

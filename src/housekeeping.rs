@@ -186,6 +186,7 @@ pub fn job(app: &App, kind: JobKind, requested_by: &str, source: &'static str) -
         source,
         target_release: None,
         ephemeral: None,
+        supersede: false,
     }
 }
 

@@ -63,17 +63,18 @@ pub fn plan_push(config: &Config, push: &Push) -> Plan {
         return Plan::Ignored(format!("branch {branch} was deleted: nothing to deploy"));
     };
     let jobs: Vec<NewJob> = app
-        .triggered_envs(branch.as_str())
-        .map(|env| NewJob {
+        .triggers_for(branch.as_str())
+        .map(|trigger| NewJob {
             kind: JobKind::Deploy,
             app: app.name.clone(),
-            env: env.clone(),
+            env: trigger.deploy.clone(),
             git_ref: Some(branch.clone()),
             sha: Some(sha.clone()),
             requested_by: push.pushed_by.clone(),
             source: "github",
             target_release: None,
             ephemeral: None,
+            supersede: !trigger.every,
         })
         .collect();
     if jobs.is_empty() {
@@ -113,6 +114,7 @@ pub fn ephemeral_job(
             branch: branch.clone(),
             hostname: id.hostname,
         }),
+        supersede: true,
     }
 }
 

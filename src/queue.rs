@@ -40,6 +40,10 @@ pub struct NewJob {
     /// Deploys and teardowns of an ephemeral environment: the environment they create, update
     /// or remove, recorded in the same transaction as the job.
     pub ephemeral: Option<EphemeralEnv>,
+    /// Continuous delivery: this job replaces the environment's older queued deploys that
+    /// slipway queued itself (for an ephemeral environment: all of them), so at most one
+    /// automatic deploy waits per environment and it is the newest.
+    pub supersede: bool,
 }
 
 /// An ephemeral environment as a push names it.
@@ -302,19 +306,21 @@ impl Queue {
                             ids.push(id);
                             continue;
                         }
-                        if job.ephemeral.is_some() {
+                        if job.supersede {
                             // The newest push wins: older queued deploys of the environment
                             // would only be overwritten (the `jobs_finished` trigger records
-                            // why).
+                            // why). A person's queued deploy of a configured environment stays.
                             sqlx::query(
                                 "UPDATE jobs SET state = 'superseded', finished_at = $1, \
                                  summary = $2 WHERE lane = $3 AND state = 'queued' \
-                                 AND kind = 'deploy' AND id < $4",
+                                 AND kind = 'deploy' AND id < $4 \
+                                 AND ($5 OR source IN ('github', 'release', 'reconcile'))",
                             )
                             .bind(now)
                             .bind(format!("superseded by job {id} ({})", job.kind.as_str()))
                             .bind(&lane)
                             .bind(id)
+                            .bind(job.ephemeral.is_some())
                             .execute(&mut *tx)
                             .await?;
                         }

@@ -28,6 +28,7 @@ pub fn job(app: &App, tag: &GitRef, sha: &Sha, pushed_by: &str) -> Option<NewJob
         source: "github",
         target_release: None,
         ephemeral: None,
+        supersede: false,
     })
 }
 
@@ -119,6 +120,7 @@ pub async fn run(
             source: "release",
             target_release: None,
             ephemeral: None,
+            supersede: true,
         };
         // A retried release job finds the deploy its first attempt queued.
         let id = format!("release:{}:deploy", job.id);

@@ -150,6 +150,7 @@ pub async fn deploy(
         source: origin.source,
         target_release: None,
         ephemeral,
+        supersede: false,
     };
     first_id(queue.enqueue(origin.delivery, &[job]).await?)
 }
@@ -209,6 +210,7 @@ pub async fn rollback(
         source: origin.source,
         target_release: Some(ReleaseId::from_stored(target.release_id.clone())),
         ephemeral: None,
+        supersede: false,
     };
     first_id(queue.enqueue(origin.delivery, &[job]).await?)
 }

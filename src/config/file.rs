@@ -593,4 +593,17 @@ pub struct StepTable {
 pub struct Trigger {
     pub push: String,
     pub deploy: String,
+    #[serde(default)]
+    pub queue: Queueing,
+}
+
+/// What a push does to the environment's automatic deploys still waiting in the queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Queueing {
+    /// The newest replaces them: at most one waits, and it is the newest commit.
+    #[default]
+    Latest,
+    /// Every pushed commit is deployed, in order.
+    Every,
 }

@@ -354,15 +354,16 @@ pub struct Step {
 pub struct Trigger {
     pub push: GlobMatcher,
     pub deploy: Name,
+    /// Deploy every pushed commit (`queue = "every"`), instead of only the newest waiting one.
+    pub every: bool,
 }
 
 impl App {
-    /// The first environment a push of `branch` deploys, per the triggers in order.
-    pub fn triggered_envs<'a>(&'a self, branch: &'a str) -> impl Iterator<Item = &'a Name> + 'a {
+    /// The triggers a push of `branch` fires, in order.
+    pub fn triggers_for<'a>(&'a self, branch: &'a str) -> impl Iterator<Item = &'a Trigger> + 'a {
         self.triggers
             .iter()
             .filter(move |t| t.push.is_match(branch))
-            .map(|t| &t.deploy)
     }
 }
 
@@ -534,7 +535,11 @@ impl Config {
                     }
                 };
                 if let (Some(push), Some(deploy)) = (push, deploy) {
-                    triggers.push(Trigger { push, deploy });
+                    triggers.push(Trigger {
+                        push,
+                        deploy,
+                        every: trigger.queue == file::Queueing::Every,
+                    });
                 }
             }
             let mut ephemeral = BTreeMap::new();

@@ -40,10 +40,16 @@ fn a_good_config_loads_with_defaults() {
     assert_eq!(env.phases.build[1].name, "build");
     assert_eq!(env.phases.build[1].idle_timeout, Duration::from_secs(30));
     assert_eq!(
-        app.triggered_envs("main").collect::<Vec<_>>()[0].as_str(),
+        app.triggers_for("main").collect::<Vec<_>>()[0]
+            .deploy
+            .as_str(),
         "staging"
     );
-    assert_eq!(app.triggered_envs("feature/x").count(), 0);
+    assert!(
+        !app.triggers[0].every,
+        "the newest push replaces waiting ones by default"
+    );
+    assert_eq!(app.triggers_for("feature/x").count(), 0);
 }
 
 #[test]

@@ -57,6 +57,7 @@ fn job(env: &str) -> NewJob {
         source: "test",
         target_release: None,
         ephemeral: None,
+        supersede: false,
     }
 }
 
@@ -281,6 +282,7 @@ fn ephemeral_job(env: &str, branch: &str, deploy: bool) -> NewJob {
             branch: GitRef::parse(branch).unwrap(),
             hostname: format!("{env}.example.test"),
         }),
+        supersede: true,
         ..job(env)
     }
 }
@@ -600,5 +602,54 @@ async fn a_lock_refuses_manual_jobs_and_skips_automatic_ones_on_both_backends() 
             f.queue.enqueue(None, &[manual]).await.unwrap(),
             Enqueued::Created(_)
         ));
+    }
+}
+
+#[tokio::test]
+async fn the_newest_automatic_deploy_replaces_waiting_ones_but_not_a_persons() {
+    for f in fixtures(3).await {
+        let store = f.queue.store();
+        let push = |sha: &str| NewJob {
+            source: "github",
+            supersede: true,
+            sha: Some(Sha::parse(&sha.repeat(40)).unwrap()),
+            ..job("staging")
+        };
+        let manual = NewJob {
+            source: "cli",
+            ..job("staging")
+        };
+        let every = NewJob {
+            supersede: false,
+            ..push("c")
+        };
+        let mut ids = Vec::new();
+        for j in [push("a"), manual, push("b"), every] {
+            let Enqueued::Created(created) = f.queue.enqueue(None, &[j]).await.unwrap() else {
+                panic!("not created")
+            };
+            ids.extend(created);
+        }
+        let states: Vec<JobState> = futures::future::join_all(ids.iter().map(|id| store.job(*id)))
+            .await
+            .into_iter()
+            .map(|j| j.unwrap().unwrap().state)
+            .collect();
+        // b replaced a (both automatic); the person's job stays; a `queue = "every"` push
+        // replaces nothing.
+        assert_eq!(
+            states,
+            [
+                JobState::Superseded,
+                JobState::Queued,
+                JobState::Queued,
+                JobState::Queued
+            ]
+        );
+        let events = store.job_events(ids[0]).await.unwrap();
+        assert_eq!(
+            events.last().unwrap().message,
+            format!("superseded by job {} (deploy)", ids[2])
+        );
     }
 }

@@ -32,7 +32,7 @@ fn replica_configs(
     }
     for (env, _) in envs {
         apps.push_str(&format!(
-            "[[apps.shop.triggers]]\npush = \"{env}\"\ndeploy = \"{env}\"\n"
+            "[[apps.shop.triggers]]\npush = \"{env}\"\ndeploy = \"{env}\"\nqueue = \"every\"\n"
         ));
     }
     (0..count)
