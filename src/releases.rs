@@ -49,14 +49,26 @@ pub fn is_prerelease(tag: &str) -> bool {
     }
 }
 
-/// Runs a release job; one line per thing done, for the job's log.
+/// What a release job did.
+#[derive(Debug, Default)]
+pub struct Released {
+    /// One line per thing done, for the job's log.
+    pub lines: Vec<String>,
+    /// For the team's chat, when this job published the release (not when it existed already).
+    pub announcement: Option<String>,
+}
+
+/// Most characters of the notes a chat announcement quotes.
+const ANNOUNCED_NOTES: usize = 1500;
+
+/// Runs a release job.
 pub async fn run(
     job: &Job,
     app: &App,
     mirrors: &Mirrors,
     github: Option<&GitHub>,
     queue: &Queue,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Released> {
     let releases = app
         .releases
         .as_ref()
@@ -81,6 +93,7 @@ pub async fn run(
         );
     }
     let mut lines = Vec::new();
+    let mut published = None;
     let prerelease = is_prerelease(tag.as_str());
     match github {
         None => lines.push("no github.token: no GitHub Release published".to_owned()),
@@ -106,6 +119,18 @@ pub async fn run(
                 let kind = if prerelease { "pre-release" } else { "release" };
                 let since = previous.map_or(String::new(), |p| format!(" (since {p})"));
                 lines.push(format!("published GitHub {kind} {tag}{since}, id {id}"));
+                let notes: String = release.notes.chars().take(ANNOUNCED_NOTES).collect();
+                let cut = if notes.len() < release.notes.len() {
+                    "\n…"
+                } else {
+                    ""
+                };
+                published = Some(format!(
+                    ":package: {} {}: `{tag}`{since} ({})\n{notes}{cut}",
+                    app.name,
+                    if prerelease { "pre-release" } else { "release" },
+                    sha.short()
+                ));
             }
         },
     }
@@ -138,7 +163,14 @@ pub async fn run(
         };
         lines.push(line);
     }
-    Ok(lines)
+    let announcement = published.map(|text| match lines.last() {
+        Some(deploy) if releases.deploy.is_some() => format!("{text}\n{deploy}"),
+        _ => text,
+    });
+    Ok(Released {
+        lines,
+        announcement,
+    })
 }
 
 /// Release notes from commit subjects.

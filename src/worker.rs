@@ -338,12 +338,15 @@ impl Workers {
         let github = self.github.as_ref();
         if job.kind == JobKind::Release {
             let mirrors = self.engine.mirrors();
-            let lines = crate::releases::run(job, app, mirrors, github, &self.queue).await?;
-            for line in &lines {
+            let released = crate::releases::run(job, app, mirrors, github, &self.queue).await?;
+            for line in &released.lines {
                 journal.line("slipway", "release", line);
             }
+            if let Some(text) = &released.announcement {
+                self.notifiers.announce(text, &self.metrics).await;
+            }
             return Ok(Outcome::Succeeded {
-                message: format!("release {}: {}", job.git_ref, lines.join("; ")),
+                message: format!("release {}: {}", job.git_ref, released.lines.join("; ")),
             });
         }
         let lines = housekeeping::run(

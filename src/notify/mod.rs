@@ -35,6 +35,12 @@ pub trait Notifier: Send + Sync {
     /// A short name for logs and the failure metric.
     fn name(&self) -> &'static str;
     fn notify<'a>(&'a self, news: &'a News<'a>) -> BoxFuture<'a, Result<(), String>>;
+    /// Something for the team to read that is not about one job's progress (a new release).
+    /// Notifiers that are not chats ignore it.
+    fn announce<'a>(&'a self, text: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        let _ = text;
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Every configured notifier; tells each in turn.
@@ -47,8 +53,21 @@ impl Notifiers {
     }
 
     pub async fn tell(&self, news: &News<'_>, metrics: &Metrics) {
+        self.each(metrics, |n| n.notify(news)).await;
+    }
+
+    pub async fn announce(&self, text: &str, metrics: &Metrics) {
+        self.each(metrics, |n| n.announce(text)).await;
+    }
+
+    async fn each<'a>(
+        &'a self,
+        metrics: &Metrics,
+        call: impl Fn(&'a dyn Notifier) -> BoxFuture<'a, Result<(), String>>,
+    ) {
         for notifier in &self.0 {
-            let failure = match tokio::time::timeout(NOTIFY_TIMEOUT, notifier.notify(news)).await {
+            let failure = match tokio::time::timeout(NOTIFY_TIMEOUT, call(notifier.as_ref())).await
+            {
                 Ok(Ok(())) => continue,
                 Ok(Err(err)) => err,
                 Err(_) => format!("no answer within {}s", NOTIFY_TIMEOUT.as_secs()),

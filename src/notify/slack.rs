@@ -33,6 +33,19 @@ impl Notifier for Progress {
     fn notify<'a>(&'a self, news: &'a News<'a>) -> BoxFuture<'a, Result<(), String>> {
         self.report(news).boxed()
     }
+
+    fn announce<'a>(&'a self, text: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        async move {
+            let text = messages::announcement(&self.masker.mask(text));
+            let content = messages::job_message(text, None);
+            self.api
+                .post(&self.token, &self.channel, content)
+                .await
+                .map(drop)
+                .map_err(|e| e.to_string())
+        }
+        .boxed()
+    }
 }
 
 impl Progress {

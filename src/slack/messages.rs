@@ -26,6 +26,11 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// An announcement (a release and its notes) as plain text: nothing in it can ping or link.
+pub fn announcement(text: &str) -> String {
+    escape(text)
+}
+
 /// `text` as inline code, escaped; a backtick (which would end the span) is shown as `ˋ`.
 pub fn code(text: &str) -> String {
     format!("`{}`", escape(text).replace('`', "ˋ"))

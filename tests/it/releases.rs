@@ -7,7 +7,7 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::github::{TOKEN, fake_github, received};
 use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id, push_body};
 
-fn release(id: u64, tag: &str, prerelease: bool) -> Value {
+pub fn release(id: u64, tag: &str, prerelease: bool) -> Value {
     let repo = "https://api.github.com/repos/acme/shop";
     json!({
         "url": format!("{repo}/releases/{id}"), "html_url": format!("https://github.com/acme/shop/releases/tag/{tag}"),
@@ -21,7 +21,7 @@ fn release(id: u64, tag: &str, prerelease: bool) -> Value {
 }
 
 /// The fake answers: no release exists for any tag until one is created; generated notes.
-async fn fake_releases(server: &MockServer) {
+pub async fn fake_releases(server: &MockServer) {
     Mock::given(method("GET"))
         .and(wiremock::matchers::path_regex(
             r"^/repos/acme/shop/releases/tags/.+$",
@@ -189,4 +189,80 @@ async fn an_existing_release_is_not_created_again() {
         .filter(|r| r.starts_with("POST /repos/acme/shop/releases"))
         .collect();
     assert!(posts.is_empty(), "{posts:?}");
+}
+
+#[tokio::test]
+async fn a_published_release_is_announced_in_slack_with_its_notes() {
+    // One fake answers for both GitHub (releases, deployments) and Slack (`/api/...`).
+    let fake = fake_github().await;
+    fake_releases(&fake).await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            include_str!("../fixtures/slack/chat.postMessage.ok.json").as_bytes(),
+            "application/json",
+        ))
+        .mount(&fake)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.update"))
+        .respond_with(ResponseTemplate::new(200).set_body_raw(
+            include_str!("../fixtures/slack/chat.update.ok.json").as_bytes(),
+            "application/json",
+        ))
+        .mount(&fake)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let first = repo.commit("first", "main");
+    repo.tag("v1.0.0", &first);
+    let second = repo.commit("faster <!channel> deploys", "main");
+    repo.tag("v1.1.0", &second);
+    let config = config(dir.path(), &repo, &fake.uri()).replace(
+        "branch = \"main\"\n",
+        "branch = \"main\"\nnotes = \"commits\"\n",
+    ) + &format!(
+        "[slack]\nsigning_secret = \"slack-signing-secret-for-tests\"\nbot_token = \"xoxb-test\"\n\
+             api_url = \"{}/api\"\nteam_id = \"T0TEAM\"\nchannel = \"C0DEPLOYS\"\n",
+        fake.uri()
+    );
+    let app = TestApp::spawn(dir, &config).await;
+    let job = tag_pushed(&app, "a-1", "v1.1.0", &second).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let deploy = app
+        .jobs()
+        .await
+        .into_iter()
+        .find(|j| j["kind"] == "deploy")
+        .unwrap();
+    let deploy_id = deploy["id"].as_i64().unwrap();
+    app.finished(deploy_id).await;
+    app.stop().await;
+
+    let posts: Vec<String> = fake
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.url.path() == "/api/chat.postMessage")
+        .map(|r| {
+            serde_json::from_slice::<Value>(&r.body).unwrap()["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    let announced = posts
+        .iter()
+        .find(|t| t.starts_with(":package:"))
+        .unwrap_or_else(|| panic!("no announcement in {posts:#?}"));
+    assert_eq!(
+        *announced,
+        format!(
+            ":package: shop release: `v1.1.0` (since v1.0.0) ({})\nChanges since v1.0.0:\n\n\
+             * faster &lt;!channel&gt; deploys ({})\n\nqueued the deploy of v1.1.0 to production (job {deploy_id})",
+            &second[..8],
+            &second[..7],
+        )
+    );
 }
