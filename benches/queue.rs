@@ -77,6 +77,7 @@ async fn main() {
             target_release: None,
             ephemeral: None,
             supersede: false,
+            approval: None,
         })
         .collect();
     for _ in 0..jobs / batch.len() {

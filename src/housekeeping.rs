@@ -187,6 +187,7 @@ pub fn job(app: &App, kind: JobKind, requested_by: &str, source: &'static str) -
         target_release: None,
         ephemeral: None,
         supersede: false,
+        approval: None,
     }
 }
 

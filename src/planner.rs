@@ -75,6 +75,10 @@ pub fn plan_push(config: &Config, push: &Push) -> Plan {
             target_release: None,
             ephemeral: None,
             supersede: !trigger.every,
+            approval: app
+                .environments
+                .get(&trigger.deploy)
+                .and_then(NewJob::approval_of),
         })
         .collect();
     if jobs.is_empty() {
@@ -115,6 +119,7 @@ pub fn ephemeral_job(
             hostname: id.hostname,
         }),
         supersede: true,
+        approval: None,
     }
 }
 

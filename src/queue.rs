@@ -44,6 +44,16 @@ pub struct NewJob {
     /// slipway queued itself (for an ephemeral environment: all of them), so at most one
     /// automatic deploy waits per environment and it is the newest.
     pub supersede: bool,
+    /// Approvals the job needs before it is queued, and how long they may take (the
+    /// environment's `approvals` and `approval_timeout`).
+    pub approval: Option<(u32, Duration)>,
+}
+
+impl NewJob {
+    /// `env`'s approval rule, for a deploy or rollback of it.
+    pub fn approval_of(env: &crate::config::Environment) -> Option<(u32, Duration)> {
+        (env.approvals > 0).then_some((env.approvals, env.approval_timeout))
+    }
 }
 
 /// An ephemeral environment as a push names it.
@@ -96,6 +106,25 @@ pub enum Enqueued {
 pub enum Claim {
     Job(Box<Lease>),
     Empty,
+}
+
+/// How a decision on a job awaiting approval went.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Approved; `queued` once it has all the approvals it needs.
+    Approved {
+        have: i64,
+        need: i64,
+        queued: bool,
+    },
+    Rejected,
+    /// Too late: the job expired (now, or before).
+    Expired,
+    /// This person decided on it already.
+    AlreadyDecided,
+    /// It is not waiting for approval (any more): its state.
+    NotAwaiting(JobState),
+    Missing,
 }
 
 /// A claimed job. `job.attempt` is the fencing token of this claim.
@@ -272,16 +301,22 @@ impl Queue {
                                 (_, None) => continue,
                             }
                         }
-                        let (state, finished_at) = match held {
-                            Some(_) => (JobState::Skipped, Some(now)),
-                            None => (JobState::Queued, None),
+                        let approval = job
+                            .approval
+                            .filter(|_| matches!(job.kind, JobKind::Deploy | JobKind::Rollback));
+                        let (state, finished_at) = match (&held, approval) {
+                            (Some(_), _) => (JobState::Skipped, Some(now)),
+                            (None, Some(_)) => (JobState::AwaitingApproval, None),
+                            (None, None) => (JobState::Queued, None),
                         };
+                        let approve_by =
+                            approval.map(|(_, within)| now + within.as_millis() as i64);
                         let id: i64 = sqlx::query_scalar(
                             "INSERT INTO jobs (kind, app, env, lane, git_ref, sha, requested_by, \
                              source, delivery_id, state, max_attempts, created_at, target_release, \
-                             finished_at) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13, $10, $11, $12, $14) \
-                             RETURNING id",
+                             finished_at, approvals_needed, approve_by) \
+                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13, $10, $11, $12, $14, \
+                             $15, $16) RETURNING id",
                         )
                         .bind(job.kind)
                         .bind(job.app.as_str())
@@ -297,6 +332,8 @@ impl Queue {
                         .bind(job.target_release.as_ref().map(ReleaseId::as_str))
                         .bind(state)
                         .bind(finished_at)
+                        .bind(i64::from(approval.map_or(0, |(n, _)| n)))
+                        .bind(approve_by)
                         .fetch_one(&mut *tx)
                         .await?;
                         insert_event!(tx, id, now, JobState::Queued, &job.describe());
@@ -306,13 +343,21 @@ impl Queue {
                             ids.push(id);
                             continue;
                         }
+                        if let Some((n, within)) = approval {
+                            let message = format!(
+                                "awaiting {n} approval(s) within {}",
+                                humantime::format_duration(within)
+                            );
+                            insert_event!(tx, id, now, JobState::AwaitingApproval, &message);
+                        }
                         if job.supersede {
                             // The newest push wins: older queued deploys of the environment
                             // would only be overwritten (the `jobs_finished` trigger records
                             // why). A person's queued deploy of a configured environment stays.
                             sqlx::query(
                                 "UPDATE jobs SET state = 'superseded', finished_at = $1, \
-                                 summary = $2 WHERE lane = $3 AND state = 'queued' \
+                                 summary = $2 WHERE lane = $3 \
+                                 AND state IN ('queued', 'awaiting_approval') \
                                  AND kind = 'deploy' AND id < $4 \
                                  AND ($5 OR source IN ('github', 'release', 'reconcile'))",
                             )
@@ -344,16 +389,137 @@ impl Queue {
         Ok(enqueued)
     }
 
-    /// Whether a worker has anything to do: a queued job, or a lapsed lease to reap (a read:
-    /// idle workers ask this before claiming, which writes).
+    /// Whether a worker has anything to do: a queued job, a lapsed lease to reap, approvals to
+    /// ask for or expire (a read: idle workers ask this before claiming, which writes).
     pub async fn has_work(&self) -> Result<bool, StoreError> {
         Ok(on_pool!(self.store, pool => sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued') \
-             OR EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_until < $1)",
+             OR EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_until < $1) \
+             OR EXISTS (SELECT 1 FROM jobs WHERE state = 'awaiting_approval' \
+                        AND (approval_requested = 0 OR approve_by < $1))",
         )
         .bind(now_ms())
         .fetch_one(pool)
         .await?))
+    }
+
+    /// Jobs awaiting approval that nobody asked for approvals of yet; each is returned to exactly
+    /// one caller (across replicas), which asks (posts the message with the buttons).
+    pub async fn approvals_to_request(&self) -> Result<Vec<Job>, StoreError> {
+        // A read first, as workers call this before every claim.
+        let any: bool = on_pool!(self.store, pool => sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'awaiting_approval' \
+             AND approval_requested = 0)",
+        )
+        .fetch_one(pool)
+        .await?);
+        if !any {
+            return Ok(Vec::new());
+        }
+        let sql = format!(
+            "UPDATE jobs SET approval_requested = 1 WHERE state = 'awaiting_approval' \
+             AND approval_requested = 0 RETURNING {JOB_COLUMNS}"
+        );
+        Ok(
+            on_pool!(self.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .fetch_all(pool)
+            .await?),
+        )
+    }
+
+    /// Records `approver`'s decision on job `id` (the caller checked they may decide, and that
+    /// it is not their own request). Enough approvals queue the job; a rejection ends it.
+    pub async fn decide(
+        &self,
+        id: i64,
+        approver: &str,
+        approve: bool,
+    ) -> Result<Decision, StoreError> {
+        let now = now_ms();
+        let decision = on_pool!(self.store, pool => {
+            let mut tx = pool.begin_write().await?;
+            let row: Option<(JobState, i64, Option<i64>)> = sqlx::query_as(
+                "SELECT state, approvals_needed, approve_by FROM jobs WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let decision = match row {
+                None => Decision::Missing,
+                Some((state, _, _)) if state != JobState::AwaitingApproval => {
+                    Decision::NotAwaiting(state)
+                }
+                Some((_, _, Some(by))) if by < now => {
+                    sqlx::query(
+                        "UPDATE jobs SET state = 'expired', finished_at = $1, \
+                         summary = 'no approval in the time allowed' WHERE id = $2",
+                    )
+                    .bind(now)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                    Decision::Expired
+                }
+                Some((_, need, _)) => {
+                    let verb = if approve { "approve" } else { "reject" };
+                    let inserted = sqlx::query(
+                        "INSERT INTO approvals (job_id, approver, decision, at) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT (job_id, approver) DO NOTHING",
+                    )
+                    .bind(id)
+                    .bind(approver)
+                    .bind(verb)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                    if inserted == 0 {
+                        Decision::AlreadyDecided
+                    } else if !approve {
+                        sqlx::query(
+                            "UPDATE jobs SET state = 'rejected', finished_at = $1, summary = $2 \
+                             WHERE id = $3",
+                        )
+                        .bind(now)
+                        .bind(format!("rejected by {approver}"))
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                        Decision::Rejected
+                    } else {
+                        let have: i64 = sqlx::query_scalar(
+                            "SELECT COUNT(*) FROM approvals WHERE job_id = $1 AND decision = 'approve'",
+                        )
+                        .bind(id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        let message = format!("approved by {approver} ({have} of {need})");
+                        insert_event!(tx, id, now, "approved", &message);
+                        let queued = have >= need;
+                        if queued {
+                            sqlx::query("UPDATE jobs SET state = 'queued' WHERE id = $1")
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await?;
+                            insert_event!(tx, id, now, JobState::Queued, "approved: queued");
+                        }
+                        Decision::Approved { have, need, queued }
+                    }
+                }
+            };
+            tx.commit().await?;
+            decision
+        });
+        if let Decision::Approved { queued: true, .. } = decision {
+            self.wake.notify_waiters();
+            if let Backend::Postgres(pool) = self.store.backend() {
+                sqlx::query("SELECT pg_notify($1, '')")
+                    .bind(NOTIFY_CHANNEL)
+                    .execute(pool)
+                    .await?;
+            }
+        }
+        Ok(decision)
     }
 
     /// Claims the oldest runnable job for `owner`.
@@ -506,12 +672,25 @@ impl Queue {
         // A read first: every worker calls this before every claim, and a write transaction
         // that finds nothing still takes SQLite's write lock (starving other writers, such as
         // a `slipway cleanup` run beside the server).
-        let lapsed: bool = on_pool!(self.store, pool => sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_until < $1)",
+        let (lapsed, overdue): (bool, bool) = on_pool!(self.store, pool => sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_until < $1), \
+             EXISTS (SELECT 1 FROM jobs WHERE state = 'awaiting_approval' AND approve_by < $1)",
         )
         .bind(now)
         .fetch_one(pool)
         .await?);
+        if overdue {
+            // Nobody approved in time: the job ends (the trigger records the summary).
+            on_pool!(self.store, pool => sqlx::query(
+                "UPDATE jobs SET state = 'expired', finished_at = $1, \
+                 summary = 'no approval in the time allowed' \
+                 WHERE state = 'awaiting_approval' AND approve_by < $1",
+            )
+            .bind(now)
+            .execute(pool)
+            .await
+            .map(drop)?);
+        }
         if !lapsed {
             return Ok(0);
         }

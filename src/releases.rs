@@ -29,6 +29,7 @@ pub fn job(app: &App, tag: &GitRef, sha: &Sha, pushed_by: &str) -> Option<NewJob
         target_release: None,
         ephemeral: None,
         supersede: false,
+        approval: None,
     })
 }
 
@@ -146,6 +147,7 @@ pub async fn run(
             target_release: None,
             ephemeral: None,
             supersede: true,
+            approval: app.environments.get(env).and_then(NewJob::approval_of),
         };
         // A retried release job finds the deploy its first attempt queued.
         let id = format!("release:{}:deploy", job.id);

@@ -151,6 +151,9 @@ pub async fn deploy(
         target_release: None,
         ephemeral,
         supersede: false,
+        approval: config
+            .environment(target.app().as_str(), target.env().as_str())
+            .and_then(NewJob::approval_of),
     };
     first_id(queue.enqueue(origin.delivery, &[job]).await?)
 }
@@ -200,6 +203,9 @@ pub async fn rollback(
             live.release_id
         )));
     }
+    let approval = config
+        .environment(app.as_str(), env.as_str())
+        .and_then(NewJob::approval_of);
     let job = NewJob {
         kind: JobKind::Rollback,
         app,
@@ -211,6 +217,7 @@ pub async fn rollback(
         target_release: Some(ReleaseId::from_stored(target.release_id.clone())),
         ephemeral: None,
         supersede: false,
+        approval,
     };
     first_id(queue.enqueue(origin.delivery, &[job]).await?)
 }

@@ -117,7 +117,34 @@ impl Workers {
         }
     }
 
+    /// Asks for the approvals of jobs that wait for them (each job once, across replicas).
+    async fn request_approvals(&self) -> Result<(), crate::store::StoreError> {
+        for job in self.queue.approvals_to_request().await? {
+            let env = self
+                .config
+                .app(&job.app)
+                .and_then(|app| Some((app, self.config.environment(&job.app, &job.env)?)));
+            match env {
+                Some((app, env)) => {
+                    let news = News {
+                        job: &job,
+                        app,
+                        env,
+                        stage: Stage::AwaitingApproval,
+                    };
+                    self.notifiers.tell(&news, &self.metrics).await;
+                }
+                None => tracing::warn!(
+                    job.id = job.id,
+                    "awaiting approval for an environment no longer configured"
+                ),
+            }
+        }
+        Ok(())
+    }
+
     async fn claim(&self, owner: &str) -> Result<Claim, crate::store::StoreError> {
+        self.request_approvals().await?;
         let reaped = self.queue.reap_expired().await?;
         if reaped > 0 {
             self.metrics.lease_expiries.inc_by(reaped as u64);

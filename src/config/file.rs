@@ -321,6 +321,8 @@ impl Ephemeral {
             auto_rollback: true,
             url: None,
             production: Some(false),
+            approvals: 0,
+            approval_timeout: Environment::default_approval_timeout(),
             step_timeout: self.step_timeout,
             step_idle_timeout: self.step_idle_timeout,
             deployers: self.deployers.take(),
@@ -397,6 +399,14 @@ pub struct Environment {
     /// Marks the GitHub environment as production (default: the environment is named
     /// `production`).
     pub production: Option<bool>,
+    /// People (other than the requester) who must approve each deploy and rollback.
+    #[serde(default)]
+    pub approvals: u32,
+    #[serde(
+        default = "Environment::default_approval_timeout",
+        with = "humantime_serde"
+    )]
+    pub approval_timeout: Duration,
     #[serde(
         default = "Environment::default_step_timeout",
         with = "humantime_serde"
@@ -423,6 +433,9 @@ impl Environment {
     }
     fn default_step_idle_timeout() -> Duration {
         Duration::from_secs(120)
+    }
+    pub(super) fn default_approval_timeout() -> Duration {
+        Duration::from_secs(3600)
     }
 }
 

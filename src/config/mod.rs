@@ -180,6 +180,10 @@ pub struct Environment {
     pub url: Option<String>,
     /// GitHub's `production_environment`.
     pub production: bool,
+    /// Deploys and rollbacks wait for this many approvals (0: none), for at most
+    /// `approval_timeout`.
+    pub approvals: u32,
+    pub approval_timeout: Duration,
     /// Slack user ids allowed to deploy, roll back and cancel jobs here; `None`: anyone in the
     /// configured team.
     pub deployers: Option<Vec<String>>,

@@ -158,6 +158,8 @@ pub(super) fn validate_env(
         auto_rollback: env.auto_rollback,
         site: None,
         production: env.production.unwrap_or(key == "production"),
+        approvals: env.approvals,
+        approval_timeout: env.approval_timeout,
         url: env
             .url
             .and_then(|url| http_url(errors, &format!("{at}.url"), &url)),

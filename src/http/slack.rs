@@ -25,7 +25,7 @@ use crate::config::Slack;
 use crate::queue::Delivery;
 use crate::slack::api::SlackApi;
 use crate::slack::execute::{Context, User};
-use crate::slack::messages::ROLLBACK_ACTION;
+use crate::slack::messages::{APPROVE_ACTION, REJECT_ACTION, ROLLBACK_ACTION};
 use crate::slack::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// Slack's requests are small forms; a bigger body is refused before it is hashed.
@@ -104,11 +104,11 @@ pub async fn interaction(
     let Some(actions) = payload["actions"].as_array() else {
         return Err(ApiError::BadRequest("block_actions without actions".into()));
     };
-    let Some(value) = actions
-        .iter()
-        .find(|a| a["action_id"] == ROLLBACK_ACTION)
-        .and_then(|a| a["value"].as_str())
-    else {
+    let known = [ROLLBACK_ACTION, APPROVE_ACTION, REJECT_ACTION];
+    let Some((action, value)) = actions.iter().find_map(|a| {
+        let action = known.into_iter().find(|k| a["action_id"] == *k)?;
+        Some((action, a["value"].as_str()?))
+    }) else {
         return Ok(StatusCode::OK);
     };
     let Some(response_url) = field("/response_url").filter(|_| !user_id.is_empty()) else {
@@ -116,7 +116,7 @@ pub async fn interaction(
             "block_actions without user.id or response_url".into(),
         ));
     };
-    tracing::info!(slack.user = %user_id, slack.action = ROLLBACK_ACTION, slack.value = ?value, "slack button");
+    tracing::info!(slack.user = %user_id, slack.action = action, slack.value = ?value, "slack button");
     let delivery = delivery_id(&headers);
     let user = User {
         id: user_id,
@@ -124,9 +124,15 @@ pub async fn interaction(
             .or(field("/user/name"))
             .unwrap_or(user_id),
     };
-    let text = context(&state, user, &delivery, "block_actions")
-        .rollback_button(value)
-        .await?;
+    let context = context(&state, user, &delivery, "block_actions");
+    let text = match action {
+        ROLLBACK_ACTION => context.rollback_button(value).await?,
+        _ => {
+            context
+                .approval_button(value, action == APPROVE_ACTION)
+                .await?
+        }
+    };
     let text = state.masker.mask(&text);
     // Answered before the click is: waiting keeps no task running past the request, and the
     // job this answer describes is already committed.

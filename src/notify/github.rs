@@ -44,7 +44,7 @@ impl Deployments {
             description,
         };
         match (job.kind, &news.stage) {
-            (JobKind::Teardown, Stage::Started) => Ok(()),
+            (_, Stage::AwaitingApproval) | (JobKind::Teardown, Stage::Started) => Ok(()),
             (JobKind::Teardown, Stage::Finished(outcome)) => {
                 let Outcome::Succeeded { .. } = outcome else {
                     return Ok(());

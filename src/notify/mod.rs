@@ -27,6 +27,8 @@ pub struct News<'a> {
 }
 
 pub enum Stage<'a> {
+    /// The job waits for approvals: ask the people who may give them.
+    AwaitingApproval,
     Started,
     Finished(&'a Outcome),
 }

@@ -50,7 +50,29 @@ impl Notifier for Progress {
 
 impl Progress {
     async fn report(&self, news: &News<'_>) -> Result<(), String> {
+        if let Stage::AwaitingApproval = news.stage {
+            let text = self
+                .masker
+                .mask(&messages::approval_needed(news.job))
+                .into_owned();
+            let posted = self
+                .api
+                .post(
+                    &self.token,
+                    &self.channel,
+                    messages::approval_message(text, news.job.id),
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            // The job's later progress edits this message (and so removes the buttons).
+            return self
+                .store
+                .set_slack_message(news.job.id, &posted.channel, &posted.ts)
+                .await
+                .map_err(|e| e.to_string());
+        }
         let (text, rollback, job) = match news.stage {
+            Stage::AwaitingApproval => unreachable!("answered above"),
             // The claim's copy of the job: it has the message of an earlier attempt, if any.
             Stage::Started => (messages::started(news.job), None, news.job.clone()),
             Stage::Finished(outcome) => {

@@ -58,6 +58,7 @@ fn job(env: &str) -> NewJob {
         target_release: None,
         ephemeral: None,
         supersede: false,
+        approval: None,
     }
 }
 
@@ -650,6 +651,100 @@ async fn the_newest_automatic_deploy_replaces_waiting_ones_but_not_a_persons() {
         assert_eq!(
             events.last().unwrap().message,
             format!("superseded by job {} (deploy)", ids[2])
+        );
+    }
+}
+
+#[tokio::test]
+async fn approvals_gate_jobs_on_both_backends() {
+    for f in fixtures(3).await {
+        let q = &f.queue;
+        let needs = |n, within| NewJob {
+            approval: Some((n, within)),
+            ..job("production")
+        };
+        let Enqueued::Created(ids) = q.enqueue(None, &[needs(1, LONG)]).await.unwrap() else {
+            panic!("not created")
+        };
+        let one = ids[0];
+        assert_eq!(
+            q.store().job(one).await.unwrap().unwrap().state,
+            JobState::AwaitingApproval
+        );
+        assert!(
+            claim(q, LONG).await.is_none(),
+            "a job awaiting approval never runs"
+        );
+        // Asked for once, across every caller.
+        let asked: Vec<i64> = q
+            .approvals_to_request()
+            .await
+            .unwrap()
+            .iter()
+            .map(|j| j.id)
+            .collect();
+        assert_eq!(asked, [one]);
+        assert!(q.approvals_to_request().await.unwrap().is_empty());
+        assert_eq!(
+            q.decide(one, "carol", true).await.unwrap(),
+            Decision::Approved {
+                have: 1,
+                need: 1,
+                queued: true
+            }
+        );
+        assert_eq!(claim(q, LONG).await.unwrap().job.id, one);
+
+        let Enqueued::Created(ids) = q.enqueue(None, &[needs(2, LONG)]).await.unwrap() else {
+            panic!("not created")
+        };
+        let two = ids[0];
+        assert_eq!(
+            q.decide(two, "carol", true).await.unwrap(),
+            Decision::Approved {
+                have: 1,
+                need: 2,
+                queued: false
+            }
+        );
+        assert_eq!(
+            q.decide(two, "carol", true).await.unwrap(),
+            Decision::AlreadyDecided
+        );
+        assert_eq!(
+            q.decide(two, "dave", false).await.unwrap(),
+            Decision::Rejected
+        );
+        assert_eq!(
+            q.decide(two, "erin", true).await.unwrap(),
+            Decision::NotAwaiting(JobState::Rejected)
+        );
+        let events = q.store().job_events(two).await.unwrap();
+        let said: Vec<&str> = events.iter().map(|e| e.message.as_str()).collect();
+        assert!(said.contains(&"approved by carol (1 of 2)"), "{said:?}");
+        assert_eq!(*said.last().unwrap(), "rejected by dave");
+
+        // Nobody in time: a click says so, and the reaper ends the others.
+        let Enqueued::Created(ids) = q
+            .enqueue(None, &[needs(1, Duration::ZERO), needs(1, Duration::ZERO)])
+            .await
+            .unwrap()
+        else {
+            panic!("not created")
+        };
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert_eq!(
+            q.decide(ids[0], "carol", true).await.unwrap(),
+            Decision::Expired
+        );
+        q.reap_expired().await.unwrap();
+        assert_eq!(
+            q.store().job(ids[1]).await.unwrap().unwrap().state,
+            JobState::Expired
+        );
+        assert_eq!(
+            q.decide(99_999, "carol", true).await.unwrap(),
+            Decision::Missing
         );
     }
 }

@@ -10,7 +10,7 @@
 use crate::config::{App, Config, Environment};
 use crate::deploy::source::Mirrors;
 use crate::domain::{GitRef, Name};
-use crate::queue::{Cancel, Delivery, Queue};
+use crate::queue::{Cancel, Decision, Delivery, Queue};
 use crate::requests::{self, Origin, RequestError, Target};
 use crate::store::{EphemeralRow, JobKind, JobState, Lock, Locked, StoreError, now_ms};
 
@@ -82,6 +82,56 @@ impl Context<'_> {
             None => Err(refused(format!("{value:?} is not an environment"))),
         };
         self.answer(answer)
+    }
+
+    /// A click on Approve or Reject of a job awaiting approval (value: the job id). Only the
+    /// environment's deployers decide, and never on their own request.
+    pub async fn approval_button(&self, value: &str, approve: bool) -> Result<String, StoreError> {
+        let answer = self.decide(value, approve).await;
+        self.answer(answer)
+    }
+
+    async fn decide(&self, value: &str, approve: bool) -> Result<String, Failure> {
+        let id: i64 = value
+            .parse()
+            .map_err(|_| refused(format!("{value:?} is not a job")))?;
+        let job = self
+            .queue
+            .store()
+            .job(id)
+            .await?
+            .ok_or_else(|| refused(format!("there is no job #{id}")))?;
+        let target = requests::target(self.queue, self.config, &job.app, &job.env).await?;
+        self.authorize(&target)?;
+        if job.requested_by.ends_with(&format!("({})", self.user.id)) {
+            return Err(refused(format!(
+                "You asked for job #{id}: someone else must approve or reject it."
+            )));
+        }
+        let who = self.requested_by();
+        let lane = job.lane();
+        let decision = self.queue.decide(id, &who, approve).await?;
+        tracing::info!(slack.user = self.user.id, job.id = id, approve, decision = ?decision, "approval decision");
+        Ok(match decision {
+            Decision::Approved { queued: true, .. } => {
+                format!(":white_check_mark: You approved job #{id} ({lane}): it is queued.")
+            }
+            Decision::Approved { have, need, .. } => format!(
+                ":white_check_mark: You approved job #{id} ({lane}): {have} of {need} approvals."
+            ),
+            Decision::Rejected => {
+                format!(":no_entry: You rejected job #{id} ({lane}): it will not run.")
+            }
+            Decision::Expired => format!("Job #{id} waited too long for approval and expired."),
+            Decision::AlreadyDecided => format!("You already decided on job #{id}."),
+            Decision::NotAwaiting(state) => {
+                format!(
+                    "Job #{id} is not waiting for approval: it is {}.",
+                    state.as_str()
+                )
+            }
+            Decision::Missing => format!("There is no job #{id}."),
+        })
     }
 
     fn answer(&self, answer: Result<String, Failure>) -> Result<String, StoreError> {

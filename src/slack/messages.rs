@@ -5,7 +5,9 @@
 //! Slack reads `<...>` as links and mentions, so a branch named `demo/<!channel>` would otherwise
 //! ping the whole channel. App and environment names are validated names and need no escaping.
 
-use slack_morphism::blocks::{SlackActionsBlock, SlackBlockButtonElement, SlackSectionBlock};
+use slack_morphism::blocks::{
+    SlackActionsBlock, SlackBlockButtonElement, SlackBlockButtonStyle, SlackSectionBlock,
+};
 use slack_morphism::{SlackActionId, SlackMessageContent, md, pt};
 
 use crate::queue::Outcome;
@@ -272,9 +274,12 @@ fn outcome(job: &Job) -> String {
             "failed {at}{took}: {}",
             excerpt(job.error.as_deref().unwrap_or("no reason recorded"))
         ),
-        JobState::Superseded | JobState::Cancelled | JobState::Skipped => {
-            format!("{} {at}", job.state.as_str())
-        }
+        JobState::AwaitingApproval => format!("awaiting approval since {}", when(job.created_at)),
+        JobState::Superseded
+        | JobState::Cancelled
+        | JobState::Skipped
+        | JobState::Rejected
+        | JobState::Expired => format!("{} {at}", job.state.as_str()),
     }
 }
 
@@ -381,6 +386,46 @@ pub fn job_message(text: String, rollback: Option<&str>) -> SlackMessageContent 
             .with_value(lane.to_owned());
         blocks.push(SlackActionsBlock::new(vec![button.into()]).into());
     }
+    SlackMessageContent::new()
+        .with_text(text)
+        .with_blocks(blocks)
+}
+
+/// The `action_id`s of the Approve and Reject buttons; their value is the job id.
+pub const APPROVE_ACTION: &str = "approve";
+pub const REJECT_ACTION: &str = "reject";
+
+/// The channel message asking for a job's approvals.
+pub fn approval_needed(job: &Job) -> String {
+    let within = job
+        .approve_by
+        .map_or(String::new(), |by| format!(" before {}", when(by)));
+    format!(
+        ":raised_hand: Approval needed: {} — {}. {} approval(s) from its deployers{within}; \
+         not from the requester.",
+        describe(job),
+        signature(job),
+        job.approvals_needed
+    )
+}
+
+/// `text` with Approve and Reject buttons for job `id`.
+pub fn approval_message(text: String, id: i64) -> SlackMessageContent {
+    let button = |label: &str, action: &str, style: SlackBlockButtonStyle| {
+        SlackBlockButtonElement::new(pt!(label.to_owned()))
+            .with_action_id(SlackActionId(action.into()))
+            .with_value(id.to_string())
+            .with_style(style)
+            .into()
+    };
+    let blocks = vec![
+        SlackSectionBlock::new().with_text(md!(text.clone())).into(),
+        SlackActionsBlock::new(vec![
+            button("Approve", APPROVE_ACTION, SlackBlockButtonStyle::Primary),
+            button("Reject", REJECT_ACTION, SlackBlockButtonStyle::Danger),
+        ])
+        .into(),
+    ];
     SlackMessageContent::new()
         .with_text(text)
         .with_blocks(blocks)

@@ -21,6 +21,12 @@ pub enum JobState {
     Cancelled,
     /// An automatic deploy that arrived while its environment was locked: recorded, never run.
     Skipped,
+    /// Waits for `approvals` people to approve it before it is queued.
+    AwaitingApproval,
+    /// Someone with the right to approve it said no.
+    Rejected,
+    /// Nobody approved it in time.
+    Expired,
 }
 
 impl JobState {
@@ -33,6 +39,9 @@ impl JobState {
             Self::Superseded => "superseded",
             Self::Cancelled => "cancelled",
             Self::Skipped => "skipped",
+            Self::AwaitingApproval => "awaiting_approval",
+            Self::Rejected => "rejected",
+            Self::Expired => "expired",
         }
     }
 
@@ -40,7 +49,13 @@ impl JobState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            Self::Succeeded | Self::Failed | Self::Superseded | Self::Cancelled | Self::Skipped
+            Self::Succeeded
+                | Self::Failed
+                | Self::Superseded
+                | Self::Cancelled
+                | Self::Skipped
+                | Self::Rejected
+                | Self::Expired
         )
     }
 
@@ -53,6 +68,9 @@ impl JobState {
             Self::Superseded,
             Self::Cancelled,
             Self::Skipped,
+            Self::AwaitingApproval,
+            Self::Rejected,
+            Self::Expired,
         ]
         .into_iter()
         .find(|s| s.as_str() == value)
@@ -118,6 +136,10 @@ pub struct Job {
     /// The Slack channel and message (`ts`) that show this job's progress.
     pub slack_channel: Option<String>,
     pub slack_ts: Option<String>,
+    /// Approvals it needs before it runs (0: none).
+    pub approvals_needed: i64,
+    /// When a job awaiting approval expires.
+    pub approve_by: Option<i64>,
 }
 
 impl Job {
@@ -192,7 +214,7 @@ pub struct Deployment {
 
 pub(crate) const JOB_COLUMNS: &str = "id, kind, app, env, git_ref, sha, requested_by, source, \
     delivery_id, state, attempt, max_attempts, created_at, started_at, finished_at, error, result, \
-    target_release, github_deployment_id, slack_channel, slack_ts";
+    target_release, github_deployment_id, slack_channel, slack_ts, approvals_needed, approve_by";
 
 impl Store {
     pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {

@@ -204,7 +204,15 @@ pub async fn wait_for_job(http: &reqwest::Client, base: &str, id: i64) -> Value 
             let job: Value = res.json().await.unwrap();
             if matches!(
                 job["state"].as_str(),
-                Some("succeeded" | "failed" | "superseded" | "cancelled" | "skipped")
+                Some(
+                    "succeeded"
+                        | "failed"
+                        | "superseded"
+                        | "cancelled"
+                        | "skipped"
+                        | "rejected"
+                        | "expired"
+                )
             ) {
                 return job;
             }

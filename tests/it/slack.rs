@@ -90,12 +90,17 @@ fn config(dir: &Path, repo: &GitRepo, fake: &MockServer) -> String {
 }
 
 async fn start(post_message: ResponseTemplate) -> Slack {
+    start_with(post_message, "").await
+}
+
+/// As [`start`], with `extra` TOML appended to the config.
+async fn start_with(post_message: ResponseTemplate, extra: &str) -> Slack {
     let dir = tempfile::tempdir().unwrap();
     let repo = GitRepo::new(dir.path());
     let sha = repo.commit("first", "main");
     let fake = fake_slack(post_message).await;
     let gate = dir.path().join("gate");
-    let config = config(dir.path(), &repo, &fake);
+    let config = config(dir.path(), &repo, &fake) + extra;
     let app = TestApp::spawn(dir, &config).await;
     Slack {
         app,
@@ -754,5 +759,102 @@ async fn a_lock_refuses_people_and_skips_automatic_deploys_until_unlocked() {
     let queued = s.say(ALICE, "main to staging").await;
     let job = s.app.finished(queued_id(&queued)).await;
     assert_eq!(job["state"], "succeeded", "{job:#}");
+    s.app.stop().await;
+}
+
+/// The `n`th answer sent to clicks' response URL (asserting there are `n`).
+async fn last_answer(s: &Slack, n: usize) -> String {
+    let sent = s.sent("/actions/T0TEAM/1/response").await;
+    assert_eq!(sent.len(), n, "{sent:#?}");
+    sent[n - 1]["text"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn production_waits_for_another_deployers_approval() {
+    const CAROL: &str = "U0CAROL";
+    let extra = format!(
+        "[apps.shop.environments.live]\nhosts = [\"local\"]\ndeploy_path = \"srv/live\"\n\
+         steps = [\"./bin/build\"]\ndeployers = [\"{BOSS}\", \"{CAROL}\"]\napprovals = 1\n"
+    );
+    let s = start_with(
+        json_answer(include_str!("../fixtures/slack/chat.postMessage.ok.json")),
+        &extra,
+    )
+    .await;
+    let click = |user: &str, action: &str, id: i64| {
+        signed(
+            click_body(&s.fake, TEAM, user, action, &id.to_string()),
+            now(),
+        )
+    };
+
+    let id = queued_id(&s.say(BOSS, "main to live").await);
+    // The job waits; the channel is asked, with buttons.
+    for _ in 0..100 {
+        if !s.sent("/api/chat.postMessage").await.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let asked = s.sent("/api/chat.postMessage").await;
+    let text = asked[0]["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(":raised_hand: Approval needed: deploy `main`"),
+        "{text}"
+    );
+    let buttons = asked[0]["blocks"][1]["elements"].to_string();
+    assert!(
+        buttons.contains("\"action_id\":\"approve\"")
+            && buttons.contains(&format!("\"value\":\"{id}\"")),
+        "{buttons}"
+    );
+    let job: Value = s
+        .app
+        .http
+        .get(format!("{}/api/jobs/{id}", s.app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(job["state"], "awaiting_approval");
+
+    // Not the requester, not someone outside the deployers.
+    s.post("/slack/interactions", &click(BOSS, "approve", id), &[])
+        .await;
+    assert_eq!(
+        last_answer(&s, 1).await,
+        format!("You asked for job #{id}: someone else must approve or reject it.")
+    );
+    s.post("/slack/interactions", &click(ALICE, "approve", id), &[])
+        .await;
+    assert!(
+        last_answer(&s, 2)
+            .await
+            .starts_with("You are not one of the deployers of shop/live")
+    );
+    s.post("/slack/interactions", &click(CAROL, "approve", id), &[])
+        .await;
+    assert_eq!(
+        last_answer(&s, 3).await,
+        format!(":white_check_mark: You approved job #{id} (shop/live): it is queued.")
+    );
+    let job = s.app.finished(id).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert!(
+        job["events"].to_string().contains("(U0CAROL) (1 of 1)"),
+        "{job:#}"
+    );
+
+    // A rejection ends the next one.
+    let next = queued_id(&s.say(CAROL, "main to live").await);
+    s.post("/slack/interactions", &click(BOSS, "reject", next), &[])
+        .await;
+    assert_eq!(
+        last_answer(&s, 4).await,
+        format!(":no_entry: You rejected job #{next} (shop/live): it will not run.")
+    );
+    assert_eq!(s.app.finished(next).await["state"], "rejected");
     s.app.stop().await;
 }

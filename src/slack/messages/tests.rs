@@ -24,6 +24,8 @@ fn job(id: i64, kind: JobKind, state: JobState) -> Job {
         github_deployment_id: None,
         slack_channel: None,
         slack_ts: None,
+        approvals_needed: 0,
+        approve_by: None,
     }
 }
 
