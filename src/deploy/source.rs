@@ -164,14 +164,11 @@ impl Mirrors {
                 .await
                 .with_context(|| format!("creating {}", self.dir.display()))?;
             let _ = tokio::fs::remove_dir_all(&mirror).await;
-            git(
-                None,
-                &["clone", "--mirror", "--quiet", "--", &app.clone_url],
-            )
-            .arg(&mirror)
-            .run()
-            .await
-            .with_context(|| format!("cloning {}", app.clone_url))?;
+            git(None, &["clone", "--bare", "--quiet", "--", &app.clone_url])
+                .arg(&mirror)
+                .run()
+                .await
+                .with_context(|| format!("cloning {}", app.clone_url))?;
         }
         Ok(mirror)
     }
@@ -185,10 +182,31 @@ async fn fetch(mirror: &std::path::Path, app: &App) -> anyhow::Result<()> {
     )
     .run()
     .await?;
-    git(Some(mirror), &["fetch", "--prune", "--quiet", "origin"])
+    // Branches and tags only: GitHub also serves `refs/pull/*` (pull requests, forks' code
+    // included), which must never be deployable by name.
+    git(
+        Some(mirror),
+        &[
+            "fetch",
+            "--prune",
+            "--quiet",
+            "origin",
+            "+refs/heads/*:refs/heads/*",
+            "+refs/tags/*:refs/tags/*",
+        ],
+    )
+    .run()
+    .await
+    .with_context(|| format!("fetching {}", app.clone_url))?;
+    // A mirror cloned with everything (or by an older slipway) drops the rest.
+    let refs = git(Some(mirror), &["for-each-ref", "--format=%(refname)"])
         .run()
-        .await
-        .with_context(|| format!("fetching {}", app.clone_url))?;
+        .await?;
+    for name in String::from_utf8_lossy(&refs).lines() {
+        if !(name.starts_with("refs/heads/") || name.starts_with("refs/tags/")) {
+            git(Some(mirror), &["update-ref", "-d", name]).run().await?;
+        }
+    }
     Ok(())
 }
 

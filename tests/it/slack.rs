@@ -858,3 +858,31 @@ async fn production_waits_for_another_deployers_approval() {
     assert_eq!(s.app.finished(next).await["state"], "rejected");
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn pull_request_refs_and_their_commits_cannot_be_deployed() {
+    let s = start_ok().await;
+    // A fork's commit, reachable on the repository only as GitHub serves pull requests.
+    let fork = s.repo.commit("fork's code", "fork-tmp");
+    let bare = s.repo.bare.clone();
+    crate::helpers::git(&bare, &["update-ref", "refs/pull/1/head", &fork]);
+    crate::helpers::git(&bare, &["update-ref", "-d", "refs/heads/fork-tmp"]);
+    let by_ref = s.say(ALICE, "pull/1/head to staging").await;
+    assert!(
+        by_ref.contains("pull/1/head is not a branch, tag or commit"),
+        "{by_ref}"
+    );
+    let by_sha = s.say(ALICE, &format!("{fork} to staging")).await;
+    assert!(
+        by_sha.contains("is not a branch, tag or commit"),
+        "{by_sha}"
+    );
+    assert!(s.app.jobs().await.is_empty());
+    // Branches still deploy.
+    let queued = s.say(ALICE, "main to staging").await;
+    assert_eq!(
+        s.app.finished(queued_id(&queued)).await["state"],
+        "succeeded"
+    );
+    s.app.stop().await;
+}
