@@ -192,6 +192,20 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Job `id`'s state now.
+    pub async fn state(&self, id: i64) -> String {
+        let job: Value = self
+            .http
+            .get(format!("{}/api/jobs/{id}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        job["state"].as_str().unwrap().to_owned()
+    }
+
     /// Waits until job `id` is in a terminal state and returns it.
     pub async fn finished(&self, id: i64) -> Value {
         wait_for_job(&self.http, &self.base, id).await
@@ -258,7 +272,30 @@ pub fn log_lines(job: &Value) -> Vec<String> {
 
 /// Starts `slipway serve --role ROLE` and returns it with the base URL it listens on (parsed
 /// from its `listening` log line, so `server.listen` can use port 0).
-pub fn serve(config: &Path, role: &str) -> (std::process::Child, String) {
+/// A `slipway serve` child process, killed when dropped (so a failing test leaves none behind).
+pub struct Served(std::process::Child);
+
+impl std::ops::Deref for Served {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Served {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn serve(config: &Path, role: &str) -> (Served, String) {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
         .args(["serve", "--role", role, "--config"])
@@ -281,7 +318,7 @@ pub fn serve(config: &Path, role: &str) -> (std::process::Child, String) {
     };
     // Keep draining its log so it never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{addr}"))
+    (Served(child), format!("http://{addr}"))
 }
 
 /// A fresh, empty database on the PostgreSQL server at `SLIPWAY_TEST_POSTGRES` (default: the

@@ -266,3 +266,137 @@ async fn a_published_release_is_announced_in_slack_with_its_notes() {
         )
     );
 }
+
+/// Issue #6 end to end, on a real sshd host: a tag push publishes the release, its production
+/// deploy waits for a deployer's approval in Slack, then deploys; a redelivery adds nothing; and
+/// pushes to main while a staging deploy runs leave only the newest one waiting.
+#[tokio::test]
+async fn a_tag_waits_for_approval_then_deploys_over_ssh_and_main_pushes_supersede() {
+    use crate::sshd::Fleet;
+    use slipway::slack::signature::sign;
+    const SIGNING: &str = "slack-signing-secret-for-tests";
+    let fake = fake_github().await;
+    fake_releases(&fake).await;
+    for method_path in ["/api/chat.postMessage", "/api/chat.update"] {
+        let answer = if method_path.ends_with("postMessage") {
+            include_str!("../fixtures/slack/chat.postMessage.ok.json")
+        } else {
+            include_str!("../fixtures/slack/chat.update.ok.json")
+        };
+        Mock::given(method("POST"))
+            .and(path(method_path))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_raw(answer.as_bytes(), "application/json"),
+            )
+            .mount(&fake)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(path("/actions/response"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&fake)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::start(dir.path(), 1);
+    let repo = GitRepo::new(dir.path());
+    let first = repo.commit("first", "main");
+    repo.tag("v1.0.0", &first);
+    let second = repo.commit("faster deploys", "main");
+    repo.tag("v1.1.0", &second);
+    let head = config_head(dir.path()).replace(
+        "[github]\n",
+        &format!(
+            "[github]\napi_url = \"{}\"\ntoken = \"{TOKEN}\"\n",
+            fake.uri()
+        ),
+    );
+    let config = format!(
+        "{head}[slack]\nsigning_secret = \"{SIGNING}\"\nbot_token = \"xoxb-test\"\napi_url = \"{api}/api\"\n\
+         team_id = \"T0TEAM\"\nchannel = \"C0DEPLOYS\"\n\
+         [apps.shop]\nrepo = \"acme/shop\"\nclone_url = \"{clone}\"\n\
+         [apps.shop.environments.production]\nhosts = {hosts}\nssh = {ssh}\ndeploy_path = \"/srv/prod\"\n\
+         steps = [\"./bin/build\"]\ndeployers = [\"U0CAROL\"]\napprovals = 1\n\
+         [apps.shop.environments.staging]\nhosts = {hosts}\nssh = {ssh}\ndeploy_path = \"/srv/staging\"\n\
+         steps = [\"sleep 2\"]\n\
+         [[apps.shop.triggers]]\npush = \"main\"\ndeploy = \"staging\"\n\
+         [apps.shop.releases]\ntags = \"v*\"\ndeploy = \"production\"\nbranch = \"main\"\n",
+        api = fake.uri(),
+        clone = repo.clone_url(),
+        hosts = fleet.hosts_toml(),
+        ssh = fleet.ssh_toml(),
+    );
+    let srv = fleet.hosts[0].srv.clone();
+    let app = TestApp::spawn(dir, &config).await;
+
+    let release = tag_pushed(&app, "t-1", "v1.1.0", &second).await;
+    assert_eq!(release["state"], "succeeded", "{release:#}");
+    let deploy = app
+        .jobs()
+        .await
+        .into_iter()
+        .find(|j| j["kind"] == "deploy")
+        .unwrap();
+    let id = deploy["id"].as_i64().unwrap();
+    assert_eq!(deploy["state"], "awaiting_approval", "{deploy:#}");
+    // Redelivered: nothing new.
+    let body = push_body(REPO, "refs/tags/v1.1.0", &second, false);
+    let (status, _) = app.webhook("push", "t-1", &body, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.jobs().await.len(), 2);
+
+    // Carol approves in Slack; the tag deploys to the sshd host.
+    let payload = json!({
+        "type": "block_actions", "team": { "id": "T0TEAM" },
+        "user": { "id": "U0CAROL", "username": "carol", "team_id": "T0TEAM" },
+        "response_url": format!("{}/actions/response", fake.uri()),
+        "actions": [{ "action_id": "approve", "value": id.to_string(), "type": "button" }]
+    });
+    let click = serde_urlencoded::to_string([("payload", payload.to_string())]).unwrap();
+    let now = chrono::Utc::now().timestamp();
+    let res = app
+        .http
+        .post(format!("{}/slack/interactions", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", now.to_string())
+        .header(
+            "x-slack-signature",
+            sign(SIGNING.as_bytes(), now, click.as_bytes()),
+        )
+        .body(click)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let deployed = app.finished(id).await;
+    assert_eq!(deployed["state"], "succeeded", "{deployed:#}");
+    assert_eq!(deployed["git_ref"], "v1.1.0");
+    let current = std::fs::read_link(srv.join("prod/current")).unwrap();
+    assert!(
+        current.ends_with(deployed["release_id"].as_str().unwrap()),
+        "{current:?}"
+    );
+
+    // Three pushes to main while the first staging deploy runs: the second never runs.
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let sha = repo.commit(&format!("main {i}"), "main");
+        let (status, answer) = app.push(&format!("m-{i}"), "main", &sha).await;
+        assert_eq!(status, 202, "{answer}");
+        ids.push(job_id(&answer));
+        if i == 0 {
+            while app.state(ids[0]).await == "queued" {
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+        }
+    }
+    let states: Vec<Value> = futures::future::join_all(ids.iter().map(|id| app.finished(*id)))
+        .await
+        .into_iter()
+        .map(|j| j["state"].clone())
+        .collect();
+    assert_eq!(
+        states,
+        [json!("succeeded"), json!("superseded"), json!("succeeded")]
+    );
+    app.stop().await;
+}
