@@ -233,8 +233,12 @@ impl GitHub {
         Ok(self.call(request, generate.send()).await?.body)
     }
 
-    /// Publishes a release of `r.tag` at `r.sha`; returns its id.
-    pub async fn create_release(&self, repo: &str, r: &NewRelease) -> Result<u64, GitHubError> {
+    /// Publishes a release of `r.tag` at `r.sha`; returns its id and its page's URL.
+    pub async fn create_release(
+        &self,
+        repo: &str,
+        r: &NewRelease,
+    ) -> Result<(u64, String), GitHubError> {
         let (owner, name) = split_repo(repo)?;
         let request = format!("POST /repos/{owner}/{name}/releases");
         let repo = self.octocrab.repos(owner, name);
@@ -247,7 +251,8 @@ impl GitHub {
             .draft(false)
             .prerelease(r.prerelease)
             .send();
-        Ok(self.call(request, create).await?.id.into_inner())
+        let release = self.call(request, create).await?;
+        Ok((release.id.into_inner(), release.html_url.to_string()))
     }
 
     /// Every branch with its head sha, following pagination (per_page=100) to the end.

@@ -116,7 +116,7 @@ pub async fn run(
                     notes,
                     prerelease,
                 };
-                let id = github.create_release(&app.repo, &release).await?;
+                let (id, url) = github.create_release(&app.repo, &release).await?;
                 let kind = if prerelease { "pre-release" } else { "release" };
                 let since = previous.map_or(String::new(), |p| format!(" (since {p})"));
                 lines.push(format!("published GitHub {kind} {tag}{since}, id {id}"));
@@ -127,7 +127,7 @@ pub async fn run(
                     ""
                 };
                 published = Some(format!(
-                    ":package: {} {}: `{tag}`{since} ({})\n{notes}{cut}",
+                    ":package: {} {}: `{tag}`{since} ({})\n{url}\n{notes}{cut}",
                     app.name,
                     if prerelease { "pre-release" } else { "release" },
                     sha.short()

@@ -259,7 +259,8 @@ async fn a_published_release_is_announced_in_slack_with_its_notes() {
     assert_eq!(
         *announced,
         format!(
-            ":package: shop release: `v1.1.0` (since v1.0.0) ({})\nChanges since v1.0.0:\n\n\
+            ":package: shop release: `v1.1.0` (since v1.0.0) ({})\n\
+             https://github.com/acme/shop/releases/tag/v1.1.0\nChanges since v1.0.0:\n\n\
              * faster &lt;!channel&gt; deploys ({})\n\nqueued the deploy of v1.1.0 to production (job {deploy_id})",
             &second[..8],
             &second[..7],
