@@ -78,6 +78,7 @@ pub async fn receive(
 }
 
 fn ignored(reason: String) -> Response {
+    tracing::info!(reason = %reason, "webhook ignored");
     (StatusCode::ACCEPTED, Json(json!({ "ignored": reason }))).into_response()
 }
 
