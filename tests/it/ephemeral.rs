@@ -144,6 +144,12 @@ async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
     assert_eq!(job["env"], "demo-xyz");
     assert_eq!(job["sha"], sha1.as_str());
     let release1 = job["release_id"].as_str().unwrap().to_owned();
+    // The release the hostname serves was built from the pushed commit (bin/build records it).
+    let built = |release: &str| {
+        std::fs::read_to_string(srv.join(format!("demo/demo-xyz/releases/{release}/BUILD_INFO")))
+            .unwrap()
+    };
+    assert_eq!(built(&release1), format!("{release1}|{sha1}|demo/xyz\n"));
     assert_eq!(
         via_proxy_until(&addr, hostname, 200).await,
         (200, format!("release {release1}\n"))
@@ -166,6 +172,7 @@ async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
     let job = pushed(&app, "demo-2", "demo/xyz", &sha2).await;
     assert_eq!(job["state"], "succeeded", "{job:#}");
     let release2 = job["release_id"].as_str().unwrap().to_owned();
+    assert_eq!(built(&release2), format!("{release2}|{sha2}|demo/xyz\n"));
     assert_eq!(
         via_proxy_until(&addr, hostname, 200).await,
         (200, format!("release {release2}\n"))
