@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Slack slash-command acknowledgements (issue #5): a signed `/deploy status` POSTed to slipway's
+# /slack/commands under wrk. The body and its signature are made once (Slack accepts a signature
+# for 5 minutes, so keep DURATION well under that); `status` reads the store and queues nothing,
+# so every request does the whole work: verify, parse, read, answer.
+#
+#   bench/slack/ack.sh [DURATION] [CONNECTIONS]      default: 20s 4
+#
+# Environment: SKIP_BUILD=1 uses the existing release binary; CARGO_TARGET_DIR (default
+# /var/tmp/slipway-bench-target); KEEP=1 keeps the work directory.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/../.." && pwd)
+duration=${1:-20s}
+[[ $duration =~ ^[0-9]+$ ]] && duration=${duration}s
+connections=${2:-4}
+target_dir=${CARGO_TARGET_DIR:-/var/tmp/slipway-bench-target}
+die() { echo "bench/slack/ack.sh: $*" >&2; exit 1; }
+
+for tool in wrk curl openssl python3; do
+  command -v "$tool" >/dev/null || { apt-get install -y -qq "$tool" >/dev/null || die "cannot install $tool"; }
+done
+if [[ ${SKIP_BUILD:-} != 1 ]]; then
+  (cd "$repo" && CARGO_TARGET_DIR=$target_dir cargo build --release --quiet) || die "build failed"
+fi
+bin=$target_dir/release/slipway
+[[ -x $bin ]] || die "no binary at $bin (drop SKIP_BUILD)"
+
+work=$(mktemp -d /var/tmp/slipway-bench-slack.XXXXXX)
+server_pid=""
+cleanup() {
+  [[ -n $server_pid ]] && { kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; }
+  if [[ ${KEEP:-} == 1 ]]; then echo "work directory kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+
+secret=bench-slack-signing-secret
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat > "$work/slipway.toml" <<TOML
+[server]
+listen = "127.0.0.1:$port"
+[github]
+webhook_secret = "bench-webhook-secret"
+[database]
+url = "sqlite://$work/slipway.db"
+[worker]
+data_dir = "$work/var"
+[slack]
+signing_secret = "$secret"
+team_id = "T0BENCH"
+[apps.shop]
+repo = "acme/shop"
+clone_url = "file:///nonexistent/shop.git"
+[apps.shop.environments.staging]
+hosts = ["local"]
+deploy_path = "$work/srv/staging"
+TOML
+RUST_LOG=warn "$bin" serve --role web --config "$work/slipway.toml" > "$work/slipway.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 1 150); do
+  kill -0 "$server_pid" 2>/dev/null || { cat "$work/slipway.log" >&2; die "slipway exited"; }
+  [[ $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/readyz" || true) == 200 ]] && break
+  sleep 0.2
+done
+
+body='token=bench&team_id=T0BENCH&team_domain=bench&channel_id=C0BENCH&channel_name=deploys&user_id=U0BENCH&user_name=bench&command=%2Fdeploy&text=status&api_app_id=A0BENCH&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT0BENCH%2F1%2F2&trigger_id=1.2.3'
+ts=$(date +%s)
+sig=v0=$(printf 'v0:%s:%s' "$ts" "$body" | openssl dgst -sha256 -hmac "$secret" -r | cut -d' ' -f1)
+answer=$(curl -s -w ' %{http_code}' -H 'Content-Type: application/x-www-form-urlencoded' \
+  -H "X-Slack-Request-Timestamp: $ts" -H "X-Slack-Signature: $sig" --data "$body" \
+  "http://127.0.0.1:$port/slack/commands")
+[[ $answer == *'"response_type":"ephemeral"'*' 200' ]] || die "a signed /deploy status was not acknowledged: $answer"
+
+cat > "$work/ack.lua" <<LUA
+wrk.method = "POST"
+wrk.body = "$body"
+wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
+wrk.headers["X-Slack-Request-Timestamp"] = "$ts"
+wrk.headers["X-Slack-Signature"] = "$sig"
+LUA
+echo "slipway /slack/commands, signed '/deploy status': wrk -t1 -c$connections -d$duration --latency"
+wrk -t1 -c"$connections" -d"$duration" --latency -s "$work/ack.lua" "http://127.0.0.1:$port/slack/commands" \
+  | tee "$work/wrk.txt" | grep -E 'Requests/sec|^ +(50|99)%|Non-2xx|requests in'
