@@ -5,8 +5,11 @@
 //!
 //! Boundaries: requests from Slack come in through `http/slack.rs`; this module only talks
 //! outwards and decides nothing. Callers bound each call's time (the notifier seam gives every
-//! notifier a timeout; the interaction handler its own). Nothing is retried here: Slack's
-//! `ok: false` and rate limits come back as errors for the caller to log.
+//! notifier a timeout; the interaction handler its own). A rate limit (HTTP 429) is retried after
+//! Slack's `Retry-After`, up to [`RATE_LIMIT_RETRIES`] times (slack-morphism's rate control,
+//! which also paces calls to each method's tier); Slack's `ok: false` refusals
+//! (`channel_not_found`, `not_in_channel`...) would only fail again, so they come back as errors
+//! for the caller to log and count.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,9 +20,13 @@ use slack_morphism::api::{
     SlackApiChatPostMessageRequest, SlackApiChatUpdateRequest, SlackApiPostWebhookMessageRequest,
 };
 use slack_morphism::hyper_tokio::{SlackClientHyperConnector, SlackClientHyperHttpsConnector};
+use slack_morphism::prelude::SlackApiRateControlConfig;
 use slack_morphism::{
     SlackApiToken, SlackApiTokenValue, SlackChannelId, SlackClient, SlackMessageContent, SlackTs,
 };
+
+/// Retries of a call Slack answered 429 (rate limited).
+pub const RATE_LIMIT_RETRIES: usize = 3;
 
 /// A client for Slack's Web API at the configured base URL. Cheap to clone: clones share one
 /// connection pool.
@@ -61,8 +68,10 @@ impl SlackApi {
             .https_or_http()
             .enable_http1()
             .build();
-        let connector =
-            SlackClientHyperConnector::with_connector(https).with_slack_api_url(api_url);
+        let rate_control = SlackApiRateControlConfig::new().with_max_retries(RATE_LIMIT_RETRIES);
+        let connector = SlackClientHyperConnector::with_connector(https)
+            .with_slack_api_url(api_url)
+            .with_rate_control(rate_control);
         Ok(Self {
             client: Arc::new(SlackClient::new(connector)),
         })

@@ -886,3 +886,46 @@ async fn pull_request_refs_and_their_commits_cannot_be_deployed() {
     );
     s.app.stop().await;
 }
+
+#[tokio::test]
+async fn a_rate_limited_post_is_retried_after_slacks_retry_after() {
+    let s = start_ok().await;
+    // Slack's first answer to chat.postMessage: 429 with Retry-After: 1.
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("retry-after", "1")
+                .set_body_raw(
+                    br#"{"ok":false,"error":"ratelimited"}"#.to_vec(),
+                    "application/json",
+                ),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&s.fake)
+        .await;
+    let started = std::time::Instant::now();
+    let id = queued_id(&s.say(ALICE, "main to staging").await);
+    let job = s.app.finished(id).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    // Posted on the second try (a second later), then edited in place: nothing failed.
+    assert_eq!(s.sent("/api/chat.postMessage").await.len(), 2);
+    assert_eq!(s.sent("/api/chat.update").await.len(), 1);
+    assert!(started.elapsed() >= std::time::Duration::from_secs(1));
+    let metrics = s
+        .app
+        .http
+        .get(format!("{}/metrics", s.app.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        !metrics.contains("notifier_failures_total{notifier=\"slack\"}"),
+        "{metrics}"
+    );
+    s.app.stop().await;
+}
