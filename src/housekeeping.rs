@@ -416,11 +416,7 @@ fn identity(app: &App, row: &EphemeralRow) -> Option<Identity> {
     Some(Identity {
         template: template.name.clone(),
         env: Name::parse(&row.env).ok()?,
-        slug: row
-            .env
-            .strip_prefix(&format!("{}-", row.template))
-            .unwrap_or(&row.env)
-            .to_owned(),
+        slug: row.slug().to_owned(),
         hostname: row.hostname.clone(),
     })
 }

@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
 use crate::store::JOB_COLUMNS;
 use crate::store::{
-    Backend, Job, JobKind, JobState, Lock, Store, StoreError, WritePool, now_ms, on_pool,
+    Backend, HELD_LOCK, Job, JobKind, JobState, Lock, Store, StoreError, WritePool, now_ms, on_pool,
 };
 
 /// A job to be queued.
@@ -49,13 +49,6 @@ pub struct NewJob {
     pub approval: Option<(u32, Duration)>,
 }
 
-impl NewJob {
-    /// `env`'s approval rule, for a deploy or rollback of it.
-    pub fn approval_of(env: &crate::config::Environment) -> Option<(u32, Duration)> {
-        (env.approvals > 0).then_some((env.approvals, env.approval_timeout))
-    }
-}
-
 /// An ephemeral environment as a push names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EphemeralEnv {
@@ -65,6 +58,11 @@ pub struct EphemeralEnv {
 }
 
 impl NewJob {
+    /// `env`'s approval rule, for a deploy or rollback of it.
+    pub fn approval_of(env: &crate::config::Environment) -> Option<(u32, Duration)> {
+        (env.approvals > 0).then_some((env.approvals, env.approval_timeout))
+    }
+
     /// Queued by slipway itself (a webhook, a release, a reconcile, a schedule), not by a person
     /// (the CLI, the API, Slack): a locked environment skips it instead of refusing it.
     pub fn is_automatic(&self) -> bool {
@@ -125,6 +123,15 @@ pub enum Decision {
     /// It is not waiting for approval (any more): its state.
     NotAwaiting(JobState),
     Missing,
+}
+
+/// What [`Queue::upkeep`] did.
+#[derive(Debug, Default)]
+pub struct Upkeep {
+    /// Jobs whose lapsed lease returned them to the queue (or failed them).
+    pub reaped: usize,
+    /// Jobs awaiting approval this caller must ask for.
+    pub ask_approvals: Vec<Job>,
 }
 
 /// A claimed job. `job.attempt` is the fencing token of this claim.
@@ -222,11 +229,7 @@ impl Queue {
                         // A human hold: a person's request is refused with its reason; an
                         // automatic one is recorded as skipped and never runs.
                         let held: Option<Lock> = if matches!(job.kind, JobKind::Deploy | JobKind::Rollback) {
-                            sqlx::query_as(
-                                "SELECT app, env, holder, reason, created_at, expires_at \
-                                 FROM env_locks WHERE app = $1 AND env = $2 \
-                                 AND (expires_at IS NULL OR expires_at > $3)",
-                            )
+                            sqlx::query_as(HELD_LOCK)
                             .bind(job.app.as_str())
                             .bind(job.env.as_str())
                             .bind(now)
@@ -401,30 +404,6 @@ impl Queue {
         .bind(now_ms())
         .fetch_one(pool)
         .await?))
-    }
-
-    /// Jobs awaiting approval that nobody asked for approvals of yet; each is returned to exactly
-    /// one caller (across replicas), which asks (posts the message with the buttons).
-    pub async fn approvals_to_request(&self) -> Result<Vec<Job>, StoreError> {
-        // A read first, as workers call this before every claim.
-        let any: bool = on_pool!(self.store, pool => sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'awaiting_approval' \
-             AND approval_requested = 0)",
-        )
-        .fetch_one(pool)
-        .await?);
-        if !any {
-            return Ok(Vec::new());
-        }
-        let sql = format!(
-            "UPDATE jobs SET approval_requested = 1 WHERE state = 'awaiting_approval' \
-             AND approval_requested = 0 RETURNING {JOB_COLUMNS}"
-        );
-        Ok(
-            on_pool!(self.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .fetch_all(pool)
-            .await?),
-        )
     }
 
     /// Records `approver`'s decision on job `id` (the caller checked they may decide, and that
@@ -665,20 +644,25 @@ impl Queue {
         Ok(released)
     }
 
-    /// Returns jobs whose lease lapsed to the queue (or fails them once out of attempts).
-    /// Returns how many were recovered.
-    pub async fn reap_expired(&self) -> Result<usize, StoreError> {
+    /// What a worker does before each claim: ends jobs nobody approved in time, returns jobs
+    /// whose lease lapsed to the queue (or fails them once out of attempts), and takes the jobs
+    /// awaiting approval that nobody asked for yet (each goes to exactly one caller across
+    /// replicas, which asks: posts the message with the buttons).
+    pub async fn upkeep(&self) -> Result<Upkeep, StoreError> {
         let now = now_ms();
-        // A read first: every worker calls this before every claim, and a write transaction
-        // that finds nothing still takes SQLite's write lock (starving other writers, such as
-        // a `slipway cleanup` run beside the server).
-        let (lapsed, overdue): (bool, bool) = on_pool!(self.store, pool => sqlx::query_as(
+        // One read first: every worker calls this before every claim, and a write that finds
+        // nothing still takes SQLite's write lock (starving other writers, such as a
+        // `slipway cleanup` run beside the server).
+        let (lapsed, overdue, unasked): (bool, bool, bool) = on_pool!(self.store, pool => sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_until < $1), \
-             EXISTS (SELECT 1 FROM jobs WHERE state = 'awaiting_approval' AND approve_by < $1)",
+             EXISTS (SELECT 1 FROM jobs WHERE state = 'awaiting_approval' AND approve_by < $1), \
+             EXISTS (SELECT 1 FROM jobs WHERE state = 'awaiting_approval' \
+                     AND approval_requested = 0)",
         )
         .bind(now)
         .fetch_one(pool)
         .await?);
+        let mut upkeep = Upkeep::default();
         if overdue {
             // Nobody approved in time: the job ends (the trigger records the summary).
             on_pool!(self.store, pool => sqlx::query(
@@ -691,10 +675,19 @@ impl Queue {
             .await
             .map(drop)?);
         }
-        if !lapsed {
-            return Ok(0);
+        if unasked {
+            let sql = format!(
+                "UPDATE jobs SET approval_requested = 1 WHERE state = 'awaiting_approval' \
+                 AND approval_requested = 0 RETURNING {JOB_COLUMNS}"
+            );
+            upkeep.ask_approvals = on_pool!(self.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .fetch_all(pool)
+                .await?);
         }
-        let reaped = on_pool!(self.store, pool => {
+        if !lapsed {
+            return Ok(upkeep);
+        }
+        upkeep.reaped = on_pool!(self.store, pool => {
             let mut tx = pool.begin_write().await?;
             let reaped: Vec<(i64, JobState, i64)> = sqlx::query_as(
                 "UPDATE jobs SET \
@@ -716,10 +709,10 @@ impl Queue {
             tx.commit().await?;
             reaped.len()
         });
-        if reaped > 0 {
+        if upkeep.reaped > 0 {
             self.wake.notify_waiters();
         }
-        Ok(reaped)
+        Ok(upkeep)
     }
 
     /// Wakes this process's idle workers whenever another replica enqueues (PostgreSQL

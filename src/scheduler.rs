@@ -58,13 +58,13 @@ pub fn next_ticks<'a>(
     ))
 }
 
-/// Queues `schedule`'s tick at `at` unless another replica did; `true` if this one did.
-pub async fn fire(
+/// Queues `schedule`'s tick at `at` unless another replica did.
+async fn fire(
     queue: &Queue,
     config: &Config,
     schedule: &Schedule,
     at: DateTime<Utc>,
-) -> Result<bool, crate::store::StoreError> {
+) -> Result<(), crate::store::StoreError> {
     let jobs: Vec<_> = config
         .apps
         .values()
@@ -77,13 +77,10 @@ pub async fn fire(
         source: "schedule",
         event: schedule.job.as_str(),
     };
-    Ok(match queue.enqueue(Some(delivery), &jobs).await? {
-        Enqueued::Created(ids) => {
-            tracing::info!(schedule = %schedule.name, tick = %at, jobs = ?ids, "scheduled tick queued");
-            true
-        }
-        Enqueued::Duplicate(_) | Enqueued::Refused(_) => false,
-    })
+    if let Enqueued::Created(ids) = queue.enqueue(Some(delivery), &jobs).await? {
+        tracing::info!(schedule = %schedule.name, tick = %at, jobs = ?ids, "scheduled tick queued");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -117,9 +117,9 @@ impl Workers {
         }
     }
 
-    /// Asks for the approvals of jobs that wait for them (each job once, across replicas).
-    async fn request_approvals(&self) -> Result<(), crate::store::StoreError> {
-        for job in self.queue.approvals_to_request().await? {
+    /// Asks for the approvals of jobs that wait for them.
+    async fn request_approvals(&self, jobs: Vec<crate::store::Job>) {
+        for job in jobs {
             let env = self
                 .config
                 .app(&job.app)
@@ -140,12 +140,12 @@ impl Workers {
                 ),
             }
         }
-        Ok(())
     }
 
     async fn claim(&self, owner: &str) -> Result<Claim, crate::store::StoreError> {
-        self.request_approvals().await?;
-        let reaped = self.queue.reap_expired().await?;
+        let upkeep = self.queue.upkeep().await?;
+        self.request_approvals(upkeep.ask_approvals).await;
+        let reaped = upkeep.reaped;
         if reaped > 0 {
             self.metrics.lease_expiries.inc_by(reaped as u64);
             tracing::warn!(
@@ -347,11 +347,7 @@ impl Workers {
                 port
             }
         };
-        let slug = row
-            .env
-            .strip_prefix(&format!("{}-", row.template))
-            .unwrap_or(&row.env);
-        let env = template.environment(&app.name, &name, slug, &row.hostname, port);
+        let env = template.environment(&app.name, &name, row.slug(), &row.hostname, port);
         Ok(Resolved::Ephemeral(Box::new((env, row))))
     }
 

@@ -154,7 +154,7 @@ async fn an_expired_lease_returns_the_job_and_fences_the_old_owner() {
         f.queue.enqueue(None, &[job("staging")]).await.unwrap();
         let stale = claim(&f.queue, Duration::from_millis(1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(f.queue.reap_expired().await.unwrap(), 1);
+        assert_eq!(f.queue.upkeep().await.unwrap().reaped, 1);
         let fresh = claim(&f.queue, LONG).await.unwrap();
         assert_eq!(fresh.job.id, stale.job.id);
         assert_eq!(fresh.job.attempt, 2);
@@ -185,7 +185,7 @@ async fn a_job_out_of_attempts_fails() {
         f.queue.enqueue(None, &[job("staging")]).await.unwrap();
         let lease = claim(&f.queue, Duration::from_millis(1)).await.unwrap();
         tokio::time::sleep(Duration::from_millis(5)).await;
-        assert_eq!(f.queue.reap_expired().await.unwrap(), 1);
+        assert_eq!(f.queue.upkeep().await.unwrap().reaped, 1);
         let stored = f.queue.store().job(lease.job.id).await.unwrap().unwrap();
         assert_eq!(stored.state, JobState::Failed);
         assert!(stored.error.unwrap().contains("lease expired"));
@@ -198,7 +198,7 @@ async fn live_leases_are_not_reaped() {
     for f in fixtures(3).await {
         f.queue.enqueue(None, &[job("staging")]).await.unwrap();
         let lease = claim(&f.queue, LONG).await.unwrap();
-        assert_eq!(f.queue.reap_expired().await.unwrap(), 0);
+        assert_eq!(f.queue.upkeep().await.unwrap().reaped, 0);
         assert!(f.queue.heartbeat(&lease, LONG).await.unwrap());
     }
 }
@@ -677,14 +677,15 @@ async fn approvals_gate_jobs_on_both_backends() {
         );
         // Asked for once, across every caller.
         let asked: Vec<i64> = q
-            .approvals_to_request()
+            .upkeep()
             .await
             .unwrap()
+            .ask_approvals
             .iter()
             .map(|j| j.id)
             .collect();
         assert_eq!(asked, [one]);
-        assert!(q.approvals_to_request().await.unwrap().is_empty());
+        assert!(q.upkeep().await.unwrap().ask_approvals.is_empty());
         assert_eq!(
             q.decide(one, "carol", true).await.unwrap(),
             Decision::Approved {
@@ -737,7 +738,7 @@ async fn approvals_gate_jobs_on_both_backends() {
             q.decide(ids[0], "carol", true).await.unwrap(),
             Decision::Expired
         );
-        q.reap_expired().await.unwrap();
+        q.upkeep().await.unwrap();
         assert_eq!(
             q.store().job(ids[1]).await.unwrap().unwrap().state,
             JobState::Expired

@@ -58,6 +58,14 @@ impl EphemeralRow {
     pub fn port(&self) -> Option<u16> {
         self.port.and_then(|p| u16::try_from(p).ok())
     }
+
+    /// The slug in its name (`<template>-<slug>`).
+    pub fn slug(&self) -> &str {
+        self.env
+            .strip_prefix(self.template.as_str())
+            .and_then(|rest| rest.strip_prefix('-'))
+            .unwrap_or(&self.env)
+    }
 }
 
 const COLUMNS: &str = "id, app, template, env, branch, hostname, port, state, sha, last_push_at, \

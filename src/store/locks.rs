@@ -40,7 +40,9 @@ pub enum Locked {
     HeldBy(Lock),
 }
 
-const COLUMNS: &str = "app, env, holder, reason, created_at, expires_at";
+/// The unexpired lock of app `$1`, env `$2` at time `$3` (also read by the enqueue transaction).
+pub(crate) const HELD_LOCK: &str = "SELECT app, env, holder, reason, created_at, expires_at \
+    FROM env_locks WHERE app = $1 AND env = $2 AND (expires_at IS NULL OR expires_at > $3)";
 
 impl Store {
     /// The unexpired lock of `app`/`env` at `now`, if any.
@@ -50,11 +52,7 @@ impl Store {
         env: &str,
         now: i64,
     ) -> Result<Option<Lock>, StoreError> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM env_locks WHERE app = $1 AND env = $2 \
-             AND (expires_at IS NULL OR expires_at > $3)"
-        );
-        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        on_pool!(self, pool => Ok(sqlx::query_as(HELD_LOCK)
             .bind(app)
             .bind(env)
             .bind(now)
@@ -64,13 +62,9 @@ impl Store {
 
     /// Locks `app`/`env` for `holder`, unless someone else holds an unexpired lock on it.
     pub async fn lock_env(&self, lock: &Lock) -> Result<Locked, StoreError> {
-        let select = format!(
-            "SELECT {COLUMNS} FROM env_locks WHERE app = $1 AND env = $2 \
-             AND (expires_at IS NULL OR expires_at > $3)"
-        );
         on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let held: Option<Lock> = sqlx::query_as(sqlx::AssertSqlSafe(select))
+            let held: Option<Lock> = sqlx::query_as(HELD_LOCK)
                 .bind(&lock.app)
                 .bind(&lock.env)
                 .bind(lock.created_at)
@@ -101,8 +95,9 @@ impl Store {
 
     /// Removes the lock of `app`/`env`; the one that was there (expired or not), if any.
     pub async fn unlock_env(&self, app: &str, env: &str) -> Result<Option<Lock>, StoreError> {
-        let sql = format!("DELETE FROM env_locks WHERE app = $1 AND env = $2 RETURNING {COLUMNS}");
-        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let sql = "DELETE FROM env_locks WHERE app = $1 AND env = $2 \
+            RETURNING app, env, holder, reason, created_at, expires_at";
+        on_pool!(self, pool => Ok(sqlx::query_as(sql)
             .bind(app)
             .bind(env)
             .fetch_optional(pool)

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::apps::add_web_app;
-use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id, push_body};
+use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id, push_body, run_slipway};
 use crate::nginx::Nginx;
 use crate::sshd::Fleet;
 
@@ -404,18 +404,7 @@ async fn cleanup_warns_then_tears_down_idle_environments_but_not_kept_ones() {
         let at = chrono::Utc::now() + chrono::Duration::milliseconds((days * 86_400_000.0) as i64);
         at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
     };
-    let cleanup = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .arg("cleanup")
-            .args(args)
-            .arg("--config")
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "cleanup {args:?} failed: {stderr}");
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let cleanup = |args: &[&str]| run_slipway(&path, &[&["cleanup"], args].concat());
 
     assert_eq!(cleanup(&["--at", &later(1.0)]), "shop: nothing to do\n");
     let warned = cleanup(&["--at", &later(6.5)]);
@@ -486,18 +475,7 @@ async fn cleanup_sweeps_hosts_for_directories_and_routes_of_no_environment() {
         std::fs::create_dir_all(host.srv.join("demo/unrelated")).unwrap();
         std::fs::write(host.srv.join("routes/other.conf"), "").unwrap();
     }
-    let cleanup = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
-            .arg("cleanup")
-            .args(args)
-            .arg("--config")
-            .arg(&path)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(out.status.success(), "cleanup {args:?} failed: {stderr}");
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let cleanup = |args: &[&str]| run_slipway(&path, &[&["cleanup"], args].concat());
     let host0 = &fleet.hosts[0].spec;
     let found = format!(
         "shop: orphan directory /srv/demo/demo-stray on {host0}\n\

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path_regex};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id, push_body};
+use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id, push_body, run_slipway};
 
 pub const TOKEN: &str = "ghp_integrationTestToken0123456789";
 
@@ -233,22 +233,6 @@ async fn wait_for(app: &TestApp, done: impl Fn(&[Value]) -> bool) -> Vec<Value> 
     panic!("the environments never got there");
 }
 
-fn slipway(config: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(args)
-        .arg("--config")
-        .arg(config)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 #[tokio::test]
 async fn reconcile_brings_up_lost_branches_and_removes_vanished_ones() {
     let github = fake_github().await;
@@ -274,7 +258,7 @@ async fn reconcile_brings_up_lost_branches_and_removes_vanished_ones() {
     )
     .await;
 
-    let dry = slipway(&path, &["reconcile", "--dry-run"]);
+    let dry = run_slipway(&path, &["reconcile", "--dry-run"]);
     assert_eq!(
         dry,
         format!(
@@ -288,7 +272,7 @@ async fn reconcile_brings_up_lost_branches_and_removes_vanished_ones() {
         "demo-vanished"
     );
 
-    let done = slipway(&path, &["reconcile"]);
+    let done = run_slipway(&path, &["reconcile"]);
     assert!(done.contains("shop: deploy demo/lost"), "{done}");
     assert!(done.contains("shop: tear down demo-vanished"), "{done}");
     let envs = wait_for(&app, |e| {
@@ -297,6 +281,6 @@ async fn reconcile_brings_up_lost_branches_and_removes_vanished_ones() {
     .await;
     assert_eq!(envs[0]["sha"], lost_sha.as_str());
     // Converged: a second pass has nothing to do.
-    assert_eq!(slipway(&path, &["reconcile"]), "shop: nothing to do\n");
+    assert_eq!(run_slipway(&path, &["reconcile"]), "shop: nothing to do\n");
     app.stop().await;
 }

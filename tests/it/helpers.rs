@@ -206,6 +206,12 @@ impl TestApp {
         job["state"].as_str().unwrap().to_owned()
     }
 
+    /// The Prometheus text of `/metrics`.
+    pub async fn metrics(&self) -> String {
+        let res = self.http.get(format!("{}/metrics", self.base)).send().await;
+        res.unwrap().text().await.unwrap()
+    }
+
     /// Waits until job `id` is in a terminal state and returns it.
     pub async fn finished(&self, id: i64) -> Value {
         wait_for_job(&self.http, &self.base, id).await
@@ -272,6 +278,23 @@ pub fn log_lines(job: &Value) -> Vec<String> {
 
 /// Starts `slipway serve --role ROLE` and returns it with the base URL it listens on (parsed
 /// from its `listening` log line, so `server.listen` can use port 0).
+/// Runs `slipway ARGS --config CONFIG` to its end; asserts it succeeded; its stdout.
+pub fn run_slipway(config: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 /// A `slipway serve` child process, killed when dropped (so a failing test leaves none behind).
 pub struct Served(std::process::Child);
 

@@ -675,16 +675,7 @@ async fn slack_errors_never_fail_the_deploy() {
     assert_eq!(job["slack_ts"], Value::Null);
     // Both the start's post and the end's (there was no message to edit) were tried.
     assert_eq!(s.sent("/api/chat.postMessage").await.len(), 2);
-    let metrics = s
-        .app
-        .http
-        .get(format!("{}/metrics", s.app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.app.metrics().await;
     assert!(
         metrics.contains("notifier_failures_total{notifier=\"slack\"} 2"),
         "{metrics}"
@@ -913,16 +904,7 @@ async fn a_rate_limited_post_is_retried_after_slacks_retry_after() {
     assert_eq!(s.sent("/api/chat.postMessage").await.len(), 2);
     assert_eq!(s.sent("/api/chat.update").await.len(), 1);
     assert!(started.elapsed() >= std::time::Duration::from_secs(1));
-    let metrics = s
-        .app
-        .http
-        .get(format!("{}/metrics", s.app.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.app.metrics().await;
     assert!(
         !metrics.contains("notifier_failures_total{notifier=\"slack\"}"),
         "{metrics}"
