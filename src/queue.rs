@@ -20,7 +20,7 @@ use tokio::sync::Notify;
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
 use crate::store::JOB_COLUMNS;
 use crate::store::{
-    Backend, HELD_LOCK, Job, JobKind, JobState, Lock, Store, StoreError, WritePool, now_ms, on_pool,
+    Backend, Job, JobKind, JobState, Store, StoreError, WritePool, now_ms, on_pool,
 };
 
 /// A job to be queued.
@@ -91,7 +91,7 @@ pub struct Delivery<'a> {
     pub event: &'a str,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
     Created(Vec<i64>),
     /// The delivery was seen before; these are the jobs it created then.
@@ -167,6 +167,7 @@ pub struct Queue {
     store: Store,
     wake: Arc<Notify>,
     max_attempts: u32,
+    ingest: Arc<enqueue::Ingest>,
 }
 
 impl Queue {
@@ -175,6 +176,7 @@ impl Queue {
             store,
             wake: Arc::new(Notify::new()),
             max_attempts,
+            ingest: Arc::default(),
         }
     }
 
@@ -185,211 +187,6 @@ impl Queue {
     /// Resolves when a job was enqueued in this process (workers also poll, for other writers).
     pub async fn woken(&self) {
         self.wake.notified().await;
-    }
-
-    /// Stores `jobs` (and `delivery`, if any) in one transaction.
-    pub async fn enqueue(
-        &self,
-        delivery: Option<Delivery<'_>>,
-        jobs: &[NewJob],
-    ) -> Result<Enqueued, StoreError> {
-        let now = now_ms();
-        let enqueued = on_pool!(self.store, pool => {
-            let mut tx = pool.begin_write().await?;
-            let mut duplicate = None;
-            if let Some(d) = delivery {
-                // Concurrent deliveries of one id: the second insert waits for the first
-                // transaction, then does nothing and reads the jobs the first one committed.
-                let inserted = sqlx::query(
-                    "INSERT INTO deliveries (id, source, event, received_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(d.id)
-                .bind(d.source)
-                .bind(d.event)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted == 0 {
-                    let ids: Vec<i64> =
-                        sqlx::query_scalar("SELECT id FROM jobs WHERE delivery_id = $1 ORDER BY id")
-                            .bind(d.id)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                    duplicate = Some(ids);
-                }
-            }
-            match duplicate {
-                Some(ids) => Enqueued::Duplicate(ids),
-                None => 'jobs: {
-                    let mut ids = Vec::with_capacity(jobs.len());
-                    for job in jobs {
-                        let lane = format!("{}/{}", job.app, job.env);
-                        // A human hold: a person's request is refused with its reason; an
-                        // automatic one is recorded as skipped and never runs.
-                        let held: Option<Lock> = if matches!(job.kind, JobKind::Deploy | JobKind::Rollback) {
-                            sqlx::query_as(HELD_LOCK)
-                            .bind(job.app.as_str())
-                            .bind(job.env.as_str())
-                            .bind(now)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                        } else {
-                            None
-                        };
-                        if let Some(lock) = &held
-                            && !job.is_automatic()
-                        {
-                            break 'jobs Enqueued::Refused(format!(
-                                "{}; it must be unlocked first",
-                                lock.describe()
-                            ));
-                        }
-                        if let (None, Some(e)) = (&held, &job.ephemeral) {
-                            let existing: Option<(i64, String)> = sqlx::query_as(
-                                "SELECT id, branch FROM ephemeral_envs \
-                                 WHERE app = $1 AND env = $2 AND state <> 'gone'",
-                            )
-                            .bind(job.app.as_str())
-                            .bind(job.env.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                            match (job.kind, existing) {
-                                (_, Some((_, branch))) if branch != e.branch.as_str() => {
-                                    break 'jobs Enqueued::Refused(format!(
-                                        "environment {} already belongs to branch {branch}",
-                                        job.env
-                                    ));
-                                }
-                                (JobKind::Deploy, None) => {
-                                    sqlx::query(
-                                        "INSERT INTO ephemeral_envs (app, template, env, branch, \
-                                         hostname, state, last_push_at, created_at, updated_at) \
-                                         VALUES ($1, $2, $3, $4, $5, 'provisioning', $6, $6, $6)",
-                                    )
-                                    .bind(job.app.as_str())
-                                    .bind(e.template.as_str())
-                                    .bind(job.env.as_str())
-                                    .bind(e.branch.as_str())
-                                    .bind(&e.hostname)
-                                    .bind(now)
-                                    .execute(&mut *tx)
-                                    .await?;
-                                }
-                                (JobKind::Deploy, Some((id, _))) => {
-                                    // A push during a teardown brings the environment back once
-                                    // the teardown is done.
-                                    sqlx::query(
-                                        "UPDATE ephemeral_envs SET last_push_at = $1, updated_at = $1, \
-                                         warned_at = NULL, state = CASE state WHEN 'tearing_down' THEN 'provisioning' \
-                                         ELSE state END WHERE id = $2",
-                                    )
-                                    .bind(now)
-                                    .bind(id)
-                                    .execute(&mut *tx)
-                                    .await?;
-                                }
-                                (_, Some((id, _))) => {
-                                    sqlx::query(
-                                        "UPDATE ephemeral_envs SET state = 'tearing_down', \
-                                         updated_at = $1 WHERE id = $2",
-                                    )
-                                    .bind(now)
-                                    .bind(id)
-                                    .execute(&mut *tx)
-                                    .await?;
-                                }
-                                // Nothing exists to tear down.
-                                (_, None) => continue,
-                            }
-                        }
-                        let approval = job
-                            .approval
-                            .filter(|_| matches!(job.kind, JobKind::Deploy | JobKind::Rollback));
-                        let (state, finished_at) = match (&held, approval) {
-                            (Some(_), _) => (JobState::Skipped, Some(now)),
-                            (None, Some(_)) => (JobState::AwaitingApproval, None),
-                            (None, None) => (JobState::Queued, None),
-                        };
-                        let approve_by =
-                            approval.map(|(_, within)| now + within.as_millis() as i64);
-                        let id: i64 = sqlx::query_scalar(
-                            "INSERT INTO jobs (kind, app, env, lane, git_ref, sha, requested_by, \
-                             source, delivery_id, state, max_attempts, created_at, target_release, \
-                             finished_at, approvals_needed, approve_by) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13, $10, $11, $12, $14, \
-                             $15, $16) RETURNING id",
-                        )
-                        .bind(job.kind)
-                        .bind(job.app.as_str())
-                        .bind(job.env.as_str())
-                        .bind(&lane)
-                        .bind(job.git_ref.as_ref().map_or("", GitRef::as_str))
-                        .bind(job.sha.as_ref().map_or("", Sha::as_str))
-                        .bind(&job.requested_by)
-                        .bind(job.source)
-                        .bind(delivery.map(|d| d.id))
-                        .bind(i64::from(self.max_attempts))
-                        .bind(now)
-                        .bind(job.target_release.as_ref().map(ReleaseId::as_str))
-                        .bind(state)
-                        .bind(finished_at)
-                        .bind(i64::from(approval.map_or(0, |(n, _)| n)))
-                        .bind(approve_by)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        insert_event!(tx, id, now, JobState::Queued, &job.describe());
-                        if let Some(lock) = &held {
-                            let message = format!("skipped: {}", lock.describe());
-                            insert_event!(tx, id, now, JobState::Skipped, &message);
-                            ids.push(id);
-                            continue;
-                        }
-                        if let Some((n, within)) = approval {
-                            let message = format!(
-                                "awaiting {n} approval(s) within {}",
-                                humantime::format_duration(within)
-                            );
-                            insert_event!(tx, id, now, JobState::AwaitingApproval, &message);
-                        }
-                        if job.supersede {
-                            // The newest push wins: older queued deploys of the environment
-                            // would only be overwritten (the `jobs_finished` trigger records
-                            // why). A person's queued deploy of a configured environment stays.
-                            sqlx::query(
-                                "UPDATE jobs SET state = 'superseded', finished_at = $1, \
-                                 summary = $2 WHERE lane = $3 \
-                                 AND state IN ('queued', 'awaiting_approval') \
-                                 AND kind = 'deploy' AND id < $4 \
-                                 AND ($5 OR source IN ('github', 'release', 'reconcile'))",
-                            )
-                            .bind(now)
-                            .bind(format!("superseded by job {id} ({})", job.kind.as_str()))
-                            .bind(&lane)
-                            .bind(id)
-                            .bind(job.ephemeral.is_some())
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        ids.push(id);
-                    }
-                    tx.commit().await?;
-                    Enqueued::Created(ids)
-                }
-            }
-        });
-        if let Enqueued::Created(_) = enqueued {
-            self.wake.notify_waiters();
-            if let Backend::Postgres(pool) = self.store.backend() {
-                // Wakes idle workers of other replicas (they also poll, should this be lost).
-                sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(NOTIFY_CHANNEL)
-                    .execute(pool)
-                    .await?;
-            }
-        }
-        Ok(enqueued)
     }
 
     /// Whether a worker has anything to do: a queued job, a lapsed lease to reap, approvals to
@@ -763,5 +560,6 @@ macro_rules! insert_event {
 }
 use insert_event;
 
+mod enqueue;
 #[cfg(test)]
 mod tests;

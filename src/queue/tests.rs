@@ -749,3 +749,145 @@ async fn approvals_gate_jobs_on_both_backends() {
         );
     }
 }
+
+/// A burst of concurrent requests goes through the group commit: each keeps its own outcome
+/// (created, duplicate of a sibling in the same burst, refused by a hold, skipped by it), a
+/// refused one stores nothing, and automatic pushes still leave only the newest queued.
+#[tokio::test]
+async fn a_burst_of_requests_keeps_each_outcome_on_both_backends() {
+    use crate::store::Lock;
+    for f in fixtures(3).await {
+        let store = f.queue.store();
+        let now = now_ms();
+        let lock = Lock {
+            app: "shop".into(),
+            env: "prod".into(),
+            holder: "alice".into(),
+            reason: "freeze".into(),
+            created_at: now,
+            expires_at: None,
+        };
+        store.lock_env(&lock).await.unwrap();
+        // i % 4: 0 a push to staging (each its own delivery; 4 repeat one delivery id),
+        // 1 a person's deploy to the held prod (refused), 2 an automatic one there (skipped),
+        // 3 a person's deploy to qa.
+        let tasks: Vec<_> = (0..200)
+            .map(|i: usize| {
+                let queue = f.queue.clone();
+                tokio::spawn(async move {
+                    let (id, job) = match i % 4 {
+                        0 if i < 16 => (
+                            "repeated".to_owned(),
+                            NewJob {
+                                source: "github",
+                                supersede: true,
+                                ..job("staging")
+                            },
+                        ),
+                        0 => (
+                            format!("push-{i}"),
+                            NewJob {
+                                source: "github",
+                                supersede: true,
+                                ..job("staging")
+                            },
+                        ),
+                        1 => (
+                            format!("manual-{i}"),
+                            NewJob {
+                                source: "cli",
+                                ..job("prod")
+                            },
+                        ),
+                        2 => (
+                            format!("auto-{i}"),
+                            NewJob {
+                                source: "github",
+                                ..job("prod")
+                            },
+                        ),
+                        _ => (format!("qa-{i}"), job("qa")),
+                    };
+                    let d = Delivery {
+                        id: &id,
+                        source: "github",
+                        event: "push",
+                    };
+                    (i, id.clone(), queue.enqueue(Some(d), &[job]).await.unwrap())
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+        let mut repeated_created = Vec::new();
+        let mut repeated_duplicates = Vec::new();
+        let mut staging = Vec::new();
+        for (i, delivery, outcome) in &outcomes {
+            match (i % 4, outcome) {
+                (0, Enqueued::Created(ids)) if *i < 16 => repeated_created.push(ids.clone()),
+                (0, Enqueued::Duplicate(ids)) if *i < 16 => repeated_duplicates.push(ids.clone()),
+                (0 | 2 | 3, Enqueued::Created(ids)) => {
+                    assert_eq!(ids.len(), 1, "{delivery}");
+                    let stored = store.job(ids[0]).await.unwrap().unwrap();
+                    assert_eq!(stored.delivery_id.as_deref(), Some(delivery.as_str()));
+                    let first = &store.job_events(ids[0]).await.unwrap()[0];
+                    assert_eq!(first.state, "queued");
+                    assert!(first.message.contains("shop/"), "{}", first.message);
+                    if i % 4 == 2 {
+                        assert_eq!(stored.state, JobState::Skipped, "{delivery}");
+                    }
+                    if i % 4 == 0 {
+                        staging.push(ids[0]);
+                    }
+                }
+                (1, Enqueued::Refused(why)) => {
+                    assert!(
+                        why.starts_with("shop/prod is locked by alice: freeze"),
+                        "{why}"
+                    );
+                }
+                other => panic!("request {i} ({delivery}): unexpected {other:?}"),
+            }
+        }
+        // One of the four requests with one delivery id created the job; the others got it.
+        assert_eq!(repeated_created.len(), 1, "{outcomes:?}");
+        assert_eq!(repeated_duplicates.len(), 3);
+        assert!(
+            repeated_duplicates
+                .iter()
+                .all(|ids| *ids == repeated_created[0])
+        );
+        staging.extend(&repeated_created[0]);
+        // 50 refused; stored: 47 pushes to staging (46 + the repeated one), 50 skipped, 50 to
+        // qa. Of the pushes to staging only the newest waits.
+        assert_eq!(staging.len(), 47);
+        assert_eq!(store.jobs(None, 1000).await.unwrap().len(), 147);
+        let newest = *staging.iter().max().unwrap();
+        for id in &staging {
+            let state = store.job(*id).await.unwrap().unwrap().state;
+            let want = if *id == newest {
+                JobState::Queued
+            } else {
+                JobState::Superseded
+            };
+            assert_eq!(state, want, "job {id}");
+        }
+        // A refused request left no delivery behind: once unlocked, it goes through.
+        store.unlock_env("shop", "prod").await.unwrap();
+        let d = Delivery {
+            id: "manual-1",
+            source: "github",
+            event: "push",
+        };
+        let manual = NewJob {
+            source: "cli",
+            ..job("prod")
+        };
+        assert!(matches!(
+            f.queue.enqueue(Some(d), &[manual]).await.unwrap(),
+            Enqueued::Created(_)
+        ));
+    }
+}

@@ -15,6 +15,7 @@ mod locks;
 mod records;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -26,7 +27,7 @@ use sqlx::{Postgres, Sqlite, Transaction};
 pub use ephemeral::{EnvState, EphemeralRow, PortPolicy};
 pub(crate) use jobs::JOB_COLUMNS;
 pub use jobs::{Deployment, Job, JobDetail, JobEvent, JobKind, JobState, LogLine, StepResult};
-pub(crate) use locks::HELD_LOCK;
+pub(crate) use locks::HELD_LOCKS;
 pub use locks::{Lock, Locked};
 pub use records::{NewLogLine, NewStepResult};
 
@@ -53,6 +54,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    /// The batch of writes a request went into failed (see [`crate::queue`]'s enqueue).
+    #[error("{0}")]
+    Batch(#[source] Arc<StoreError>),
 }
 
 /// The concrete pool behind a [`Store`].
