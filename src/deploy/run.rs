@@ -315,7 +315,8 @@ impl Run<'_> {
         }
         if self.cancel.is_cancelled() || !self.fence.still_ours().await {
             return Err(Failure::general(
-                "the job's lease was lost before the switch; nothing was switched",
+                "stopped before the switch (the job's lease was lost, or it was cancelled); \
+                 nothing was switched",
             ));
         }
         Ok(())
