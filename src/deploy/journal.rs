@@ -108,6 +108,24 @@ impl Journal {
         self.progress.subscribe()
     }
 
+    /// Step `step` on `host` ended with `status` (a `step_results.status` word), as the output
+    /// of its chain shows it: progress for whoever follows the job.
+    pub fn progressed(&self, host: &str, step: &str, status: &str) {
+        self.progress.send_modify(|progress| {
+            let host = progress
+                .hosts
+                .entry(host.to_owned())
+                .or_insert_with(|| HostProgress {
+                    done: 0,
+                    last: String::new(),
+                    status: String::new(),
+                });
+            host.done += 1;
+            step.clone_into(&mut host.last);
+            status.clone_into(&mut host.status);
+        });
+    }
+
     pub async fn step_result(
         &self,
         host: &str,
@@ -128,19 +146,6 @@ impl Journal {
             started_at,
             duration_ms: now_ms() - started_at,
         };
-        self.progress.send_modify(|progress| {
-            let host = progress
-                .hosts
-                .entry(host.to_owned())
-                .or_insert_with(|| HostProgress {
-                    done: 0,
-                    last: String::new(),
-                    status: String::new(),
-                });
-            host.done += 1;
-            name.clone_into(&mut host.last);
-            status.clone_into(&mut host.status);
-        });
         self.metrics
             .step_seconds
             .with_label_values(&[status])

@@ -93,14 +93,15 @@ async fn start(post_message: ResponseTemplate) -> Slack {
     start_with(post_message, "").await
 }
 
-/// As [`start`], with `extra` TOML appended to the config.
+/// As [`start`], with `extra` TOML appended to the config (`{dir}` in it: the test's directory).
 async fn start_with(post_message: ResponseTemplate, extra: &str) -> Slack {
     let dir = tempfile::tempdir().unwrap();
     let repo = GitRepo::new(dir.path());
     let sha = repo.commit("first", "main");
     let fake = fake_slack(post_message).await;
     let gate = dir.path().join("gate");
-    let config = config(dir.path(), &repo, &fake) + extra;
+    let config = config(dir.path(), &repo, &fake)
+        + &extra.replace("{dir}", &dir.path().display().to_string());
     let app = TestApp::spawn(dir, &config).await;
     Slack {
         app,
@@ -189,26 +190,35 @@ fn click_body(fake: &MockServer, team: &str, user: &str, action: &str, value: &s
         .into_bytes()
 }
 
+/// A signed request as Slack sends it, to `route` of `app`: the status and the answer.
+async fn post_signed(
+    app: &TestApp,
+    route: &str,
+    request: &Signed,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut req = app
+        .http
+        .post(format!("{}{route}", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", request.timestamp.to_string())
+        .header("x-slack-signature", &request.signature)
+        .body(request.body.clone());
+    for (name, value) in extra {
+        req = req.header(*name, *value);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
 impl Slack {
     async fn post(&self, route: &str, request: &Signed, extra: &[(&str, &str)]) -> (u16, Value) {
-        let mut req = self
-            .app
-            .http
-            .post(format!("{}{route}", self.app.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-slack-request-timestamp", request.timestamp.to_string())
-            .header("x-slack-signature", &request.signature)
-            .body(request.body.clone());
-        for (name, value) in extra {
-            req = req.header(*name, *value);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        post_signed(&self.app, route, request, extra).await
     }
 
     /// `/deploy TEXT` from `user`: the ephemeral answer's text.
@@ -996,25 +1006,13 @@ const BROKEN: &str = "[apps.shop.environments.broken]\nhosts = [\"local\"]\n\
 
 #[tokio::test]
 async fn a_failed_deploy_gets_its_log_in_the_thread_a_dm_and_a_retry_button_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(dir.path());
-    let sha = repo.commit("first", "main");
-    let sha8 = &sha[..8];
-    let fake = fake_slack(json_answer(include_str!(
-        "../fixtures/slack/chat.postMessage.ok.json"
-    )))
+    let s = start_with(
+        json_answer(include_str!("../fixtures/slack/chat.postMessage.ok.json")),
+        BROKEN,
+    )
     .await;
-    let db = dir.path().join("slipway.db");
-    let config = config(dir.path(), &repo, &fake)
-        + &BROKEN.replace("{dir}", &dir.path().display().to_string());
-    let s = Slack {
-        gate: dir.path().join("gate"),
-        app: TestApp::spawn(dir, &config).await,
-        fake,
-        repo,
-        sha: sha.clone(),
-    };
-
+    let (sha, sha8) = (s.sha.clone(), &s.sha[..8]);
+    let db = s.gate.parent().unwrap().join("slipway.db");
     let id = queued_id(&s.say(ALICE, "main to broken").await);
     let job = s.app.finished(id).await;
     assert_eq!(job["state"], "failed", "{job:#}");
@@ -1137,22 +1135,11 @@ async fn progress_edits_the_message_at_most_once_a_second() {
     let steps = "[apps.shop.environments.slow]\nhosts = [\"local\"]\ndeploy_path = \"{dir}/srv/slow\"\n\
         steps = [\"sleep 0.4\", \"sleep 0.4\", \"sleep 0.4\", \"sleep 0.4\", \"sleep 0.4\", \"sleep 0.4\", \
         \"sleep 0.4\", \"sleep 0.4\"]\n";
-    let dir = tempfile::tempdir().unwrap();
-    let steps = steps.replace("{dir}", &dir.path().display().to_string());
-    let repo = GitRepo::new(dir.path());
-    let sha = repo.commit("first", "main");
-    let fake = fake_slack(json_answer(include_str!(
-        "../fixtures/slack/chat.postMessage.ok.json"
-    )))
+    let s = start_with(
+        json_answer(include_str!("../fixtures/slack/chat.postMessage.ok.json")),
+        steps,
+    )
     .await;
-    let config = config(dir.path(), &repo, &fake) + &steps;
-    let s = Slack {
-        gate: dir.path().join("gate"),
-        app: TestApp::spawn(dir, &config).await,
-        fake,
-        repo,
-        sha,
-    };
     let id = queued_id(&s.say(ALICE, "main to slow").await);
     let job = s.app.finished(id).await;
     assert_eq!(job["state"], "succeeded", "{job:#}");
@@ -1162,14 +1149,15 @@ async fn progress_edits_the_message_at_most_once_a_second() {
         .iter()
         .map(|u| u["text"].as_str().unwrap())
         .collect();
-    // Nine steps of 0.4 s: progress was shown, never more than once a second after the start's
-    // post, and the end is the last edit.
+    // Eight build steps of 0.4 s in one remote command: progress was shown as they ended (not
+    // once per command), never more than once a second after the start's post, and the end is
+    // the last edit.
     let (last, progress) = texts.split_last().unwrap();
     assert!(
         last.starts_with(":white_check_mark: Deployed `main`"),
         "{texts:#?}"
     );
-    assert!(!progress.is_empty(), "{texts:#?}");
+    assert!(progress.len() >= 2, "{texts:#?}");
     assert!(
         progress.len() as i64 <= took_ms / 1000,
         "{took_ms} ms: {texts:#?}"
@@ -1188,4 +1176,53 @@ async fn progress_edits_the_message_at_most_once_a_second() {
         .collect();
     assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
     s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancel_sent_to_one_replica_stops_the_job_another_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "main");
+    let fake = fake_slack(json_answer(include_str!(
+        "../fixtures/slack/chat.postMessage.ok.json"
+    )))
+    .await;
+    let db = crate::helpers::fresh_postgres_database().await;
+    let sqlite = format!("sqlite://{}/slipway.db", dir.path().display());
+    let runs = config(dir.path(), &repo, &fake).replace(&sqlite, &db);
+    // The other replica: its own data directory, the same database, hosts and Slack.
+    let answers = runs.replace(
+        &format!("data_dir = \"{}/var\"", dir.path().display()),
+        &format!("data_dir = \"{}/var\"", other.path().display()),
+    );
+    assert_ne!(runs, answers);
+    let gate = dir.path().join("gate");
+    let runner = Slack {
+        gate,
+        app: TestApp::spawn(dir, &runs).await,
+        fake,
+        repo,
+        sha,
+    };
+    // The job is claimed before the other replica exists, so this replica runs it.
+    let id = queued_id(&runner.say(BOSS, "main to qa").await);
+    wait_for_state(&runner.app, id, "running").await;
+    let answerer = TestApp::spawn(other, &answers).await;
+    let cancel = signed(command_body(TEAM, ALICE, &format!("cancel {id}")), now());
+    let (status, answer) = post_signed(&answerer, "/slack/commands", &cancel, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Stopping #{id}:")),
+        "{answer}"
+    );
+    let job = runner.app.finished(id).await;
+    assert_eq!(job["state"], "cancelled", "{job:#}");
+    assert_eq!(job["attempt"], 1);
+    assert_eq!(job["cancel_requested_by"], "u0alice (U0ALICE) via slack");
+    answerer.stop().await;
+    runner.app.stop().await;
 }
