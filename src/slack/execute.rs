@@ -436,8 +436,8 @@ impl Context<'_> {
         };
         let target = requests::target(self.queue, self.config, &job.app, &job.env).await?;
         self.authorize(&target)?;
-        if job.state.is_final() {
-            return Err(ended(id, job.state));
+        if job.state.is_final() || job.state == JobState::AwaitingApproval {
+            return Err(not_cancellable(id, job.state));
         }
         // An ephemeral environment's state moves with its deploys and teardowns: withdrawing
         // a queued one would leave the environment waiting for a job that never comes. (A
@@ -471,14 +471,19 @@ impl Context<'_> {
                  already, it finishes); its message in the channel says how it ended.",
                 messages::describe(&job)
             )),
-            Cancel::Not(state) => Err(ended(id, state)),
+            Cancel::Not(state) => Err(not_cancellable(id, state)),
             Cancel::Missing => Err(refused(format!("There is no job #{id}."))),
         }
     }
 }
 
-fn ended(id: i64, state: JobState) -> Failure {
-    refused(format!("#{id} has already ended: {}.", state.as_str()))
+fn not_cancellable(id: i64, state: JobState) -> Failure {
+    match state {
+        JobState::AwaitingApproval => refused(format!(
+            "#{id} is awaiting approval: a deployer rejects it with the Reject button instead."
+        )),
+        state => refused(format!("#{id} has already ended: {}.", state.as_str())),
+    }
 }
 
 /// What the parser may name: every configured environment, and the ephemeral ones that exist.

@@ -817,6 +817,12 @@ async fn production_waits_for_another_deployers_approval() {
         .await
         .unwrap();
     assert_eq!(job["state"], "awaiting_approval");
+    assert_eq!(
+        s.say(BOSS, &format!("cancel {id}")).await,
+        format!(
+            "#{id} is awaiting approval: a deployer rejects it with the Reject button instead."
+        )
+    );
 
     // Not the requester, not someone outside the deployers.
     s.post("/slack/interactions", &click(BOSS, "approve", id), &[])
