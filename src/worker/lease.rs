@@ -116,3 +116,33 @@ pub(super) async fn heartbeat(queue: Queue, lease: Lease, duration: Duration, st
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cancel_stops_the_job_until_its_switch_begins() {
+        let stop = Stop::default();
+        stop.cancel("bob via slack".into());
+        assert!(stop.token.is_cancelled());
+        // The fence then refuses the switch; a second cancel keeps the first asker.
+        assert!(!stop.switch());
+        stop.cancel("carol via slack".into());
+        assert_eq!(stop.cancelled_by().as_deref(), Some("bob via slack"));
+        assert!(!stop.interrupted());
+
+        // Once the fence passed, a cancel is too late: the switch is never interrupted.
+        let late = Stop::default();
+        assert!(late.switch());
+        late.cancel("bob via slack".into());
+        assert!(!late.token.is_cancelled());
+        assert_eq!(late.cancelled_by(), None);
+
+        // Shutdown stops the job as well, for another reason.
+        let shutdown = Stop::default();
+        shutdown.interrupt();
+        assert!(shutdown.token.is_cancelled() && shutdown.interrupted());
+        assert_eq!(shutdown.cancelled_by(), None);
+    }
+}
