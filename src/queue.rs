@@ -144,10 +144,25 @@ pub struct Lease {
 /// What asking to cancel a job did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Cancel {
+    /// It was queued: it never runs.
     Cancelled,
-    /// It was no longer queued: it runs, or it ended.
+    /// It runs: its worker stops it at its next heartbeat, before it switches anything (a
+    /// switch already under way finishes).
+    Stopping,
+    /// It had ended already, in this state.
     Not(JobState),
     Missing,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Beat {
+    /// The lease is renewed.
+    Ours,
+    /// The lease is renewed, and this person asked to cancel the job.
+    CancelRequested(String),
+    /// The job is no longer ours: stop and switch nothing.
+    Lost,
 }
 
 /// How a job ended.
@@ -159,6 +174,10 @@ pub enum Outcome {
     Failed {
         error: String,
         result: serde_json::Value,
+    },
+    /// Stopped by a person before it switched anything (`message` says who).
+    Cancelled {
+        message: String,
     },
 }
 
@@ -340,22 +359,27 @@ impl Queue {
         })
     }
 
-    /// Renews the lease. `false` means it is no longer ours: stop and do not switch anything.
-    pub async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<bool, StoreError> {
+    /// Renews the lease, and reads whether someone asked to cancel the job meanwhile (the flag
+    /// is on the row, so a cancel reaches the worker on whichever replica runs the job).
+    pub async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<Beat, StoreError> {
         let now = now_ms();
         let until = now + duration.as_millis() as i64;
-        let updated = on_pool!(self.store, pool => sqlx::query(
+        let beat: Option<(Option<String>,)> = on_pool!(self.store, pool => sqlx::query_as(
             "UPDATE jobs SET lease_until = $1 \
-             WHERE id = $2 AND attempt = $3 AND state = 'running' AND lease_until >= $4",
+             WHERE id = $2 AND attempt = $3 AND state = 'running' AND lease_until >= $4 \
+             RETURNING cancel_requested_by",
         )
         .bind(until)
         .bind(lease.job.id)
         .bind(lease.job.attempt)
         .bind(now)
-        .execute(pool)
-        .await?
-        .rows_affected());
-        Ok(updated == 1)
+        .fetch_optional(pool)
+        .await?);
+        Ok(match beat {
+            None => Beat::Lost,
+            Some((None,)) => Beat::Ours,
+            Some((Some(by),)) => Beat::CancelRequested(by),
+        })
     }
 
     /// Records how the job ended. `false` means the lease was lost and nothing was written.
@@ -369,6 +393,7 @@ impl Queue {
                 Some(error.as_str()),
                 Some(result.to_string()),
             ),
+            Outcome::Cancelled { message } => (JobState::Cancelled, message.as_str(), None, None),
         };
         // The terminal event is written by the `jobs_finished` trigger (on `summary`).
         let updated = on_pool!(self.store, pool => sqlx::query(
@@ -390,17 +415,19 @@ impl Queue {
         Ok(finished)
     }
 
-    /// Withdraws job `id` if it is still queued; `why` is its final event's message. A running
-    /// job is not touched: stopping one between steps is the worker's business (not done yet).
-    pub async fn cancel(&self, id: i64, why: &str) -> Result<Cancel, StoreError> {
+    /// Cancels job `id` for `by` (who, and through what). A queued job is withdrawn at once. A
+    /// running one is flagged: its worker reads the flag with its next heartbeat and stops the
+    /// job before the switch (see `worker.rs`); the request is an event of the job.
+    pub async fn cancel(&self, id: i64, by: &str) -> Result<Cancel, StoreError> {
+        let now = now_ms();
         // One statement: a claim racing with it either took the row first (and this matches
         // nothing) or finds it cancelled. The `jobs_finished` trigger writes the event.
         let updated = on_pool!(self.store, pool => sqlx::query(
             "UPDATE jobs SET state = 'cancelled', finished_at = $1, summary = $2 \
              WHERE id = $3 AND state = 'queued'",
         )
-        .bind(now_ms())
-        .bind(why)
+        .bind(now)
+        .bind(format!("cancelled by {by}"))
         .bind(id)
         .execute(pool)
         .await?
@@ -408,7 +435,30 @@ impl Queue {
         if updated == 1 {
             return Ok(Cancel::Cancelled);
         }
+        let flagged = on_pool!(self.store, pool => {
+            let mut tx = pool.begin_write().await?;
+            let updated = sqlx::query(
+                "UPDATE jobs SET cancel_requested_by = $1 \
+                 WHERE id = $2 AND state = 'running' AND cancel_requested_by IS NULL",
+            )
+            .bind(by)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                let message = format!("cancel requested by {by}");
+                insert_event!(tx, id, now, "cancel_requested", &message);
+                tx.commit().await?;
+            }
+            updated == 1
+        });
+        if flagged {
+            return Ok(Cancel::Stopping);
+        }
         Ok(match self.store.job(id).await? {
+            // Asked before: it is stopping already.
+            Some(job) if job.state == JobState::Running => Cancel::Stopping,
             Some(job) => Cancel::Not(job.state),
             None => Cancel::Missing,
         })

@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::Notice;
 
 struct Fixture {
     /// The SQLite file's directory (kept as long as the queue).
@@ -159,13 +160,13 @@ async fn an_expired_lease_returns_the_job_and_fences_the_old_owner() {
         assert_eq!(fresh.job.id, stale.job.id);
         assert_eq!(fresh.job.attempt, 2);
         // The old owner can neither renew nor finish.
-        assert!(!f.queue.heartbeat(&stale, LONG).await.unwrap());
+        assert_eq!(f.queue.heartbeat(&stale, LONG).await.unwrap(), Beat::Lost);
         let failed = Outcome::Failed {
             error: "x".into(),
             result: serde_json::json!({}),
         };
         assert!(!f.queue.finish(&stale, &failed).await.unwrap());
-        assert!(f.queue.heartbeat(&fresh, LONG).await.unwrap());
+        assert_eq!(f.queue.heartbeat(&fresh, LONG).await.unwrap(), Beat::Ours);
         assert_eq!(
             f.queue
                 .store()
@@ -199,7 +200,7 @@ async fn live_leases_are_not_reaped() {
         f.queue.enqueue(None, &[job("staging")]).await.unwrap();
         let lease = claim(&f.queue, LONG).await.unwrap();
         assert_eq!(f.queue.upkeep().await.unwrap().reaped, 0);
-        assert!(f.queue.heartbeat(&lease, LONG).await.unwrap());
+        assert_eq!(f.queue.heartbeat(&lease, LONG).await.unwrap(), Beat::Ours);
     }
 }
 
@@ -438,6 +439,84 @@ async fn ephemeral_environments_come_and_go_with_their_jobs_on_both_backends() {
 }
 
 #[tokio::test]
+async fn a_running_job_is_flagged_for_its_heartbeat_and_ends_cancelled_on_both_backends() {
+    for f in fixtures(3).await {
+        let Enqueued::Created(ids) = f.queue.enqueue(None, &[job("staging")]).await.unwrap() else {
+            panic!("not created")
+        };
+        let lease = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(f.queue.heartbeat(&lease, LONG).await.unwrap(), Beat::Ours);
+        assert_eq!(
+            f.queue.cancel(ids[0], "bob via slack").await.unwrap(),
+            Cancel::Stopping
+        );
+        // Asked twice: still stopping, and the first asker is the one on record.
+        assert_eq!(
+            f.queue.cancel(ids[0], "carol via slack").await.unwrap(),
+            Cancel::Stopping
+        );
+        // The worker holding it sees who asked with its next beat (on whichever replica).
+        assert_eq!(
+            f.queue.heartbeat(&lease, LONG).await.unwrap(),
+            Beat::CancelRequested("bob via slack".into())
+        );
+        let store = f.queue.store();
+        assert_eq!(
+            store.job(ids[0]).await.unwrap().unwrap().state,
+            JobState::Running
+        );
+        let message = "cancelled by bob via slack while running; nothing was switched";
+        let outcome = Outcome::Cancelled {
+            message: message.into(),
+        };
+        assert!(f.queue.finish(&lease, &outcome).await.unwrap());
+        let ended = store.job(ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                ended.state,
+                ended.cancel_requested_by.as_deref(),
+                ended.error
+            ),
+            (JobState::Cancelled, Some("bob via slack"), None)
+        );
+        let events: Vec<(String, String)> = store
+            .job_events(ids[0])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.state, e.message))
+            .skip(2)
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (
+                    "cancel_requested".to_owned(),
+                    "cancel requested by bob via slack".to_owned()
+                ),
+                ("cancelled".to_owned(), message.to_owned()),
+            ]
+        );
+        assert_eq!(
+            f.queue.cancel(ids[0], "late").await.unwrap(),
+            Cancel::Not(JobState::Cancelled)
+        );
+        // The notices of a job are sent once: the second claim is refused, a failed send
+        // gives the claim back.
+        assert!(store.claim_notice(ids[0], Notice::Thread).await.unwrap());
+        assert!(!store.claim_notice(ids[0], Notice::Thread).await.unwrap());
+        assert!(store.claim_notice(ids[0], Notice::Dm).await.unwrap());
+        store
+            .settle_notice(ids[0], Notice::Thread, Some("1700000000.000200"))
+            .await
+            .unwrap();
+        store.settle_notice(ids[0], Notice::Dm, None).await.unwrap();
+        assert!(!store.claim_notice(ids[0], Notice::Thread).await.unwrap());
+        assert!(store.claim_notice(ids[0], Notice::Dm).await.unwrap());
+    }
+}
+
+#[tokio::test]
 async fn only_queued_jobs_can_be_cancelled_and_the_claim_skips_them() {
     for f in fixtures(3).await {
         let Enqueued::Created(ids) = f
@@ -460,14 +539,7 @@ async fn only_queued_jobs_can_be_cancelled_and_the_claim_skips_them() {
         let running = claim(&f.queue, LONG).await.unwrap();
         assert_eq!(running.job.id, ids[0]);
         assert_eq!(
-            f.queue.cancel(ids[0], "no").await.unwrap(),
-            Cancel::Not(JobState::Running)
-        );
-        assert_eq!(
-            f.queue
-                .cancel(ids[1], "cancelled by alice via slack")
-                .await
-                .unwrap(),
+            f.queue.cancel(ids[1], "alice via slack").await.unwrap(),
             Cancel::Cancelled
         );
         assert_eq!(

@@ -1,5 +1,5 @@
-//! Carrying out what a Slack user asked: a parsed command, or a click on a message's Roll back
-//! button. Deploys and rollbacks go through [`crate::requests`], like the CLI's and the API's;
+//! Carrying out what a Slack user asked: a parsed command, or a click on a message's button
+//! (Roll back, Retry, Approve, Reject). Deploys and rollbacks go through [`crate::requests`], like the CLI's and the API's;
 //! status, envs and history are reads of the store; every text comes from [`super::messages`].
 //!
 //! Who may act: an environment's `deployers` (Slack user ids; for an ephemeral environment, its
@@ -12,7 +12,7 @@ use crate::deploy::source::Mirrors;
 use crate::domain::{GitRef, Name};
 use crate::queue::{Cancel, Decision, Delivery, Queue};
 use crate::requests::{self, Origin, RequestError, Target};
-use crate::store::{EphemeralRow, JobKind, JobState, Lock, Locked, StoreError, now_ms};
+use crate::store::{EphemeralRow, Job, JobKind, JobState, Lock, Locked, StoreError, now_ms};
 
 use super::command::{self, Command, Known, KnownApp, Lane};
 use super::messages::{self, EnvLine, EphemeralLine, LaneStatus, LiveRelease};
@@ -84,14 +84,22 @@ impl Context<'_> {
         self.answer(answer)
     }
 
-    /// A click on Approve or Reject of a job awaiting approval (value: the job id). Only the
-    /// environment's deployers decide, and never on their own request.
-    pub async fn approval_button(&self, value: &str, approve: bool) -> Result<String, StoreError> {
-        let answer = self.decide(value, approve).await;
+    /// A click on a failed deploy's Retry button (value: the job id): the same ref and commit
+    /// again, checked and queued as a deploy command is.
+    pub async fn retry_button(&self, value: &str) -> Result<String, StoreError> {
+        let answer = self.retry(value).await;
         self.answer(answer)
     }
 
-    async fn decide(&self, value: &str, approve: bool) -> Result<String, Failure> {
+    async fn retry(&self, value: &str) -> Result<String, Failure> {
+        let job = self.button_job(value).await?;
+        let by = self.requested_by();
+        let id = requests::redeploy(self.queue, self.config, &job, self.origin(&by)).await?;
+        self.queued(id).await
+    }
+
+    /// The job a button's value names, if this user may act on its environment.
+    async fn button_job(&self, value: &str) -> Result<Job, Failure> {
         let id: i64 = value
             .parse()
             .map_err(|_| refused(format!("{value:?} is not a job")))?;
@@ -103,6 +111,19 @@ impl Context<'_> {
             .ok_or_else(|| refused(format!("there is no job #{id}")))?;
         let target = requests::target(self.queue, self.config, &job.app, &job.env).await?;
         self.authorize(&target)?;
+        Ok(job)
+    }
+
+    /// A click on Approve or Reject of a job awaiting approval (value: the job id). Only the
+    /// environment's deployers decide, and never on their own request.
+    pub async fn approval_button(&self, value: &str, approve: bool) -> Result<String, StoreError> {
+        let answer = self.decide(value, approve).await;
+        self.answer(answer)
+    }
+
+    async fn decide(&self, value: &str, approve: bool) -> Result<String, Failure> {
+        let job = self.button_job(value).await?;
+        let id = job.id;
         if job.requested_by.ends_with(&format!("({})", self.user.id)) {
             return Err(refused(format!(
                 "You asked for job #{id}: someone else must approve or reject it."
@@ -415,28 +436,41 @@ impl Context<'_> {
         };
         let target = requests::target(self.queue, self.config, &job.app, &job.env).await?;
         self.authorize(&target)?;
-        if job.state != JobState::Queued {
+        if job.state.is_final() || job.state == JobState::AwaitingApproval {
             return Err(not_cancellable(id, job.state));
         }
         // An ephemeral environment's state moves with its deploys and teardowns: withdrawing
-        // one would leave the environment waiting for a job that never comes.
-        if matches!(target, Target::Ephemeral { .. }) && job.kind != JobKind::Rollback {
+        // a queued one would leave the environment waiting for a job that never comes. (A
+        // running one that is stopped settles the environment as a failure would.)
+        if job.state == JobState::Queued
+            && matches!(target, Target::Ephemeral { .. })
+            && job.kind != JobKind::Rollback
+        {
             return Err(refused(format!(
                 "#{id} would create, update or remove the ephemeral environment {}, which cannot \
-                 be cancelled yet.",
+                 be cancelled while it waits.",
                 job.lane()
             )));
         }
-        let why = format!("cancelled by {} via slack", self.requested_by());
-        match self.queue.cancel(id, &why).await? {
-            Cancel::Cancelled => {
-                tracing::info!(
-                    slack.user = self.user.id,
-                    job.id = id,
-                    "cancelled from slack"
-                );
-                Ok(format!("Cancelled #{id}: {}", messages::describe(&job)))
-            }
+        // Only a deploy or rollback has a switch to stop before; the others run to their end.
+        if job.state == JobState::Running
+            && !matches!(job.kind, JobKind::Deploy | JobKind::Rollback)
+        {
+            return Err(refused(format!(
+                "#{id} is a running {}: only deploys and rollbacks can be stopped.",
+                job.kind.as_str()
+            )));
+        }
+        let by = format!("{} via slack", self.requested_by());
+        let cancel = self.queue.cancel(id, &by).await?;
+        tracing::info!(slack.user = self.user.id, job.id = id, cancel = ?cancel, "cancel from slack");
+        match cancel {
+            Cancel::Cancelled => Ok(format!("Cancelled #{id}: {}", messages::describe(&job))),
+            Cancel::Stopping => Ok(format!(
+                "Stopping #{id}: {}. It stops before it switches anything (if it is switching \
+                 already, it finishes); its message in the channel says how it ended.",
+                messages::describe(&job)
+            )),
             Cancel::Not(state) => Err(not_cancellable(id, state)),
             Cancel::Missing => Err(refused(format!("There is no job #{id}."))),
         }
@@ -445,8 +479,8 @@ impl Context<'_> {
 
 fn not_cancellable(id: i64, state: JobState) -> Failure {
     match state {
-        JobState::Running => refused(format!(
-            "#{id} is running and cannot be cancelled yet: only queued jobs can be."
+        JobState::AwaitingApproval => refused(format!(
+            "#{id} is awaiting approval: a deployer rejects it with the Reject button instead."
         )),
         state => refused(format!("#{id} has already ended: {}.", state.as_str())),
     }

@@ -12,6 +12,7 @@
 mod ephemeral;
 mod jobs;
 mod locks;
+mod notices;
 mod records;
 
 use std::str::FromStr;
@@ -29,6 +30,7 @@ pub(crate) use jobs::JOB_COLUMNS;
 pub use jobs::{Deployment, Job, JobDetail, JobEvent, JobKind, JobState, LogLine, StepResult};
 pub(crate) use locks::HELD_LOCKS;
 pub use locks::{Lock, Locked};
+pub use notices::Notice;
 pub use records::{NewLogLine, NewStepResult};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
