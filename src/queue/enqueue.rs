@@ -462,14 +462,10 @@ impl Queue {
                 for (lane, (id, kind, ephemeral)) in &supersede {
                     // The newest push wins: older queued deploys of the environment would only
                     // be overwritten (the `jobs_finished` trigger records why). A person's
-                    // queued deploy of a configured environment stays.
-                    sqlx::query(
-                        "UPDATE jobs SET state = 'superseded', finished_at = $1, \
-                         summary = $2 WHERE lane = $3 \
-                         AND state IN ('queued', 'awaiting_approval') \
-                         AND kind = 'deploy' AND id < $4 \
-                         AND ($5 OR source IN ('github', 'release', 'reconcile'))",
-                    )
+                    // queued deploy of a configured environment stays. The candidates come
+                    // from the two partial indexes (`state IN (..)` matches neither, and the
+                    // planner then walks every older job by id).
+                    sqlx::query(SUPERSEDE)
                     .bind(now)
                     .bind(format!("superseded by job {id} ({})", kind.as_str()))
                     .bind(lane)
@@ -511,6 +507,15 @@ impl Queue {
             .collect())
     }
 }
+
+/// Supersedes the deploys of lane `$3` older than job `$4` that wait (queued, or for approval),
+/// those slipway queued itself unless `$5` (an ephemeral environment: all of them).
+pub(super) const SUPERSEDE: &str = "UPDATE jobs SET state = 'superseded', finished_at = $1, \
+    summary = $2 WHERE id IN (\
+      SELECT id FROM jobs WHERE lane = $3 AND state = 'queued' AND id < $4 \
+      UNION ALL \
+      SELECT id FROM jobs WHERE state = 'awaiting_approval' AND lane = $3 AND id < $4) \
+    AND kind = 'deploy' AND ($5 OR source IN ('github', 'release', 'reconcile'))";
 
 /// One request of a batch, borrowed from its pending entry.
 struct Request<'a> {

@@ -963,3 +963,42 @@ async fn a_burst_of_requests_keeps_each_outcome_on_both_backends() {
         ));
     }
 }
+
+/// The superseding update runs in every batch of pushes: it must find its rows through the
+/// partial indexes, not by walking every older job (a plan that made ingest slow down as the
+/// table grew).
+#[tokio::test]
+async fn superseding_searches_the_partial_indexes_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("q.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let Backend::Sqlite(pool) = store.backend() else {
+        unreachable!("a sqlite:// URL")
+    };
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN QUERY PLAN {}",
+        enqueue::SUPERSEDE
+    )))
+    .bind(0_i64)
+    .bind("")
+    .bind("shop/staging")
+    .bind(10_i64)
+    .bind(false)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let plan: Vec<String> = plan.into_iter().map(|(_, _, _, detail)| detail).collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("INDEX jobs_queued_by_lane (lane=? AND id<?)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("INDEX jobs_awaiting_approval (id<?)"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("rowid<?") && !plan.contains("SCAN jobs"),
+        "{plan}"
+    );
+}
