@@ -14,6 +14,7 @@ mod recovery;
 mod releases;
 mod replicas;
 mod slack;
+mod slack_hostile;
 mod sshd;
 mod strategies;
 mod webhook;
