@@ -5,7 +5,13 @@ use std::path::Path;
 use crate::helpers::{GitRepo, TestApp, config_head, job_id, log_lines};
 use crate::sshd::Fleet;
 
-fn ssh_config(dir: &Path, repo: &GitRepo, fleet: &Fleet, steps: &str, keep: usize) -> String {
+pub(crate) fn ssh_config(
+    dir: &Path,
+    repo: &GitRepo,
+    fleet: &Fleet,
+    steps: &str,
+    keep: usize,
+) -> String {
     format!(
         "{}[apps.shop]\nrepo = \"acme/shop\"\nclone_url = \"{}\"\n\
          [apps.shop.environments.staging]\nhosts = {}\ndeploy_path = \"/srv/shop\"\n\
@@ -18,14 +24,14 @@ fn ssh_config(dir: &Path, repo: &GitRepo, fleet: &Fleet, steps: &str, keep: usiz
     )
 }
 
-fn current(srv: &Path) -> String {
+pub(crate) fn current(srv: &Path) -> String {
     std::fs::read_link(srv.join("shop/current"))
         .unwrap()
         .display()
         .to_string()
 }
 
-fn releases(srv: &Path) -> Vec<String> {
+pub(crate) fn releases(srv: &Path) -> Vec<String> {
     let mut names: Vec<_> = std::fs::read_dir(srv.join("shop/releases"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

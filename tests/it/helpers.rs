@@ -38,10 +38,10 @@ impl GitRepo {
             .unwrap();
     }
 
-    pub fn write(&self, path: &str, text: &str) {
+    pub fn write(&self, path: &str, contents: impl AsRef<[u8]>) {
         let file = self.work.join(path);
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, text).unwrap();
+        std::fs::write(file, contents).unwrap();
     }
 
     /// Commits everything and pushes it to `branch` of the bare repository; returns the sha.
@@ -204,6 +204,12 @@ impl TestApp {
             .await
             .unwrap();
         job["state"].as_str().unwrap().to_owned()
+    }
+
+    /// The status of `GET path`.
+    pub async fn status_of(&self, path: &str) -> u16 {
+        let res = self.http.get(format!("{}{path}", self.base)).send().await;
+        res.unwrap().status().as_u16()
     }
 
     /// The Prometheus text of `/metrics`.

@@ -6,6 +6,7 @@ mod apps;
 mod cli;
 mod deploy;
 mod ephemeral;
+mod faults;
 mod github;
 mod helpers;
 mod nginx;
