@@ -9,6 +9,7 @@ mod ephemeral;
 mod faults;
 mod github;
 mod helpers;
+mod injection;
 mod nginx;
 mod operability;
 mod recovery;
