@@ -258,9 +258,8 @@ template = "server {{ server_name {{hostname}}; location / {{ proxy_pass http://
             && !label.ends_with('-')
     }
 
+    // 256 cases each (proptest's default); `PROPTEST_CASES=N` runs more.
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
-
         // Any branch: a slug that is a DNS label, an environment name and hostname built from it
         // alone, the same every time; or a refusal, exactly when nothing is left to name it by.
         #[test]

@@ -220,9 +220,8 @@ mod tests {
         serde_json::to_vec(&payload).unwrap()
     }
 
+    // 256 cases each (proptest's default); `PROPTEST_CASES=N` runs more.
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
-
         // Any bytes at all: an error of one line, or a push; never a panic.
         #[test]
         fn any_body_parses_or_gets_a_one_line_reason(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
