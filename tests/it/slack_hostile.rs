@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use crate::helpers::log_lines;
 use crate::slack::{
-    ALICE, BOSS, BOT_TOKEN, SIGNING_SECRET, TEAM, click_body, command_body, json_answer,
-    last_answer, now, queued_id, signed, start_ok, start_ok_with,
+    ALICE, BOSS, BOT_TOKEN, SIGNING_SECRET, TEAM, click_body, command_body, last_answer, now,
+    queued_id, signed, start_ok, start_ok_with,
 };
 
 /// Slack's limit in `src/http/slack.rs` (`MAX_BODY`).
