@@ -359,6 +359,29 @@ pub fn serve(config: &Path, role: &str) -> (Served, String) {
     (Served(child), format!("http://{addr}"))
 }
 
+/// Starts `slipway serve --config CONFIG` with its JSON log written to `log`; returns it with
+/// the base URL from its `listening` line (so `server.listen` can use port 0).
+pub fn serve_logging_to(config: &Path, log: &Path) -> (Served, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let served = Served(child);
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(log).unwrap();
+        if let Some(line) = text.lines().find(|l| l.contains("\"listening\"")) {
+            let v: Value = serde_json::from_str(line).unwrap();
+            return (served, format!("http://{}", v["addr"].as_str().unwrap()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("serve did not log `listening` in 10 s");
+}
+
 /// A fresh, empty database on the PostgreSQL server at `SLIPWAY_TEST_POSTGRES` (default: the
 /// local one; `scripts/test` starts a throwaway server when there is none).
 pub async fn fresh_postgres_database() -> String {

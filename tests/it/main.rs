@@ -3,6 +3,7 @@
 //! only for Slack's and GitHub's APIs.
 
 mod apps;
+mod audit;
 mod cli;
 mod deploy;
 mod ephemeral;

@@ -35,7 +35,7 @@ pub(crate) struct Slack {
 
 /// Slack's Web API: the two chat methods answer as Slack does (if the token is the bot's), and
 /// response URLs accept anything.
-async fn fake_slack(post_message: ResponseTemplate) -> MockServer {
+pub(crate) async fn fake_slack(post_message: ResponseTemplate) -> MockServer {
     let fake = MockServer::start().await;
     let bearer = format!("Bearer {BOT_TOKEN}");
     Mock::given(method("POST"))
@@ -66,7 +66,7 @@ pub(crate) fn json_answer(body: &str) -> ResponseTemplate {
 
 /// `shop` with `staging` (deployed from `main`, anyone may deploy), `production` (only BOSS),
 /// `qa` (no trigger; its deploys wait for the gate file) and `demo/*` ephemeral environments.
-fn config(dir: &Path, repo: &GitRepo, fake: &MockServer) -> String {
+pub(crate) fn config(dir: &Path, repo: &GitRepo, fake: &MockServer) -> String {
     let d = dir.display();
     format!(
         "{head}[slack]\nsigning_secret = \"{SIGNING_SECRET}\"\nbot_token = \"{BOT_TOKEN}\"\n\
@@ -201,6 +201,32 @@ pub(crate) fn click_body(
         .into_bytes()
 }
 
+/// POSTs a signed Slack request to `route` of the service at `base`, with `extra` headers.
+pub(crate) async fn post_to(
+    http: &reqwest::Client,
+    base: &str,
+    route: &str,
+    request: &Signed,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut req = http
+        .post(format!("{base}{route}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", request.timestamp.to_string())
+        .header("x-slack-signature", &request.signature)
+        .body(request.body.clone());
+    for (name, value) in extra {
+        req = req.header(*name, *value);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
 impl Slack {
     pub(crate) async fn post(
         &self,
@@ -208,24 +234,7 @@ impl Slack {
         request: &Signed,
         extra: &[(&str, &str)],
     ) -> (u16, Value) {
-        let mut req = self
-            .app
-            .http
-            .post(format!("{}{route}", self.app.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-slack-request-timestamp", request.timestamp.to_string())
-            .header("x-slack-signature", &request.signature)
-            .body(request.body.clone());
-        for (name, value) in extra {
-            req = req.header(*name, *value);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        post_to(&self.app.http, &self.app.base, route, request, extra).await
     }
 
     /// `/deploy TEXT` from `user`: the ephemeral answer's text.
