@@ -170,6 +170,12 @@ async fn secrets_in_a_steps_command_and_output_are_masked_in_slack_and_the_api()
          steps = [\"echo {SIGNING_SECRET} {BOT_TOKEN}; exit 3\"]\n"
     );
     let s = start_ok_with(&extra).await;
+    // A command's own answer: the text names the "ref", masked.
+    let answer = s.say(ALICE, &format!("{SIGNING_SECRET} to staging")).await;
+    assert!(
+        answer.starts_with("**** is not a branch") && !answer.contains(SIGNING_SECRET),
+        "{answer}"
+    );
     let id = queued_id(&s.say(ALICE, "main to leaky").await);
     let job = s.app.finished(id).await;
     assert_eq!(job["state"], "failed", "{job:#}");

@@ -191,6 +191,21 @@ async fn probes_and_api_answer() {
     // The secret never comes back in any answer.
     let (_, answer) = app.webhook("push", "x", b"{}", None).await;
     assert!(!answer.to_string().contains(SECRET));
+    // Without `api.token`, the write endpoints are off, whatever token is sent.
+    for path in [
+        "environments/shop/staging/rollback",
+        "ephemeral/shop/demo-x/keep",
+    ] {
+        let res = app
+            .http
+            .post(format!("{}/api/{path}", app.base))
+            .bearer_auth("any-token-at-all")
+            .json(&serde_json::json!({}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status().as_u16(), 403, "{path}");
+    }
     app.stop().await;
 }
 
