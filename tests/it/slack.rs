@@ -27,7 +27,7 @@ const POSTED_TS: &str = "1503435956.000247";
 pub(crate) struct Slack {
     pub(crate) app: TestApp,
     pub(crate) fake: MockServer,
-    repo: GitRepo,
+    pub(crate) repo: GitRepo,
     sha: String,
     /// Where the `qa` environment's deploys wait: they finish once this file exists.
     gate: std::path::PathBuf,

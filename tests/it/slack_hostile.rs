@@ -133,6 +133,27 @@ async fn one_slack_request_sent_100_times_at_once_queues_one_job() {
 }
 
 #[tokio::test]
+async fn a_repeated_command_is_answered_from_its_job_without_asking_git() {
+    let s = start_ok().await;
+    let request = signed(command_body(TEAM, ALICE, "main to staging"), now());
+    let (status, first) = s.post("/slack/commands", &request, &[]).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(s.app.finished(1).await["state"], "succeeded");
+    // The repository is gone: a new command cannot resolve `main` any more...
+    std::fs::rename(&s.repo.bare, s.repo.bare.with_extension("gone")).unwrap();
+    let new = s.say(ALICE, "main to staging").await;
+    assert!(
+        new.starts_with("fetching ") && new.contains("Could not read from remote"),
+        "{new}"
+    );
+    // ...but the repeat of the first one is answered from the job it queued.
+    let (status, again) = s.post("/slack/commands", &request, &[]).await;
+    assert_eq!((status, &again), (200, &first));
+    assert_eq!(s.app.jobs().await.len(), 1);
+    s.app.stop().await;
+}
+
+#[tokio::test]
 async fn an_approval_clicked_after_it_expired_is_refused_and_never_runs() {
     const CAROL: &str = "U0CAROL";
     let extra = format!(
