@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use crate::helpers::log_lines;
 use crate::slack::{
-    ALICE, BOSS, BOT_TOKEN, SIGNING_SECRET, TEAM, click_body, command_body, last_answer, now,
-    queued_id, signed, start_ok, start_ok_with,
+    ALICE, BOSS, BOT_TOKEN, SIGNING_SECRET, Signed, TEAM, click_body, command_body, last_answer,
+    now, queued_id, signed, start_ok, start_ok_with,
 };
 
 /// Slack's limit in `src/http/slack.rs` (`MAX_BODY`).
@@ -85,6 +85,16 @@ async fn hostile_forms_are_answered_and_store_nothing() {
             text.contains(reason) && !text.contains('\n'),
             "{what}: {answer}"
         );
+    }
+
+    // Forged (signed for another body) and not a form: the signature is checked first (401).
+    for route in ["/slack/commands", "/slack/interactions"] {
+        let forged = Signed {
+            body: b"%%%\xff not a form".to_vec(),
+            ..signed(b"another body".to_vec(), now())
+        };
+        let (status, answer) = s.post(route, &forged, &[]).await;
+        assert_eq!(status, 401, "{route}: {answer}");
     }
 
     // Bytes that are not UTF-8, raw or percent-encoded, in the command text: read as U+FFFD

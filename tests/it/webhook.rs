@@ -324,6 +324,21 @@ async fn hostile_shapes_are_answered_and_nothing_is_stored() {
             "{what}: {answer}"
         );
     }
+    // Forged, with everything else wrong too (not JSON, a text content type, no event, no
+    // delivery): the signature is checked first, so the answer is 401, not 400 or 415.
+    let res = app
+        .http
+        .post(format!("{}/webhooks/github", app.base))
+        .header("content-type", "text/plain")
+        .header(
+            "x-hub-signature-256",
+            sign_github(SECRET.as_bytes(), b"other"),
+        )
+        .body("not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 401);
     assert!(app.jobs().await.is_empty(), "hostile input stored a job");
 
     // Deep nesting where slipway reads nothing is skipped without recursion: the push is
