@@ -268,6 +268,7 @@ template = "server {{ server_name {{hostname}}; location / {{ proxy_pass http://
             let branch = format!("demo/{rest}");
             match slug_of(&c, &branch) {
                 Ok(id) => {
+                    proptest::prop_assert!(rest.chars().any(|c| c.is_ascii_alphanumeric()), "{branch:?}");
                     proptest::prop_assert!(is_dns_label(&id.slug), "{branch:?} -> {:?}", id.slug);
                     proptest::prop_assert!(is_dns_label(id.hostname.split('.').next().unwrap()), "{}", id.hostname);
                     proptest::prop_assert_eq!(&id.hostname, &format!("preview-{}.app.example.com", id.slug));
