@@ -116,6 +116,14 @@ pub async fn deploy(
     git_ref: &str,
     origin: Origin<'_>,
 ) -> Result<i64, RequestError> {
+    // A repeated request (a chat retry, or a replay within Slack's window) is answered from
+    // what the first one queued, before the git fetch resolving the ref would cost a round trip
+    // to the repository per repeat. `enqueue` still settles concurrent first arrivals.
+    if let Some(delivery) = origin.delivery
+        && let Some(&id) = queue.store().delivery_jobs(delivery.id).await?.first()
+    {
+        return Ok(id);
+    }
     let target = target(queue, config, app, env).await?;
     let git_ref = GitRef::parse(git_ref).map_err(|e| invalid(e.to_string()))?;
     // Refused before the ref is looked up.

@@ -312,6 +312,16 @@ impl Store {
             .await?))
     }
 
+    /// The jobs a delivery queued, oldest first (none when it is new or queued nothing).
+    pub async fn delivery_jobs(&self, delivery: &str) -> Result<Vec<i64>, StoreError> {
+        on_pool!(self, pool => Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE delivery_id = $1 ORDER BY id",
+        )
+        .bind(delivery)
+        .fetch_all(pool)
+        .await?))
+    }
+
     /// The newest `limit` jobs of a lane (`app/env`), newest first.
     pub async fn lane_jobs(&self, lane: &str, limit: i64) -> Result<Vec<Job>, StoreError> {
         let sql =

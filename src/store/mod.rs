@@ -221,3 +221,33 @@ pub fn redact_url(url: &str) -> String {
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    proptest::proptest! {
+        // Whatever the password holds (`@`, `:`, `/`, `%`...), only `****` is printed in its
+        // place; URLs without a password are printed as they are.
+        #[test]
+        fn database_passwords_are_never_printed(
+            user in "[a-z][a-z0-9_]{0,11}",
+            password in "[!-~]{1,24}",
+            host in "[a-z0-9.-]{1,20}(:[0-9]{1,5})?",
+            db in "[a-z0-9_]{1,12}",
+        ) {
+            let url = format!("postgres://{user}:{password}@{host}/{db}");
+            proptest::prop_assert_eq!(redact_url(&url), format!("postgres://{user}:****@{host}/{db}"));
+            let plain = format!("postgres://{user}@{host}/{db}");
+            proptest::prop_assert_eq!(redact_url(&plain), plain.clone());
+        }
+    }
+
+    #[test]
+    fn sqlite_paths_are_printed_as_they_are() {
+        assert_eq!(
+            redact_url("sqlite://var/slipway.db"),
+            "sqlite://var/slipway.db"
+        );
+    }
+}

@@ -3,17 +3,21 @@
 //! only for Slack's and GitHub's APIs.
 
 mod apps;
+mod audit;
 mod cli;
 mod deploy;
 mod ephemeral;
+mod faults;
 mod github;
 mod helpers;
+mod injection;
 mod nginx;
 mod operability;
 mod recovery;
 mod releases;
 mod replicas;
 mod slack;
+mod slack_hostile;
 mod sshd;
 mod strategies;
 mod webhook;

@@ -12,22 +12,22 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id};
 
-const SIGNING_SECRET: &str = "slack-signing-secret-for-tests";
-const BOT_TOKEN: &str = "xoxb-test-bot-token";
-const TEAM: &str = "T0TEAM";
-const CHANNEL: &str = "C0DEPLOYS";
-const ALICE: &str = "U0ALICE";
-const BOSS: &str = "U0BOSS";
+pub(crate) const SIGNING_SECRET: &str = "slack-signing-secret-for-tests";
+pub(crate) const BOT_TOKEN: &str = "xoxb-test-bot-token";
+pub(crate) const TEAM: &str = "T0TEAM";
+pub(crate) const CHANNEL: &str = "C0DEPLOYS";
+pub(crate) const ALICE: &str = "U0ALICE";
+pub(crate) const BOSS: &str = "U0BOSS";
 
 /// The fake's answer to `chat.postMessage`: its channel and ts are what slipway must store and
 /// edit later.
 const POSTED_CHANNEL: &str = "C1H9RESGL";
 const POSTED_TS: &str = "1503435956.000247";
 
-struct Slack {
-    app: TestApp,
-    fake: MockServer,
-    repo: GitRepo,
+pub(crate) struct Slack {
+    pub(crate) app: TestApp,
+    pub(crate) fake: MockServer,
+    pub(crate) repo: GitRepo,
     sha: String,
     /// Where the `qa` environment's deploys wait: they finish once this file exists.
     gate: std::path::PathBuf,
@@ -35,7 +35,7 @@ struct Slack {
 
 /// Slack's Web API: the two chat methods answer as Slack does (if the token is the bot's), and
 /// response URLs accept anything.
-async fn fake_slack(post_message: ResponseTemplate) -> MockServer {
+pub(crate) async fn fake_slack(post_message: ResponseTemplate) -> MockServer {
     let fake = MockServer::start().await;
     let bearer = format!("Bearer {BOT_TOKEN}");
     Mock::given(method("POST"))
@@ -60,13 +60,13 @@ async fn fake_slack(post_message: ResponseTemplate) -> MockServer {
     fake
 }
 
-fn json_answer(body: &str) -> ResponseTemplate {
+pub(crate) fn json_answer(body: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(body.as_bytes().to_vec(), "application/json")
 }
 
 /// `shop` with `staging` (deployed from `main`, anyone may deploy), `production` (only BOSS),
 /// `qa` (no trigger; its deploys wait for the gate file) and `demo/*` ephemeral environments.
-fn config(dir: &Path, repo: &GitRepo, fake: &MockServer) -> String {
+pub(crate) fn config(dir: &Path, repo: &GitRepo, fake: &MockServer) -> String {
     let d = dir.display();
     format!(
         "{head}[slack]\nsigning_secret = \"{SIGNING_SECRET}\"\nbot_token = \"{BOT_TOKEN}\"\n\
@@ -94,7 +94,7 @@ async fn start(post_message: ResponseTemplate) -> Slack {
 }
 
 /// As [`start`], with `extra` TOML appended to the config (`{dir}` in it: the test's directory).
-async fn start_with(post_message: ResponseTemplate, extra: &str) -> Slack {
+pub(crate) async fn start_with(post_message: ResponseTemplate, extra: &str) -> Slack {
     let dir = tempfile::tempdir().unwrap();
     let repo = GitRepo::new(dir.path());
     let sha = repo.commit("first", "main");
@@ -112,14 +112,20 @@ async fn start_with(post_message: ResponseTemplate, extra: &str) -> Slack {
     }
 }
 
-async fn start_ok() -> Slack {
-    start(json_answer(include_str!(
-        "../fixtures/slack/chat.postMessage.ok.json"
-    )))
+pub(crate) async fn start_ok() -> Slack {
+    start_ok_with("").await
+}
+
+/// As [`start_ok`], with `extra` TOML appended to the config.
+pub(crate) async fn start_ok_with(extra: &str) -> Slack {
+    start_with(
+        json_answer(include_str!("../fixtures/slack/chat.postMessage.ok.json")),
+        extra,
+    )
     .await
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -127,13 +133,13 @@ fn now() -> i64 {
 }
 
 /// A signed POST as Slack sends it; the headers are returned so a test can replay them.
-struct Signed {
-    timestamp: i64,
-    signature: String,
-    body: Vec<u8>,
+pub(crate) struct Signed {
+    pub(crate) timestamp: i64,
+    pub(crate) signature: String,
+    pub(crate) body: Vec<u8>,
 }
 
-fn signed(body: Vec<u8>, timestamp: i64) -> Signed {
+pub(crate) fn signed(body: Vec<u8>, timestamp: i64) -> Signed {
     Signed {
         signature: sign(SIGNING_SECRET.as_bytes(), timestamp, &body),
         timestamp,
@@ -150,7 +156,7 @@ fn trigger_id() -> String {
 }
 
 /// Slack's slash command form (every field it sends) for `text`, from `user` of `team`.
-fn command_body(team: &str, user: &str, text: &str) -> Vec<u8> {
+pub(crate) fn command_body(team: &str, user: &str, text: &str) -> Vec<u8> {
     let fields: Vec<(String, String)> =
         serde_urlencoded::from_str(include_str!("../fixtures/slack/slash-command.bolt-js.txt"))
             .unwrap();
@@ -173,7 +179,13 @@ fn command_body(team: &str, user: &str, text: &str) -> Vec<u8> {
 }
 
 /// A click on a button with `action_id`/`value`, from `user` of `team`, answered at the fake.
-fn click_body(fake: &MockServer, team: &str, user: &str, action: &str, value: &str) -> Vec<u8> {
+pub(crate) fn click_body(
+    fake: &MockServer,
+    team: &str,
+    user: &str,
+    action: &str,
+    value: &str,
+) -> Vec<u8> {
     let mut payload: Value = serde_json::from_str(include_str!(
         "../fixtures/slack/block_actions.bolt-python.json"
     ))
@@ -190,16 +202,16 @@ fn click_body(fake: &MockServer, team: &str, user: &str, action: &str, value: &s
         .into_bytes()
 }
 
-/// A signed request as Slack sends it, to `route` of `app`: the status and the answer.
-async fn post_signed(
-    app: &TestApp,
+/// POSTs a signed Slack request to `route` of the service at `base`, with `extra` headers.
+pub(crate) async fn post_to(
+    http: &reqwest::Client,
+    base: &str,
     route: &str,
     request: &Signed,
     extra: &[(&str, &str)],
 ) -> (u16, Value) {
-    let mut req = app
-        .http
-        .post(format!("{}{route}", app.base))
+    let mut req = http
+        .post(format!("{base}{route}"))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-slack-request-timestamp", request.timestamp.to_string())
         .header("x-slack-signature", &request.signature)
@@ -217,12 +229,17 @@ async fn post_signed(
 }
 
 impl Slack {
-    async fn post(&self, route: &str, request: &Signed, extra: &[(&str, &str)]) -> (u16, Value) {
-        post_signed(&self.app, route, request, extra).await
+    pub(crate) async fn post(
+        &self,
+        route: &str,
+        request: &Signed,
+        extra: &[(&str, &str)],
+    ) -> (u16, Value) {
+        post_to(&self.app.http, &self.app.base, route, request, extra).await
     }
 
     /// `/deploy TEXT` from `user`: the ephemeral answer's text.
-    async fn say(&self, user: &str, text: &str) -> String {
+    pub(crate) async fn say(&self, user: &str, text: &str) -> String {
         let (status, answer) = self
             .post(
                 "/slack/commands",
@@ -236,7 +253,7 @@ impl Slack {
     }
 
     /// The fake's requests to `path`, as JSON bodies.
-    async fn sent(&self, to: &str) -> Vec<Value> {
+    pub(crate) async fn sent(&self, to: &str) -> Vec<Value> {
         self.fake
             .received_requests()
             .await
@@ -249,7 +266,7 @@ impl Slack {
 }
 
 /// The job number in a "Queued #N: ..." answer.
-fn queued_id(text: &str) -> i64 {
+pub(crate) fn queued_id(text: &str) -> i64 {
     text.strip_prefix("Queued #")
         .and_then(|rest| rest.split(':').next())
         .and_then(|n| n.parse().ok())
@@ -761,7 +778,7 @@ async fn a_lock_refuses_people_and_skips_automatic_deploys_until_unlocked() {
 }
 
 /// The `n`th answer sent to clicks' response URL (asserting there are `n`).
-async fn last_answer(s: &Slack, n: usize) -> String {
+pub(crate) async fn last_answer(s: &Slack, n: usize) -> String {
     let sent = s.sent("/actions/T0TEAM/1/response").await;
     assert_eq!(sent.len(), n, "{sent:#?}");
     sent[n - 1]["text"].as_str().unwrap().to_owned()
@@ -774,11 +791,7 @@ async fn production_waits_for_another_deployers_approval() {
         "[apps.shop.environments.live]\nhosts = [\"local\"]\ndeploy_path = \"srv/live\"\n\
          steps = [\"./bin/build\"]\ndeployers = [\"{BOSS}\", \"{CAROL}\"]\napprovals = 1\n"
     );
-    let s = start_with(
-        json_answer(include_str!("../fixtures/slack/chat.postMessage.ok.json")),
-        &extra,
-    )
-    .await;
+    let s = start_ok_with(&extra).await;
     let click = |user: &str, action: &str, id: i64| {
         signed(
             click_body(&s.fake, TEAM, user, action, &id.to_string()),
@@ -1216,7 +1229,7 @@ async fn a_cancel_sent_to_one_replica_stops_the_job_another_runs() {
     wait_for_state(&runner.app, id, "running").await;
     let answerer = TestApp::spawn(other, &answers).await;
     let cancel = signed(command_body(TEAM, ALICE, &format!("cancel {id}")), now());
-    let (status, answer) = post_signed(&answerer, "/slack/commands", &cancel, &[]).await;
+    let (status, answer) = post_to(&answerer.http, &answerer.base, "/slack/commands", &cancel, &[]).await;
     assert_eq!(status, 200, "{answer}");
     assert!(
         answer["text"]
