@@ -1229,7 +1229,14 @@ async fn a_cancel_sent_to_one_replica_stops_the_job_another_runs() {
     wait_for_state(&runner.app, id, "running").await;
     let answerer = TestApp::spawn(other, &answers).await;
     let cancel = signed(command_body(TEAM, ALICE, &format!("cancel {id}")), now());
-    let (status, answer) = post_to(&answerer.http, &answerer.base, "/slack/commands", &cancel, &[]).await;
+    let (status, answer) = post_to(
+        &answerer.http,
+        &answerer.base,
+        "/slack/commands",
+        &cancel,
+        &[],
+    )
+    .await;
     assert_eq!(status, 200, "{answer}");
     assert!(
         answer["text"]
