@@ -17,6 +17,8 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use batch::Batcher;
+
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
 use crate::store::JOB_COLUMNS;
 use crate::store::{
@@ -186,7 +188,28 @@ pub struct Queue {
     store: Store,
     wake: Arc<Notify>,
     max_attempts: u32,
-    ingest: Arc<enqueue::Ingest>,
+    batches: Batches,
+}
+
+/// The group commits of the hot writes ([`batch`]): enqueues, claims, finishes.
+#[derive(Clone, Debug)]
+struct Batches {
+    enqueue: Arc<Batcher<enqueue::Pending, Enqueued>>,
+    /// Claimers' owner and lease; the job each gets, if any.
+    claim: Arc<Batcher<(String, Duration), Option<Job>>>,
+    /// Whether each finish was still the job's owner's.
+    finish: Arc<Batcher<Finished, bool>>,
+}
+
+/// A job's end as its finish batch carries it.
+#[derive(Debug, serde::Serialize)]
+struct Finished {
+    id: i64,
+    attempt: i64,
+    state: &'static str,
+    summary: String,
+    error: Option<String>,
+    result: Option<String>,
 }
 
 impl Queue {
@@ -195,7 +218,11 @@ impl Queue {
             store,
             wake: Arc::new(Notify::new()),
             max_attempts,
-            ingest: Arc::default(),
+            batches: Batches {
+                enqueue: Arc::new(Batcher::new(enqueue::MAX_BATCH)),
+                claim: Arc::new(Batcher::new(MAX_CLAIMS)),
+                finish: Arc::new(Batcher::new(MAX_CLAIMS)),
+            },
         }
     }
 
@@ -317,39 +344,18 @@ impl Queue {
         Ok(decision)
     }
 
-    /// Claims the oldest runnable job for `owner`.
+    /// Claims the oldest runnable job for `owner` (the replica; recorded on the job). Claims
+    /// made meanwhile in this process go together: one statement takes a job for each.
     pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Claim, StoreError> {
-        let now = now_ms();
-        // The oldest queued job that is the head of its lane (so two claimers racing on one lane
-        // cannot take its jobs out of order) and whose lane has nothing running. Both checks
-        // are index lookups per candidate (`jobs_queued_by_lane`, `jobs_one_running_per_lane`).
-        // On PostgreSQL the candidate row is locked and rows other claimers hold are skipped;
-        // SQLite has one writer at a time, so the same statement needs no lock clause. The
-        // `running` event is written by the `jobs_claimed` trigger in the same statement, with
-        // the database clock after the row was won: one round trip, and the event log never
-        // shows two jobs of a lane overlapping.
-        //
-        // SQLite 3.51's planner, left alone, scans `jobs_queued_by_lane` and sorts, which makes
-        // every claim cost a pass over the whole queue; `INDEXED BY` pins the id-ordered index
-        // so the first candidate ends the scan.
-        let (candidates, lock) = match self.store.backend() {
-            Backend::Sqlite(_) => ("jobs j INDEXED BY jobs_queued", ""),
-            Backend::Postgres(_) => ("jobs j", "FOR UPDATE SKIP LOCKED"),
-        };
-        let sql = format!(
-            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1, \
-             lease_until = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id = (SELECT j.id FROM {candidates} WHERE j.state = 'queued' \
-                AND j.id = (SELECT MIN(o.id) FROM jobs o WHERE o.lane = j.lane AND o.state = 'queued') \
-                AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lane = j.lane AND r.state = 'running') \
-                ORDER BY j.id LIMIT 1 {lock}) RETURNING {JOB_COLUMNS}"
-        );
-        let claimed: Option<Job> = on_pool!(self.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(now + lease.as_millis() as i64)
-            .bind(now)
-            .fetch_optional(pool)
-            .await?);
+        let queue = self.clone();
+        let claimed = self
+            .batches
+            .claim
+            .submit((owner.to_owned(), lease), move |claimers| {
+                let queue = queue.clone();
+                async move { queue.claim_batch(claimers).await }
+            })
+            .await?;
         Ok(match claimed {
             Some(job) => Claim::Job(Box::new(Lease {
                 job,
@@ -357,6 +363,62 @@ impl Queue {
             })),
             None => Claim::Empty,
         })
+    }
+
+    /// One statement per owner and lease among `claimers`, taking up to as many jobs as they
+    /// are; the jobs go to the claimers oldest first, the rest get none.
+    async fn claim_batch(
+        &self,
+        claimers: Vec<(String, Duration)>,
+    ) -> Result<Vec<Option<Job>>, StoreError> {
+        let now = now_ms();
+        // The oldest queued jobs that are the heads of their lanes (so two claimers racing on
+        // one lane cannot take its jobs out of order, and one statement takes at most one job
+        // of a lane) and whose lanes have nothing running. Both checks are index lookups per
+        // candidate (`jobs_queued_by_lane`, `jobs_one_running_per_lane`). On PostgreSQL the
+        // candidate rows are locked and rows other claimers hold are skipped; SQLite has one
+        // writer at a time, so the same statement needs no lock clause. The `running` events
+        // are written by the `jobs_claimed` trigger in the same statement, with the database
+        // clock after the rows were won: one round trip, and the event log never shows two
+        // jobs of a lane overlapping.
+        //
+        // SQLite 3.51's planner, left alone, scans `jobs_queued_by_lane` and sorts, which makes
+        // every claim cost a pass over the whole queue; `INDEXED BY` pins the id-ordered index
+        // so the scan ends once it has its candidates.
+        let (candidates, lock) = match self.store.backend() {
+            Backend::Sqlite(_) => ("jobs j INDEXED BY jobs_queued", ""),
+            Backend::Postgres(_) => ("jobs j", "FOR UPDATE SKIP LOCKED"),
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1, \
+             lease_until = $2, started_at = COALESCE(started_at, $3) \
+             WHERE id IN (SELECT j.id FROM {candidates} WHERE j.state = 'queued' \
+                AND j.id = (SELECT MIN(o.id) FROM jobs o WHERE o.lane = j.lane AND o.state = 'queued') \
+                AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lane = j.lane AND r.state = 'running') \
+                ORDER BY j.id LIMIT $4 {lock}) RETURNING {JOB_COLUMNS}"
+        );
+        let mut answers: Vec<Option<Job>> = claimers.iter().map(|_| None).collect();
+        let mut groups: Vec<(&str, Duration, Vec<usize>)> = Vec::new();
+        for (i, (owner, lease)) in claimers.iter().enumerate() {
+            match groups.iter_mut().find(|(o, l, _)| o == owner && l == lease) {
+                Some((_, _, members)) => members.push(i),
+                None => groups.push((owner, *lease, vec![i])),
+            }
+        }
+        for (owner, lease, members) in groups {
+            let mut jobs: Vec<Job> = on_pool!(self.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(owner)
+                .bind(now + lease.as_millis() as i64)
+                .bind(now)
+                .bind(members.len() as i64)
+                .fetch_all(pool)
+                .await?);
+            jobs.sort_unstable_by_key(|job| job.id);
+            for (member, job) in members.into_iter().zip(jobs) {
+                answers[member] = Some(job);
+            }
+        }
+        Ok(answers)
     }
 
     /// Renews the lease, and reads whether someone asked to cancel the job meanwhile (the flag
@@ -383,36 +445,59 @@ impl Queue {
     }
 
     /// Records how the job ended. `false` means the lease was lost and nothing was written.
+    /// Finishes recorded meanwhile in this process go together, in one statement.
     pub async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<bool, StoreError> {
-        let now = now_ms();
-        let (state, message, error, result) = match outcome {
-            Outcome::Succeeded { message } => (JobState::Succeeded, message.as_str(), None, None),
+        let (state, summary, error, result) = match outcome {
+            Outcome::Succeeded { message } => (JobState::Succeeded, message, None, None),
             Outcome::Failed { error, result } => (
                 JobState::Failed,
-                error.as_str(),
-                Some(error.as_str()),
+                error,
+                Some(error.clone()),
                 Some(result.to_string()),
             ),
-            Outcome::Cancelled { message } => (JobState::Cancelled, message.as_str(), None, None),
+            Outcome::Cancelled { message } => (JobState::Cancelled, message, None, None),
         };
-        // The terminal event is written by the `jobs_finished` trigger (on `summary`).
-        let updated = on_pool!(self.store, pool => sqlx::query(
-            "UPDATE jobs SET state = $1, finished_at = $2, error = $3, result = $4, summary = $5, \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE id = $6 AND attempt = $7 AND state = 'running'",
-        )
-        .bind(state)
-        .bind(now)
-        .bind(error)
-        .bind(result.as_deref())
-        .bind(message)
-        .bind(lease.job.id)
-        .bind(lease.job.attempt)
-        .execute(pool)
-        .await?
-        .rows_affected());
-        let finished = updated == 1;
-        Ok(finished)
+        let finished = Finished {
+            id: lease.job.id,
+            attempt: lease.job.attempt,
+            state: state.as_str(),
+            summary: summary.clone(),
+            error,
+            result,
+        };
+        let queue = self.clone();
+        self.batches
+            .finish
+            .submit(finished, move |rows| {
+                let queue = queue.clone();
+                async move { queue.finish_batch(rows).await }
+            })
+            .await
+    }
+
+    async fn finish_batch(&self, rows: Vec<Finished>) -> Result<Vec<bool>, StoreError> {
+        // The terminal events are written by the `jobs_finished` trigger (on `summary`).
+        let sql = format!(
+            "UPDATE jobs SET state = v.state, finished_at = $2, error = v.error, \
+             result = v.result, summary = v.summary, lease_owner = NULL, lease_until = NULL \
+             FROM (SELECT CAST(value ->> 'id' AS BIGINT) AS job_id, \
+                   CAST(value ->> 'attempt' AS BIGINT) AS job_attempt, \
+                   value ->> 'state' AS state, value ->> 'summary' AS summary, \
+                   value ->> 'error' AS error, value ->> 'result' AS result \
+                   FROM {}) AS v \
+             WHERE id = v.job_id AND attempt = v.job_attempt AND jobs.state = 'running' \
+             RETURNING id, attempt",
+            json_rows(self.store.backend())
+        );
+        let finished: Vec<(i64, i64)> = on_pool!(self.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(json(&rows)?)
+            .bind(now_ms())
+            .fetch_all(pool)
+            .await?);
+        Ok(rows
+            .iter()
+            .map(|row| finished.contains(&(row.id, row.attempt)))
+            .collect())
     }
 
     /// Cancels job `id` for `by` (who, and through what). A queued job is withdrawn at once. A
@@ -593,6 +678,22 @@ impl Queue {
     }
 }
 
+/// The most claims (and finishes) one statement carries.
+const MAX_CLAIMS: usize = 64;
+
+/// The rows of the JSON array bound as `$1`, one `value` each (a batch's rows: one SQL text
+/// whatever the batch size, so the prepared statement is reused).
+fn json_rows(backend: &Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite(_) => "json_each($1)",
+        Backend::Postgres(_) => "jsonb_array_elements(CAST($1 AS jsonb)) AS r(value)",
+    }
+}
+
+fn json(rows: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Sql(sqlx::Error::Encode(Box::new(e))))
+}
+
 /// The PostgreSQL channel enqueues notify.
 const NOTIFY_CHANNEL: &str = "slipway_jobs";
 
@@ -610,6 +711,7 @@ macro_rules! insert_event {
 }
 use insert_event;
 
+mod batch;
 mod enqueue;
 #[cfg(test)]
 mod tests;

@@ -66,11 +66,13 @@ impl Workers {
                 }
             }
         });
+        // The workers claim as one owner, the replica: claims made together go in one
+        // statement (see `Queue::claim`).
         let workers: Vec<_> = (0..self.config.worker.concurrency)
-            .map(|n| {
+            .map(|_| {
                 let this = self.clone();
                 let shutdown = shutdown.clone();
-                let owner = format!("{id}:{n}");
+                let owner = id.clone();
                 tokio::spawn(async move { this.work(owner, shutdown).await })
             })
             .collect();

@@ -1,12 +1,5 @@
-//! Enqueue with group commit.
-//!
-//! Every request (a webhook delivery, a chat command, a schedule tick) that wants jobs stored
-//! joins a list of pending requests; one writer task at a time takes everything pending and
-//! stores it in **one transaction**, then answers each request. Requests that arrive while a
-//! batch is being written wait for the next one. Under load a batch carries many requests, so
-//! the fixed costs — the transaction, its commit, the round trips to the database (on SQLite
-//! each statement is a hand-off to sqlx's connection thread) — are paid once per batch, not
-//! once per request; alone, a request is a batch of one and waits for nobody.
+//! Enqueue through the group commit ([`super::batch`]): the requests pending meanwhile are
+//! stored in **one transaction**.
 //!
 //! A batch is a handful of statements whatever its size: the deliveries in one `INSERT ..
 //! RETURNING` (the rows a redelivery conflicts with are not returned: those requests are
@@ -20,37 +13,23 @@
 //! whole batch (nothing of it is committed) and every request in it hears that error.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::Serialize;
-use tokio::sync::oneshot;
 
-use super::{Delivery, Enqueued, NOTIFY_CHANNEL, NewJob, Queue};
+use super::{Delivery, Enqueued, NOTIFY_CHANNEL, NewJob, Queue, json, json_rows};
 use crate::domain::{GitRef, ReleaseId, Sha};
 use crate::store::{
     Backend, HELD_LOCKS, JobKind, JobState, Lock, StoreError, WritePool, now_ms, on_pool,
 };
 
 /// The most requests one transaction carries; more wait for the next.
-const MAX_BATCH: usize = 256;
+pub(super) const MAX_BATCH: usize = 256;
 
-/// Requests waiting to be written, and whether a writer task is at work.
-#[derive(Debug, Default)]
-pub(super) struct Ingest {
-    state: Mutex<IngestState>,
-}
-
-#[derive(Debug, Default)]
-struct IngestState {
-    pending: Vec<Pending>,
-    writing: bool,
-}
-
+/// A request to enqueue, as it waits for its batch.
 #[derive(Debug)]
-struct Pending {
+pub(super) struct Pending {
     delivery: Option<OwnedDelivery>,
     jobs: Vec<NewJob>,
-    answer: oneshot::Sender<Result<Enqueued, Arc<StoreError>>>,
 }
 
 #[derive(Debug)]
@@ -58,43 +37,6 @@ struct OwnedDelivery {
     id: String,
     source: String,
     event: String,
-}
-
-impl Ingest {
-    fn state(&self) -> MutexGuard<'_, IngestState> {
-        // Nothing panics while holding it (pushes and swaps only); a poisoned lock still holds
-        // consistent data.
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The next batch, or `None` (and the writer's turn ends) when nothing is pending.
-    fn next_batch(&self) -> Option<Vec<Pending>> {
-        let mut state = self.state();
-        if state.pending.is_empty() {
-            state.writing = false;
-            return None;
-        }
-        let take = state.pending.len().min(MAX_BATCH);
-        let rest = state.pending.split_off(take);
-        Some(std::mem::replace(&mut state.pending, rest))
-    }
-}
-
-/// Ends the writer's turn if its task stops abnormally (a panic, or the runtime shutting down):
-/// the requests still pending are answered with an error (their senders drop) rather than
-/// waiting for a writer that will not come.
-struct Turn<'a>(&'a Ingest);
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        let mut state = self.0.state();
-        if state.writing {
-            state.writing = false;
-            state.pending.clear();
-        }
-    }
 }
 
 impl Queue {
@@ -106,7 +48,6 @@ impl Queue {
         delivery: Option<Delivery<'_>>,
         jobs: &[NewJob],
     ) -> Result<Enqueued, StoreError> {
-        let (answer, answered) = oneshot::channel();
         let pending = Pending {
             delivery: delivery.map(|d| OwnedDelivery {
                 id: d.id.to_owned(),
@@ -114,74 +55,33 @@ impl Queue {
                 event: d.event.to_owned(),
             }),
             jobs: jobs.to_vec(),
-            answer,
         };
-        let start_writer = {
-            let mut state = self.ingest.state();
-            state.pending.push(pending);
-            !std::mem::replace(&mut state.writing, true)
-        };
-        if start_writer {
-            // A task of its own: the requester going away (a client hanging up) must not
-            // abandon the batch it is writing for others.
-            tokio::spawn(self.clone().write_pending());
-        }
-        match answered.await {
-            Ok(result) => result.map_err(StoreError::Batch),
-            Err(_) => Err(StoreError::Batch(Arc::new(StoreError::Sql(
-                sqlx::Error::WorkerCrashed,
-            )))),
-        }
-    }
-
-    /// The writer's turn: batches until nothing is pending.
-    async fn write_pending(self) {
-        let turn = Turn(&self.ingest);
-        while let Some(batch) = self.ingest.next_batch() {
-            let requests: Vec<Request<'_>> = batch
-                .iter()
-                .map(|p| Request {
-                    delivery: p.delivery.as_ref().map(|d| Delivery {
-                        id: &d.id,
-                        source: &d.source,
-                        event: &d.event,
-                    }),
-                    jobs: &p.jobs,
-                })
-                .collect();
-            let outcome = self.write_batch(&requests).await;
-            drop(requests);
-            match outcome {
-                Ok(results) => {
-                    if results.iter().any(|r| matches!(r, Enqueued::Created(_))) {
-                        self.wake.notify_waiters();
-                    }
-                    for (pending, result) in batch.into_iter().zip(results) {
-                        // A requester that went away does not mind.
-                        let _ = pending.answer.send(Ok(result));
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(error = %err, requests = batch.len(), "enqueue batch failed");
-                    let err = Arc::new(err);
-                    for pending in batch {
-                        let _ = pending.answer.send(Err(Arc::clone(&err)));
-                    }
-                }
-            }
-        }
-        // `next_batch` ended the turn itself.
-        std::mem::forget(turn);
+        let queue = self.clone();
+        self.batches
+            .enqueue
+            .submit(pending, move |batch| {
+                let queue = queue.clone();
+                async move { queue.write_batch(&batch).await }
+            })
+            .await
     }
 
     /// Stores a batch in one transaction; one outcome per request, in order.
-    async fn write_batch(&self, requests: &[Request<'_>]) -> Result<Vec<Enqueued>, StoreError> {
+    async fn write_batch(&self, batch: &[Pending]) -> Result<Vec<Enqueued>, StoreError> {
+        let requests: Vec<Request<'_>> = batch
+            .iter()
+            .map(|p| Request {
+                delivery: p.delivery.as_ref().map(|d| Delivery {
+                    id: &d.id,
+                    source: &d.source,
+                    event: &d.event,
+                }),
+                jobs: &p.jobs,
+            })
+            .collect();
         let now = now_ms();
         let backend = self.store.backend();
-        let rows = match backend {
-            Backend::Sqlite(_) => "json_each($1)",
-            Backend::Postgres(_) => "jsonb_array_elements(CAST($1 AS jsonb)) AS r(value)",
-        };
+        let rows = json_rows(backend);
         let mut outcomes: Vec<Option<Enqueued>> = (0..requests.len()).map(|_| None).collect();
         // A second request of this batch with a delivery id an earlier one has: it gets the
         // earlier one's outcome once that is known.
@@ -501,6 +401,12 @@ impl Queue {
                 other => other.clone(),
             };
         }
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Some(Enqueued::Created(_))))
+        {
+            self.wake.notify_waiters();
+        }
         Ok(outcomes
             .into_iter()
             .map(|o| o.unwrap_or_else(|| Enqueued::Created(Vec::new())))
@@ -552,8 +458,4 @@ struct JobRow<'a> {
     finished_at: Option<i64>,
     approvals_needed: u32,
     approve_by: Option<i64>,
-}
-
-fn json(rows: &impl Serialize) -> Result<String, StoreError> {
-    serde_json::to_string(rows).map_err(|e| StoreError::Sql(sqlx::Error::Encode(Box::new(e))))
 }

@@ -1002,3 +1002,71 @@ async fn superseding_searches_the_partial_indexes_on_sqlite() {
         "{plan}"
     );
 }
+
+/// Claims and finishes made at once share statements, and each still gets its own answer: a
+/// distinct job (at most one per lane, the lane's oldest), or none; a finish with a stale
+/// fencing token is refused while the others in its batch go through.
+#[tokio::test]
+async fn concurrent_claims_and_finishes_each_get_their_own_answer_on_both_backends() {
+    for f in fixtures(3).await {
+        // 6 lanes with two jobs each: 12 claimers at once can take 6 jobs, the oldest per lane.
+        let jobs: Vec<NewJob> = (0..12).map(|i| job(&format!("e{}", i % 6))).collect();
+        let Enqueued::Created(ids) = f.queue.enqueue(None, &jobs).await.unwrap() else {
+            panic!("not created")
+        };
+        let claims: Vec<_> = (0..12)
+            .map(|_| {
+                let queue = f.queue.clone();
+                tokio::spawn(async move { claim(&queue, LONG).await })
+            })
+            .collect();
+        let mut leases = Vec::new();
+        for c in claims {
+            leases.extend(c.await.unwrap());
+        }
+        let mut claimed: Vec<i64> = leases.iter().map(|l| l.job.id).collect();
+        claimed.sort_unstable();
+        assert_eq!(claimed, ids[..6], "the oldest job of each lane, once each");
+        let mut lanes: Vec<String> = leases.iter().map(|l| l.job.env.clone()).collect();
+        lanes.sort_unstable();
+        lanes.dedup();
+        assert_eq!(lanes.len(), 6);
+
+        let stale = Lease {
+            job: Job {
+                attempt: leases[0].job.attempt + 1,
+                ..leases[0].job.clone()
+            },
+            owner: "w1".into(),
+        };
+        let finishes: Vec<_> = std::iter::once(stale)
+            .chain(leases)
+            .map(|lease| {
+                let (queue, done) = (
+                    f.queue.clone(),
+                    Outcome::Succeeded {
+                        message: format!("done {}", lease.job.id),
+                    },
+                );
+                tokio::spawn(
+                    async move { (lease.job.id, queue.finish(&lease, &done).await.unwrap()) },
+                )
+            })
+            .collect();
+        let mut results = Vec::new();
+        for finish in finishes {
+            results.push(finish.await.unwrap());
+        }
+        assert!(!results[0].1, "a stale token finishes nothing");
+        assert!(results[1..].iter().all(|(_, ok)| *ok), "{results:?}");
+        for (id, _) in &results[1..] {
+            let stored = f.queue.store().job(*id).await.unwrap().unwrap();
+            assert_eq!(stored.state, JobState::Succeeded);
+            let events = f.queue.store().job_events(*id).await.unwrap();
+            assert_eq!(events.last().unwrap().message, format!("done {id}"));
+        }
+        // The lanes are free again: their second jobs come next.
+        let next = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(next.job.id, ids[6]);
+    }
+}
