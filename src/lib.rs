@@ -4,6 +4,7 @@
 //! [`signature`] verifies, [`gitops`] interprets, [`planner`] decides, [`queue`] and [`store`]
 //! persist, [`worker`] executes, [`deploy`] talks to hosts.
 
+pub mod actions;
 pub mod app;
 pub mod cli;
 pub mod config;
