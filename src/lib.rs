@@ -19,6 +19,7 @@ pub mod housekeeping;
 pub mod http;
 pub mod mask;
 pub mod notify;
+pub mod overview;
 pub mod planner;
 pub mod queue;
 pub mod releases;

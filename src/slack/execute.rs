@@ -11,12 +11,13 @@ use crate::actions::{Actions, Actor};
 use crate::config::{App, Config};
 use crate::deploy::source::Mirrors;
 use crate::domain::{GitRef, Name};
+use crate::overview;
 use crate::queue::{Decision, Delivery, Queue};
 use crate::requests::{self, RequestError, Target};
 use crate::store::{EphemeralRow, StoreError, now_ms};
 
 use super::command::{self, Command, Known, KnownApp, Lane};
-use super::messages::{self, EnvLine, EphemeralLine, LaneStatus, LiveRelease};
+use super::messages::{self, EnvLine, EphemeralLine, LaneStatus};
 
 /// How many jobs `history` shows.
 const HISTORY: i64 = 10;
@@ -263,27 +264,11 @@ impl Context<'_> {
         let store = self.queue.store();
         let lanes: Vec<(String, String)> = match &env {
             Some(lane) => vec![(lane.app.to_string(), lane.env.to_string())],
-            None => lanes(self.config, rows),
+            None => overview::lanes(self.config, rows),
         };
         let mut statuses = Vec::with_capacity(lanes.len());
         for (app, env) in &lanes {
-            let mut live: Vec<LiveRelease> = Vec::new();
-            for d in store.live_deployments(app, env).await? {
-                match live.iter_mut().find(|r| r.release == d.release_id) {
-                    Some(release) => {
-                        release.hosts.push(d.host);
-                        release.since = release.since.max(d.switched_at);
-                    }
-                    None => live.push(LiveRelease {
-                        by: store.job(d.job_id).await?.map(|j| j.requested_by),
-                        release: d.release_id,
-                        git_ref: d.git_ref,
-                        sha: d.sha,
-                        since: d.switched_at,
-                        hosts: vec![d.host],
-                    }),
-                }
-            }
+            let live = overview::live_releases(store, app, env).await?;
             statuses.push(LaneStatus {
                 lane: format!("{app}/{env}"),
                 live,
@@ -310,27 +295,13 @@ impl Context<'_> {
         let ephemeral: Vec<EphemeralLine> = rows
             .iter()
             .map(|row| {
-                let template = self.config.app(&row.app).and_then(|app| {
-                    let template = app.ephemeral.get(&Name::parse(&row.template).ok()?)?;
-                    Some((app, template))
-                });
-                // Its URL as its deploys render it, from the names its branch gives it.
-                let url = template.and_then(|(app, template)| {
-                    let id = crate::ephemeral::identify(template, &row.branch).ok()?;
-                    let port = row.port().unwrap_or(0);
-                    template
-                        .environment(&app.name, &id.env, &id.slug, &row.hostname, port)
-                        .url
-                });
+                let view = overview::ephemeral(self.config, row, now);
                 EphemeralLine {
                     lane: format!("{}/{}", row.app, row.env),
                     branch: row.branch.clone(),
-                    url,
+                    url: view.url,
                     state: row.state.as_str().to_owned(),
-                    left_ms: template.map(|(_, template)| {
-                        let ttl = i64::try_from(template.ttl.as_millis()).unwrap_or(i64::MAX);
-                        messages::ttl_end(row.last_push_at, ttl, row.keep_until) - now
-                    }),
+                    left_ms: view.left_ms,
                 }
             })
             .collect();
@@ -365,20 +336,6 @@ fn known(config: &Config, rows: &[EphemeralRow]) -> Known {
             .collect(),
         configured_default: config.slack.as_ref().and_then(|s| s.default_app.clone()),
     }
-}
-
-/// Every environment, configured ones first, as `(app, env)`.
-fn lanes(config: &Config, rows: &[EphemeralRow]) -> Vec<(String, String)> {
-    config
-        .apps
-        .values()
-        .flat_map(|app| {
-            app.environments
-                .keys()
-                .map(move |env| (app.name.to_string(), env.to_string()))
-        })
-        .chain(rows.iter().map(|row| (row.app.clone(), row.env.clone())))
-        .collect()
 }
 
 /// The ref `/deploy ENV` deploys: an ephemeral environment's own branch, or the branch of the

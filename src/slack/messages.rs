@@ -10,6 +10,7 @@ use slack_morphism::blocks::{
 };
 use slack_morphism::{SlackActionId, SlackMessageContent, md, pt};
 
+use crate::overview::LiveRelease;
 use crate::queue::Outcome;
 use crate::store::{Job, JobKind, JobState};
 
@@ -93,18 +94,6 @@ pub fn queued(job: &Job, ahead: usize) -> String {
         n => format!("{n} ahead of you"),
     };
     format!("Queued #{}: {} ({ahead})", job.id, describe(job))
-}
-
-/// One release live on some hosts of an environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveRelease {
-    pub release: String,
-    pub git_ref: String,
-    pub sha: String,
-    /// Who asked for the job that made it live.
-    pub by: Option<String>,
-    pub since: i64,
-    pub hosts: Vec<String>,
 }
 
 /// What runs in one environment: nothing, one release, or (after a partial failure) several.
@@ -229,14 +218,6 @@ pub fn left(ms: i64) -> String {
         HOUR..DAY => format!("{}h {}m left", ms / HOUR, ms % HOUR / MINUTE),
         _ => format!("{}d {}h left", ms / DAY, ms % DAY / HOUR),
     }
-}
-
-/// When an ephemeral environment's TTL ends: `ttl` after its last push, or later if someone
-/// asked to keep it (`keep_until`).
-pub fn ttl_end(last_push_at: i64, ttl_ms: i64, keep_until: Option<i64>) -> i64 {
-    last_push_at
-        .saturating_add(ttl_ms)
-        .max(keep_until.unwrap_or(i64::MIN))
 }
 
 /// `history ENV`: the environment's newest jobs, newest first, each with how it ended.

@@ -114,7 +114,7 @@ fn known_names_configured_and_ephemeral_environments() {
     let envs: Vec<&str> = known.apps[0].envs.iter().map(Name::as_str).collect();
     assert_eq!(envs, ["qa", "staging", "demo-x"]);
     assert_eq!(
-        lanes(&c, &[row("demo-x")]),
+        crate::overview::lanes(&c, &[row("demo-x")]),
         [
             ("shop".to_owned(), "qa".to_owned()),
             ("shop".to_owned(), "staging".to_owned()),
