@@ -8,6 +8,7 @@ pub mod actions;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod deploy;
 pub mod domain;

@@ -92,6 +92,20 @@ pub fn ephemeral(config: &Config, row: &EphemeralRow, now: i64) -> EphemeralView
     }
 }
 
+/// How long an ephemeral environment has before cleanup, in words.
+pub fn left(ms: i64) -> String {
+    const MINUTE: i64 = 60_000;
+    const HOUR: i64 = 60 * MINUTE;
+    const DAY: i64 = 24 * HOUR;
+    match ms {
+        ..=0 => "TTL over (due for teardown)".into(),
+        1..MINUTE => "under a minute left".into(),
+        MINUTE..HOUR => format!("{}m left", ms / MINUTE),
+        HOUR..DAY => format!("{}h {}m left", ms / HOUR, ms % HOUR / MINUTE),
+        _ => format!("{}d {}h left", ms / DAY, ms % DAY / HOUR),
+    }
+}
+
 /// When an ephemeral environment's TTL ends: `ttl` after its last push, or later if someone
 /// asked to keep it (`keep_until`).
 pub fn ttl_end(last_push_at: i64, ttl_ms: i64, keep_until: Option<i64>) -> i64 {

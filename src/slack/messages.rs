@@ -10,7 +10,7 @@ use slack_morphism::blocks::{
 };
 use slack_morphism::{SlackActionId, SlackMessageContent, md, pt};
 
-use crate::overview::LiveRelease;
+use crate::overview::{LiveRelease, left};
 use crate::queue::Outcome;
 use crate::store::{Job, JobKind, JobState};
 
@@ -204,20 +204,6 @@ pub fn envs(configured: &[EnvLine], ephemeral: &[EphemeralLine]) -> String {
         ));
     }
     out.join("\n")
-}
-
-/// How long an ephemeral environment has before cleanup, in words.
-pub fn left(ms: i64) -> String {
-    const MINUTE: i64 = 60_000;
-    const HOUR: i64 = 60 * MINUTE;
-    const DAY: i64 = 24 * HOUR;
-    match ms {
-        ..=0 => "TTL over (due for teardown)".into(),
-        1..MINUTE => "under a minute left".into(),
-        MINUTE..HOUR => format!("{}m left", ms / MINUTE),
-        HOUR..DAY => format!("{}h {}m left", ms / HOUR, ms % HOUR / MINUTE),
-        _ => format!("{}d {}h left", ms / DAY, ms % DAY / HOUR),
-    }
 }
 
 /// `history ENV`: the environment's newest jobs, newest first, each with how it ended.

@@ -3,7 +3,9 @@
 //! only for Slack's and GitHub's APIs.
 
 mod apps;
+mod browser;
 mod cli;
+mod dashboard;
 mod deploy;
 mod ephemeral;
 mod github;

@@ -1,0 +1,424 @@
+//! The web dashboard in a real headless Chromium (tests/it/browser.rs) against the real service:
+//! logging in, an environment a real deploy made live, a job's log lines arriving over SSE while
+//! it runs on a real sshd host, locks with hostile text, and refused actions (no session, a
+//! wrong CSRF token, not a deployer, a read-only dashboard). Each browser test saves screenshots
+//! under `$CARGO_TARGET_TMPDIR/dashboard-screenshots/`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::browser::Browser;
+use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id};
+use crate::sshd::Fleet;
+
+const ALICE_TOKEN: &str = "alice-dashboard-token-0123";
+const BOB_TOKEN: &str = "bob-dashboard-token-456789";
+
+const USERS: &str = "[dashboard]\nusers = [\
+    { name = \"alice\", slack_user = \"U0ALICE\", token = \"alice-dashboard-token-0123\" },\
+    { name = \"bob\", slack_user = \"U0BOB\", token = \"bob-dashboard-token-456789\" }]\n";
+
+/// `shop` with `staging` (deployed from `main`, `hosts`/`steps` as given, anyone may act) and
+/// `production` (only alice may act), on the local target unless `staging` says otherwise.
+fn config(dir: &Path, repo: &GitRepo, staging: &str, users: bool) -> String {
+    let d = dir.display();
+    format!(
+        "{head}{users}[apps.shop]\nrepo = \"{REPO}\"\nclone_url = \"{clone}\"\n\
+         [apps.shop.environments.staging]\n{staging}\nurl = \"https://staging.example.test\"\n\
+         [apps.shop.environments.production]\nhosts = [\"local\"]\ndeploy_path = \"{d}/srv/prod\"\n\
+         steps = [\"./bin/build\"]\ndeployers = [\"U0ALICE\"]\n\
+         [[apps.shop.triggers]]\npush = \"main\"\ndeploy = \"staging\"\n",
+        head = config_head(dir),
+        users = if users { USERS } else { "" },
+        clone = repo.clone_url(),
+    )
+}
+
+fn local_staging(dir: &Path) -> String {
+    format!(
+        "hosts = [\"local\"]\ndeploy_path = \"{}/srv/staging\"\nsteps = [\"./bin/build\"]",
+        dir.display()
+    )
+}
+
+/// Logs `browser` in with `token` through the login form; it lands on the environments page.
+async fn log_in(browser: &Browser, base: &str, token: &str) {
+    browser.goto(&format!("{base}/ui")).await;
+    assert_eq!(
+        browser.url().await,
+        format!("{base}/ui/login"),
+        "pages need a login"
+    );
+    browser.type_into("input[name=token]", token).await;
+    browser.click("form[action='/ui/login'] button").await;
+    browser
+        .wait_for_text("nav .who", |t| t.contains("Logged in as"))
+        .await;
+    assert_eq!(browser.url().await, format!("{base}/ui"));
+}
+
+#[tokio::test]
+async fn the_environments_page_lists_a_deployed_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "main");
+    let config = config(dir.path(), &repo, &local_staging(dir.path()), true);
+    let app = TestApp::spawn(dir, &config).await;
+    let (status, answer) = app.push("dash-1", "main", &sha).await;
+    assert_eq!(status, 202, "{answer}");
+    let job = app.finished(job_id(&answer)).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let release = job["release_id"].as_str().unwrap();
+
+    let browser = Browser::start().await;
+    log_in(&browser, &app.base, ALICE_TOKEN).await;
+    let row = browser.text("#env-shop-staging").await;
+    for expected in [
+        "shop/staging",
+        release,
+        &sha[..8],
+        "main",
+        "https://staging.example.test",
+        &format!("job #{}", job["id"]),
+    ] {
+        assert!(row.contains(expected), "{expected:?} not in {row:?}");
+    }
+    let production = browser.text("#env-shop-production").await;
+    assert!(production.contains("nothing deployed yet"), "{production}");
+    browser.screenshot("environments").await;
+
+    // A lock through the page, with a reason that would be markup if it were not escaped.
+    let hostile = "<img src=x onerror=alert(1)> freeze";
+    browser
+        .type_into("#env-shop-staging input[name=reason]", hostile)
+        .await;
+    browser
+        .type_into("#env-shop-staging input[name=for]", "2h")
+        .await;
+    browser
+        .click("#env-shop-staging form[action$='/lock'] button")
+        .await;
+    let row = browser
+        .wait_for_text("#env-shop-staging", |t| t.contains("freeze"))
+        .await;
+    assert!(
+        row.contains(&format!("alice (U0ALICE): {hostile}")),
+        "{row}"
+    );
+    assert!(browser.find("#env-shop-staging img").await.is_none());
+    assert!(
+        browser
+            .find("#env-shop-staging form[action$='/unlock']")
+            .await
+            .is_some()
+    );
+    browser.screenshot("environments-locked").await;
+
+    // The lock holds for the service, not only on the page: a push is skipped.
+    let sha2 = repo.commit("second", "main");
+    let (_, answer) = app.push("dash-2", "main", &sha2).await;
+    assert_eq!(app.finished(job_id(&answer)).await["state"], "skipped");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_job_page_shows_log_lines_while_the_deploy_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = Fleet::start(dir.path(), 1);
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "main");
+    let (gate1, gate2) = (dir.path().join("gate1"), dir.path().join("gate2"));
+    let step = format!(
+        "echo first-line; while [ ! -e {} ]; do sleep 0.05; done; echo second-line; \
+         while [ ! -e {} ]; do sleep 0.05; done; echo last-line",
+        gate1.display(),
+        gate2.display()
+    );
+    let staging = format!(
+        "hosts = {}\nssh = {}\ndeploy_path = \"/srv/shop\"\nsteps = [{{ run = {step:?}, name = \"gated\" }}]",
+        fleet.hosts_toml(),
+        fleet.ssh_toml()
+    );
+    let config = config(dir.path(), &repo, &staging, true);
+    let app = TestApp::spawn(dir, &config).await;
+    let (_, answer) = app.push("live-1", "main", &sha).await;
+    let id = job_id(&answer);
+    let api = format!("{}/api/jobs/{id}", app.base);
+    let job_now = || async {
+        app.http
+            .get(&api)
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+    let mut waited = 0;
+    while !job_now().await["log"].to_string().contains("first-line") {
+        waited += 1;
+        assert!(waited < 300, "the step never started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let browser = Browser::start().await;
+    log_in(&browser, &app.base, ALICE_TOKEN).await;
+    browser.goto(&format!("{}/ui/jobs/{id}", app.base)).await;
+    let log = browser.text("#log").await;
+    assert!(
+        log.contains("first-line") && !log.contains("second-line"),
+        "{log}"
+    );
+    browser.wait_for_text("#live", |t| t == "live").await;
+    // Marks this page: a reload would forget it, so a line that appears while it is still set
+    // came over the live stream.
+    browser.script("window.slipwayMark = 42;", json!([])).await;
+
+    std::fs::write(&gate1, "").unwrap();
+    let log = browser
+        .wait_for_text("#log", |t| t.contains("second-line"))
+        .await;
+    assert!(!log.contains("last-line"), "{log}");
+    assert_eq!(
+        browser
+            .script("return window.slipwayMark;", json!([]))
+            .await,
+        42,
+        "the page reloaded instead of streaming"
+    );
+    assert_eq!(job_now().await["state"], "running");
+    assert!(browser.text("#state").await.contains("running"));
+    browser.screenshot("job-live").await;
+
+    std::fs::write(&gate2, "").unwrap();
+    // At the end the stream says so and the page reloads with the outcome and the step table.
+    browser
+        .wait_for_text("#state", |t| t.contains("succeeded"))
+        .await;
+    let log = browser.text("#log").await;
+    let order: Vec<_> = ["first-line", "second-line", "last-line"]
+        .iter()
+        .map(|l| log.find(l).unwrap_or_else(|| panic!("{l} not in {log}")))
+        .collect();
+    assert!(order.is_sorted(), "{log}");
+    assert_eq!(log.matches("second-line").count(), 1, "{log}");
+    let steps = browser.text("#steps").await;
+    assert!(steps.contains("gated") && steps.contains("ok"), "{steps}");
+    browser.screenshot("job-finished").await;
+    app.stop().await;
+}
+
+/// The session cookie of a login with `token`, as `name=value`.
+async fn session(http: &reqwest::Client, base: &str, token: &str) -> String {
+    let res = http
+        .post(format!("{base}/ui/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("token", token)]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let cookie = res.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    cookie.split(';').next().unwrap().to_owned()
+}
+
+/// The page at `path` with `cookie`, and the CSRF token its forms carry.
+async fn page(http: &reqwest::Client, base: &str, path: &str, cookie: &str) -> (String, String) {
+    let html = http
+        .get(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let csrf = html
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF token in {html}"))
+        .to_owned();
+    (html, csrf)
+}
+
+async fn post(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    cookie: Option<&str>,
+    form: &[(&str, &str)],
+) -> (u16, String) {
+    let mut req = http
+        .post(format!("{base}{path}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(form).unwrap());
+    if let Some(cookie) = cookie {
+        req = req.header("cookie", cookie);
+    }
+    let res = req.send().await.unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn an_unauthenticated_action_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "main");
+    let staging = local_staging(dir.path());
+    let config = config(dir.path(), &repo, &staging, true);
+    let app = TestApp::spawn(dir, &config).await;
+    let (_, answer) = app.push("refuse-1", "main", &sha).await;
+    assert_eq!(app.finished(job_id(&answer)).await["state"], "succeeded");
+
+    // In the browser, without logging in: a form posted to an action gets the refusal page.
+    let browser = Browser::start().await;
+    browser.goto(&format!("{}/ui/login", app.base)).await;
+    browser
+        .script(
+            "const f = document.createElement('form'); f.method = 'post'; \
+             f.action = '/ui/envs/shop/staging/lock'; \
+             const r = document.createElement('input'); r.name = 'reason'; r.value = 'sneaky'; \
+             f.appendChild(r); document.body.appendChild(f); f.submit();",
+            json!([]),
+        )
+        .await;
+    browser
+        .wait_for_text("main", |t| t.contains("Log in first."))
+        .await;
+    browser.screenshot("refused-unauthenticated").await;
+
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let base = &app.base;
+    let alice = session(&http, base, ALICE_TOKEN).await;
+    let bob = session(&http, base, BOB_TOKEN).await;
+    let lock = "/ui/envs/shop/staging/lock";
+    // No session at all, a forged one, a wrong token at login.
+    let (status, _) = post(&http, base, lock, None, &[("reason", "x")]).await;
+    assert_eq!(status, 401);
+    let forged = alice.replace("alice.", "bob.");
+    let (status, _) = post(&http, base, lock, Some(&forged), &[("reason", "x")]).await;
+    assert_eq!(status, 401);
+    let (status, _) = post(
+        &http,
+        base,
+        "/ui/login",
+        None,
+        &[("token", "alice-dashboard-token-012")],
+    )
+    .await;
+    assert_eq!(status, 401);
+    // A session without (or with another session's) CSRF token.
+    let (html, alice_csrf) = page(&http, base, "/ui", &alice).await;
+    assert!(
+        !html.contains("sneaky"),
+        "the unauthenticated lock was stored"
+    );
+    let (_, bob_csrf) = page(&http, base, "/ui", &bob).await;
+    let (status, body) = post(&http, base, lock, Some(&alice), &[("reason", "x")]).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("CSRF"), "{body}");
+    let (status, _) = post(
+        &http,
+        base,
+        lock,
+        Some(&alice),
+        &[("csrf", &bob_csrf), ("reason", "x")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    // Not a deployer of production: the same refusal Slack gives.
+    let (status, body) = post(
+        &http,
+        base,
+        "/ui/envs/shop/production/lock",
+        Some(&bob),
+        &[("csrf", &bob_csrf), ("reason", "mine")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        body.contains("You are not one of the deployers of shop/production"),
+        "{body}"
+    );
+    // Nothing above took effect; the same request with alice's own token does.
+    let (html, _) = page(&http, base, "/ui", &alice).await;
+    assert!(!html.contains("locked by"), "{html}");
+    let (status, _) = post(
+        &http,
+        base,
+        lock,
+        Some(&alice),
+        &[("csrf", &alice_csrf), ("reason", "real")],
+    )
+    .await;
+    assert_eq!(status, 303);
+    let (html, _) = page(&http, base, "/ui", &alice).await;
+    assert!(html.contains("locked by alice (U0ALICE): real"), "{html}");
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn without_users_the_dashboard_is_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "main");
+    let staging = local_staging(dir.path());
+    let config = config(dir.path(), &repo, &staging, false);
+    let app = TestApp::spawn(dir, &config).await;
+    let (_, answer) = app.push("ro-1", "main", &sha).await;
+    let id = job_id(&answer);
+    assert_eq!(app.finished(id).await["state"], "succeeded");
+
+    // Loopback peers (this test) may look, without logging in.
+    let res = app
+        .http
+        .get(format!("{}/ui", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let html = res.text().await.unwrap();
+    assert!(
+        html.contains("Read-only") && html.contains(&sha[..8]),
+        "{html}"
+    );
+    assert!(
+        !html.contains("<form method=\"post\""),
+        "no action forms: {html}"
+    );
+    let res = app
+        .http
+        .get(format!("{}/ui/jobs/{id}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(res.text().await.unwrap().contains("built shop/staging"));
+    // But not act.
+    let (status, body) = post(
+        &app.http,
+        &app.base,
+        "/ui/envs/shop/staging/lock",
+        None,
+        &[("reason", "x")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(body.contains("read-only"), "{body}");
+    app.stop().await;
+}
