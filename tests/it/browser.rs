@@ -3,13 +3,14 @@
 //! profile directory, so tests run in parallel; dropping it ends the session and kills the
 //! driver's process group (chromedriver and the Chromium it started).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
+
+use crate::helpers::first_line;
 
 pub struct Browser {
     driver: Child,
@@ -29,17 +30,10 @@ impl Browser {
             .process_group(0)
             .spawn()
             .expect("chromedriver (scripts/test installs chromium-driver)");
-        let mut lines = BufReader::new(driver.stdout.take().unwrap()).lines();
-        let port = loop {
-            let line = lines
-                .next()
-                .expect("chromedriver exited before listening")
-                .unwrap();
-            if let Some(rest) = line.split("started successfully on port ").nth(1) {
-                break rest.trim_end_matches('.').to_owned();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
+        let port = first_line(driver.stdout.take().unwrap(), "chromedriver", |line| {
+            let rest = line.split("started successfully on port ").nth(1)?;
+            Some(rest.trim_end_matches('.').to_owned())
+        });
         let profile = tempfile::tempdir().unwrap();
         let http = reqwest::Client::new();
         let answer: Value = http
