@@ -422,3 +422,172 @@ async fn without_users_the_dashboard_is_read_only() {
     assert!(body.contains("read-only"), "{body}");
     app.stop().await;
 }
+
+/// The `Location` a 303 answer sends the browser to.
+async fn act(http: &reqwest::Client, base: &str, path: &str, cookie: &str, csrf: &str) -> String {
+    let res = http
+        .post(format!("{base}{path}"))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string([("csrf", csrf)]).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    let location = res
+        .headers()
+        .get("location")
+        .map(|l| l.to_str().unwrap().to_owned());
+    let body = res.text().await.unwrap();
+    assert_eq!(status, 303, "{path}: {body}");
+    location.unwrap()
+}
+
+#[tokio::test]
+async fn rollback_approve_reject_and_cancel_go_through_the_shared_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha1 = repo.commit("first", "main");
+    let gate = dir.path().join("gate");
+    let qa = format!(
+        "[apps.shop.environments.qa]\nhosts = [\"local\"]\ndeploy_path = \"{d}/srv/qa\"\n\
+         steps = [\"while [ ! -e {gate} ]; do sleep 0.05; done\"]\n\
+         deployers = [\"U0ALICE\", \"U0BOB\"]\napprovals = 1\n\
+         [[apps.shop.triggers]]\npush = \"release\"\ndeploy = \"qa\"\n",
+        d = dir.path().display(),
+        gate = gate.display(),
+    );
+    let config = config(dir.path(), &repo, &local_staging(dir.path()), true) + &qa;
+    let app = TestApp::spawn(dir, &config).await;
+    let (base, http) = (
+        &app.base,
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+    );
+    let alice = session(&http, base, ALICE_TOKEN).await;
+    let bob = session(&http, base, BOB_TOKEN).await;
+    let (_, alice_csrf) = page(&http, base, "/ui", &alice).await;
+    let (_, bob_csrf) = page(&http, base, "/ui", &bob).await;
+
+    // Roll back staging to the first of two deploys.
+    let (_, a) = app.push("act-1", "main", &sha1).await;
+    let first = app.finished(job_id(&a)).await;
+    let sha2 = repo.commit("second", "main");
+    let (_, a) = app.push("act-2", "main", &sha2).await;
+    assert_eq!(app.finished(job_id(&a)).await["state"], "succeeded");
+    let to = act(
+        &http,
+        base,
+        "/ui/envs/shop/staging/rollback",
+        &alice,
+        &alice_csrf,
+    )
+    .await;
+    let id: i64 = to.strip_prefix("/ui/jobs/").unwrap().parse().unwrap();
+    let rollback = app.finished(id).await;
+    assert_eq!(
+        (
+            &rollback["kind"],
+            &rollback["state"],
+            &rollback["release_id"]
+        ),
+        (
+            &json!("rollback"),
+            &json!("succeeded"),
+            &first["release_id"]
+        )
+    );
+    assert_eq!(rollback["requested_by"], "alice (U0ALICE)");
+    assert_eq!(rollback["source"], "dashboard");
+
+    // qa waits for approval: alice approves the first push (it runs, held by the gate), bob
+    // rejects the second, approves the third (queued behind the first), which alice cancels.
+    let sha3 = repo.commit("third", "release");
+    let mut ids = Vec::new();
+    for n in 0..3 {
+        let (_, a) = app.push(&format!("qa-{n}"), "release", &sha3).await;
+        let id = job_id(&a);
+        assert_eq!(app.state(id).await, "awaiting_approval");
+        match n {
+            0 => {
+                act(
+                    &http,
+                    base,
+                    &format!("/ui/jobs/{id}/approve"),
+                    &alice,
+                    &alice_csrf,
+                )
+                .await
+            }
+            1 => {
+                act(
+                    &http,
+                    base,
+                    &format!("/ui/jobs/{id}/reject"),
+                    &bob,
+                    &bob_csrf,
+                )
+                .await
+            }
+            _ => {
+                act(
+                    &http,
+                    base,
+                    &format!("/ui/jobs/{id}/approve"),
+                    &bob,
+                    &bob_csrf,
+                )
+                .await
+            }
+        };
+        ids.push(id);
+        if n == 0 {
+            while app.state(id).await != "running" {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    assert_eq!(app.state(ids[1]).await, "rejected");
+    assert_eq!(app.state(ids[2]).await, "queued");
+    act(
+        &http,
+        base,
+        &format!("/ui/jobs/{}/cancel", ids[2]),
+        &alice,
+        &alice_csrf,
+    )
+    .await;
+    assert_eq!(app.state(ids[2]).await, "cancelled");
+    // A running job cannot be cancelled: the refusal Slack gives, as a page.
+    let (status, body) = post(
+        &http,
+        base,
+        &format!("/ui/jobs/{}/cancel", ids[0]),
+        Some(&alice),
+        &[("csrf", &alice_csrf)],
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(
+        body.contains("is running and cannot be cancelled yet"),
+        "{body}"
+    );
+    std::fs::write(&gate, "").unwrap();
+    assert_eq!(app.finished(ids[0]).await["state"], "succeeded");
+
+    // The audit page shows who did what, through which channel.
+    let (audit, _) = page(&http, base, "/ui/audit", &alice).await;
+    for expected in [
+        "to shop/staging requested by alice (U0ALICE) via dashboard",
+        "cancelled by alice (U0ALICE) via dashboard",
+        "bob (U0BOB)",
+    ] {
+        assert!(
+            audit.contains(expected),
+            "{expected:?} not in the audit page"
+        );
+    }
+    app.stop().await;
+}
