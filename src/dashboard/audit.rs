@@ -27,8 +27,8 @@ pub async fn page(
                 tbody {
                     @for e in &events {
                         tr {
-                            td { (when(e.at)) }
-                            td { a href={ "/ui/jobs/" (e.job_id) } { "#" (e.job_id) } " " (e.kind.as_str()) }
+                            td.nowrap { (when(e.at)) }
+                            td.nowrap { a href={ "/ui/jobs/" (e.job_id) } { "#" (e.job_id) } " " (e.kind.as_str()) }
                             td { (e.lane) }
                             td { (e.state) }
                             td { (e.message) }

@@ -20,6 +20,8 @@ struct Row {
     env: String,
     url: Option<String>,
     live: Vec<LiveRelease>,
+    /// Whether an earlier release exists to roll back to.
+    earlier: bool,
     lock: Option<Lock>,
     ephemeral: Option<(EphemeralRow, Option<i64>)>,
     /// Running and waiting jobs, oldest first.
@@ -50,6 +52,7 @@ pub async fn page(
         };
         envs.push(Row {
             live: overview::live_releases(store, &app, &env).await?,
+            earlier: store.release_history(&app, &env, 2).await?.len() > 1,
             lock: store.env_lock(&app, &env, now).await?,
             active: active.remove(&format!("{app}/{env}")).unwrap_or_default(),
             ephemeral: ephemeral.map(|(row, view)| (row, view.left_ms)),
@@ -130,7 +133,7 @@ fn env_row(row: &Row, viewer: &Viewer) -> Markup {
             }
             td.actions {
                 @if viewer.actor().is_some() {
-                    @if row.live.len() == 1 {
+                    @if row.earlier {
                         form.inline method="post" action={ (base) "/rollback" } {
                             (csrf(viewer))
                             button.danger title="Back to the release live before this one" { "Roll back" }

@@ -68,7 +68,7 @@ pub async fn list(
                                 td { code { (short(&job.sha)) } }
                                 td { (layout::state(job.state)) }
                                 td { (job.requested_by) span.muted { " via " (job.source) } }
-                                td { (when(job.created_at)) }
+                                td.nowrap { (when(job.created_at)) }
                                 td { @if let Some(ms) = job.duration_ms() { (took(ms)) } }
                             }
                         }
@@ -142,7 +142,7 @@ pub async fn page(
             h2 { "Events" }
             table.events {
                 @for e in &detail.events {
-                    tr { td { (when(e.at)) } td { (e.state) } td { (e.message) } }
+                    tr { td.nowrap { (when(e.at)) } td { (e.state) } td { (e.message) } }
                 }
             }
         },

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::browser::Browser;
-use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id};
+use crate::helpers::{GitRepo, REPO, TestApp, config_head, hostile_branch_names, job_id};
 use crate::sshd::Fleet;
 
 const ALICE_TOKEN: &str = "alice-dashboard-token-0123";
@@ -73,6 +73,16 @@ async fn the_environments_page_lists_a_deployed_environment() {
     let release = job["release_id"].as_str().unwrap();
 
     let browser = Browser::start().await;
+    browser.goto(&format!("{}/ui/login", app.base)).await;
+    browser.screenshot("login").await;
+    browser
+        .type_into("input[name=token]", BOB_TOKEN.trim_end_matches('9'))
+        .await;
+    browser.click("form[action='/ui/login'] button").await;
+    browser
+        .wait_for_text("main", |t| t.contains("That token is not valid."))
+        .await;
+    browser.screenshot("login-refused").await;
     log_in(&browser, &app.base, ALICE_TOKEN).await;
     let row = browser.text("#env-shop-staging").await;
     for expected in [
@@ -85,6 +95,9 @@ async fn the_environments_page_lists_a_deployed_environment() {
     ] {
         assert!(row.contains(expected), "{expected:?} not in {row:?}");
     }
+    // One release so far: nothing to roll back to, so no button.
+    let rollback = "#env-shop-staging form[action$='/rollback']";
+    assert!(browser.find(rollback).await.is_none());
     let production = browser.text("#env-shop-production").await;
     assert!(production.contains("nothing deployed yet"), "{production}");
     browser.screenshot("environments").await;
@@ -207,6 +220,90 @@ async fn a_job_page_shows_log_lines_while_the_deploy_runs() {
     let steps = browser.text("#steps").await;
     assert!(steps.contains("gated") && steps.contains("ok"), "{steps}");
     browser.screenshot("job-finished").await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_branch_names_are_shown_as_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "main");
+    let config = config(dir.path(), &repo, &local_staging(dir.path()), true)
+        .replace("push = \"main\"", "push = \"demo/*\"");
+    let app = TestApp::spawn(dir, &config).await;
+    let mut names = hostile_branch_names();
+    names.push("demo/<img/src=x/onerror=window.pwned=1>".into());
+    names.push("demo/</td></tr><script>window.pwned=1</script>".into());
+    let mut ids = Vec::new();
+    for (i, branch) in names.iter().enumerate() {
+        let (status, answer) = app.push(&format!("hostile-{i}"), branch, &sha).await;
+        assert_eq!(status, 202, "{branch}: {answer}");
+        ids.push(job_id(&answer));
+    }
+    for id in &ids {
+        app.finished(*id).await;
+    }
+
+    let browser = Browser::start().await;
+    log_in(&browser, &app.base, ALICE_TOKEN).await;
+    let no_injection = "return [document.querySelectorAll('img').length, \
+        document.querySelectorAll('script').length, window.pwned === undefined];";
+    let row = browser.text("#env-shop-staging").await;
+    assert!(row.contains(names.last().unwrap()), "{row}");
+    assert_eq!(
+        browser.script(no_injection, json!([])).await,
+        json!([0, 1, true])
+    );
+    browser.goto(&format!("{}/ui/jobs", app.base)).await;
+    let listed = browser.text("table.jobs").await;
+    for branch in &names {
+        assert!(
+            listed.contains(branch.as_str()),
+            "{branch:?} not in {listed}"
+        );
+    }
+    assert_eq!(
+        browser.script(no_injection, json!([])).await,
+        json!([0, 1, true])
+    );
+    browser.screenshot("jobs").await;
+    browser
+        .goto(&format!("{}/ui/jobs/{}", app.base, ids.last().unwrap()))
+        .await;
+    assert!(
+        browser
+            .text("dl.facts")
+            .await
+            .contains(names.last().unwrap())
+    );
+    assert_eq!(
+        browser.script(no_injection, json!([])).await,
+        json!([0, 1, true])
+    );
+    browser.goto(&format!("{}/ui/audit", app.base)).await;
+    let audit = browser.text("table.audit").await;
+    assert!(audit.contains(&format!("deploy {} (", names[0])), "{audit}");
+    assert_eq!(
+        browser.script(no_injection, json!([])).await,
+        json!([0, 1, true])
+    );
+    browser.screenshot("audit").await;
+    // The filter form keeps what was typed, escaped too.
+    let who = "\"><script>window.pwned=1</script>";
+    browser
+        .goto(&format!(
+            "{}/ui/jobs?who={}",
+            app.base,
+            serde_urlencoded::to_string([("", who)])
+                .unwrap()
+                .trim_start_matches('=')
+        ))
+        .await;
+    assert_eq!(
+        browser.script(no_injection, json!([])).await,
+        json!([0, 1, true])
+    );
+    assert!(browser.text("main").await.contains("No jobs match."));
     app.stop().await;
 }
 
@@ -551,6 +648,21 @@ async fn rollback_approve_reject_and_cancel_go_through_the_shared_actions() {
     }
     assert_eq!(app.state(ids[1]).await, "rejected");
     assert_eq!(app.state(ids[2]).await, "queued");
+    // The environments page shows the running job and the waiting one's place.
+    let (envs, _) = page(&http, base, "/ui", &alice).await;
+    let qa = envs.split("id=\"env-shop-qa\"").nth(1).unwrap();
+    for expected in [
+        format!(
+            "#{}</a> deploy <span class=\"state running\">running</span>",
+            ids[0]
+        ),
+        format!(
+            "#{}</a> deploy <span class=\"state queued\">queued</span><span class=\"muted\"> · 1 ahead</span>",
+            ids[2]
+        ),
+    ] {
+        assert!(qa.contains(&expected), "{expected} not in {qa}");
+    }
     act(
         &http,
         base,

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use crate::helpers::{GitRepo, TestApp, config_head, job_id, log_lines};
+use crate::helpers::{GitRepo, TestApp, config_head, hostile_branch_names, job_id, log_lines};
 use crate::sshd::Fleet;
 
 fn ssh_config(dir: &Path, repo: &GitRepo, fleet: &Fleet, steps: &str, keep: usize) -> String {
@@ -226,13 +226,12 @@ async fn hostile_branch_names_reach_steps_verbatim_and_run_nothing() {
     let config = ssh_config(dir.path(), &repo, &fleet, "[\"./bin/build\"]", 20)
         .replace("push = \"main\"", "push = \"*\"");
     let app = TestApp::spawn(dir, &config).await;
-    let names = include_str!("../fixtures/hostile-branch-names.txt");
     let mut extra = vec![
         "demo/$(touch /srv/canary)".to_owned(),
         "demo/`touch /srv/canary`".to_owned(),
         "demo/';touch /srv/canary;'".to_owned(),
     ];
-    extra.extend(names.lines().filter(|l| !l.is_empty()).map(str::to_owned));
+    extra.extend(hostile_branch_names());
     for (i, branch) in extra.iter().enumerate() {
         let (status, answer) = app.push(&format!("hostile-{i}"), branch, &sha).await;
         assert_eq!(status, 202, "{branch}: {answer}");

@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::apps::add_web_app;
-use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id, push_body, run_slipway};
+use crate::helpers::{
+    GitRepo, REPO, TestApp, config_head, hostile_branch_names, job_id, push_body, run_slipway,
+};
 use crate::nginx::Nginx;
 use crate::sshd::Fleet;
 
@@ -331,11 +333,7 @@ async fn hostile_branch_names_get_safe_environments_and_run_nothing() {
         "\"printf '%s' \\\"$SLIPWAY_REF\\\" > REF\"",
     );
     let app = TestApp::spawn(dir, &config).await;
-    let mut names: Vec<String> = include_str!("../fixtures/hostile-branch-names.txt")
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let mut names = hostile_branch_names();
     names.extend(
         [
             format!("demo/$(touch {c})"),

@@ -254,6 +254,15 @@ pub fn push_body(repo: &str, git_ref: &str, sha: &str, deleted: bool) -> Vec<u8>
     serde_json::to_vec(&payload).unwrap()
 }
 
+/// The branch names of `tests/fixtures/hostile-branch-names.txt`, one per line.
+pub fn hostile_branch_names() -> Vec<String> {
+    include_str!("../fixtures/hostile-branch-names.txt")
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 pub fn job_id(answer: &Value) -> i64 {
     answer["job_id"]
         .as_i64()
