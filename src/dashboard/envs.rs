@@ -145,10 +145,10 @@ fn env_row(row: &Row, viewer: &Viewer) -> Markup {
                             button { "Unlock" }
                         }
                     } @else {
-                        form.inline method="post" action={ (base) "/lock" } {
+                        form.lockform method="post" action={ (base) "/lock" } {
                             (csrf(viewer))
-                            input type="text" name="reason" placeholder="reason" required maxlength="200" size="12";
-                            input type="text" name="for" placeholder="for (e.g. 2h)" size="8";
+                            input type="text" name="reason" placeholder="reason" required maxlength="200";
+                            input type="text" name="for" placeholder="for, e.g. 2h";
                             button { "Lock" }
                         }
                     }

@@ -228,12 +228,23 @@ async fn hostile_branch_names_are_shown_as_text() {
     let dir = tempfile::tempdir().unwrap();
     let repo = GitRepo::new(dir.path());
     let sha = repo.commit("first", "main");
+    // Pushes of demo/* deploy staging; eph/* branches get their own ephemeral environment.
+    let ephemeral = format!(
+        "[apps.shop.ephemeral.eph]\nbranches = \"eph/*\"\nhostname = \"eph-{{slug}}.example.test\"\n\
+         ports = \"21400-21409\"\nhosts = [\"local\"]\ndeploy_path = \"{d}/envs\"\n\
+         steps.build = [\"./bin/build\"]\nttl = \"3d\"\n\
+         route = {{ file = \"{d}/routes/{{env}}.conf\", check = \"true\", reload = \"true\" }}\n",
+        d = dir.path().display()
+    );
     let config = config(dir.path(), &repo, &local_staging(dir.path()), true)
-        .replace("push = \"main\"", "push = \"demo/*\"");
+        .replace("push = \"main\"", "push = \"demo/*\"")
+        + &ephemeral;
     let app = TestApp::spawn(dir, &config).await;
     let mut names = hostile_branch_names();
     names.push("demo/<img/src=x/onerror=window.pwned=1>".into());
     names.push("demo/</td></tr><script>window.pwned=1</script>".into());
+    names.push("eph/<img/src=x/onerror=window.pwned=1>".into());
+    names.push("eph/$(id)".into());
     let mut ids = Vec::new();
     for (i, branch) in names.iter().enumerate() {
         let (status, answer) = app.push(&format!("hostile-{i}"), branch, &sha).await;
@@ -248,8 +259,15 @@ async fn hostile_branch_names_are_shown_as_text() {
     log_in(&browser, &app.base, ALICE_TOKEN).await;
     let no_injection = "return [document.querySelectorAll('img').length, \
         document.querySelectorAll('script').length, window.pwned === undefined];";
-    let row = browser.text("#env-shop-staging").await;
-    assert!(row.contains(names.last().unwrap()), "{row}");
+    let staging = browser.text("#env-shop-staging").await;
+    assert!(staging.contains(&names[names.len() - 3]), "{staging}");
+    let envs = browser.text("table.envs").await;
+    for branch in &names[names.len() - 2..] {
+        let shown = format!("branch {branch}, live");
+        assert!(envs.contains(&shown), "{shown:?} not in {envs}");
+    }
+    assert!(envs.contains("2d 23h left"), "{envs}");
+    browser.screenshot("environments-ephemeral").await;
     assert_eq!(
         browser.script(no_injection, json!([])).await,
         json!([0, 1, true])
