@@ -190,9 +190,16 @@ async fn a_job_page_shows_log_lines_while_the_deploy_runs() {
     browser.script("window.slipwayMark = 42;", json!([])).await;
 
     std::fs::write(&gate1, "").unwrap();
+    let released = std::time::Instant::now();
     let log = browser
         .wait_for_text("#log", |t| t.contains("second-line"))
         .await;
+    // Measured, not asserted (machine-dependent): the step's poll of the gate, the journal's
+    // batching, the stream's poll and this test's 100 ms polling of the page.
+    println!(
+        "a new log line was on the page {} ms after its step was released",
+        released.elapsed().as_millis()
+    );
     assert!(!log.contains("last-line"), "{log}");
     assert_eq!(
         browser
