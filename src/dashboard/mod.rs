@@ -30,7 +30,7 @@ use crate::http::AppState;
 use crate::store::now_ms;
 
 pub use session::Viewer;
-use session::{COOKIE, Keys, local_peer};
+use session::{COOKIE, Keys, local_request};
 
 /// The dashboard's routes, to be merged into [`crate::http::router`].
 pub fn routes(state: AppState) -> Router<AppState> {
@@ -57,8 +57,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
 }
 
 /// Lets a request in as a [`Viewer`] (an extension the handlers read), or answers it: without
-/// configured users only loopback peers get in (a request without a known peer, as from a
-/// router without a socket, is refused); with users, a valid session is needed (pages redirect
+/// configured users only loopback peers get in, and not through a proxy (a request without a
+/// known peer, as from a router without a socket, is refused); with users, a valid session is needed (pages redirect
 /// to the login form, anything else gets 401).
 async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let config = &state.config;
@@ -67,11 +67,12 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
             .map(|info| info.0.ip());
-        if !peer.is_some_and(local_peer) {
-            tracing::warn!(peer = ?peer, "dashboard request from a non-loopback peer refused");
+        if !local_request(peer, request.headers()) {
+            tracing::warn!(peer = ?peer, "dashboard request from a non-loopback or forwarded peer refused");
             return layout::refusal(
                 StatusCode::FORBIDDEN,
-                "Without configured [dashboard] users the dashboard answers only on loopback.",
+                "Without configured [dashboard] users the dashboard answers only on loopback, \
+                 not through a proxy.",
             );
         }
         Viewer::Local

@@ -12,6 +12,8 @@
 
 use std::net::IpAddr;
 
+use axum::http::HeaderMap;
+
 use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -152,9 +154,19 @@ pub fn cookie<'h>(header: &'h str, name: &str) -> Option<&'h str> {
         .map(|(_, value)| value)
 }
 
-/// Whether a peer may see the dashboard when no users are configured: loopback only (also an
-/// IPv4 loopback address mapped into IPv6).
-pub fn local_peer(ip: IpAddr) -> bool {
+/// Whether a request may see the dashboard when no users are configured: it comes from a
+/// loopback peer (also an IPv4 loopback address mapped into IPv6) and was not forwarded. A
+/// reverse proxy on the same machine connects from loopback too, for whoever it serves; the
+/// headers proxies add (`Forwarded`, `X-Forwarded-For`, `X-Real-IP`) give it away. A proxy
+/// that adds none of them is not detected: see `docs/production.md`.
+pub fn local_request(peer: Option<IpAddr>, headers: &HeaderMap) -> bool {
+    let forwarded = ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|name| headers.contains_key(*name));
+    !forwarded && peer.is_some_and(local_peer)
+}
+
+fn local_peer(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_loopback(),
         IpAddr::V6(v6) => {
@@ -253,8 +265,12 @@ mod tests {
         assert_eq!(cookie(header, COOKIE), Some("x.1.ff"));
         assert_eq!(cookie(header, "b"), Some("2"));
         assert_eq!(cookie(header, "slipway"), None);
+        let none = HeaderMap::new();
         for local in ["127.0.0.1", "127.9.8.7", "::1", "::ffff:127.0.0.1"] {
-            assert!(local_peer(local.parse().unwrap()), "{local}");
+            assert!(
+                local_request(Some(local.parse().unwrap()), &none),
+                "{local}"
+            );
         }
         for remote in [
             "10.0.0.1",
@@ -263,7 +279,19 @@ mod tests {
             "::ffff:10.0.0.1",
             "192.168.1.5",
         ] {
-            assert!(!local_peer(remote.parse().unwrap()), "{remote}");
+            assert!(
+                !local_request(Some(remote.parse().unwrap()), &none),
+                "{remote}"
+            );
+        }
+        assert!(!local_request(None, &none), "no known peer: refused");
+        for header in ["Forwarded", "X-Forwarded-For", "x-real-ip"] {
+            let mut proxied = HeaderMap::new();
+            proxied.insert(header, "203.0.113.9".parse().unwrap());
+            assert!(
+                !local_request(Some("127.0.0.1".parse().unwrap()), &proxied),
+                "{header}"
+            );
         }
     }
 }

@@ -531,7 +531,16 @@ async fn without_users_the_dashboard_is_read_only() {
         .await
         .unwrap();
     assert!(res.text().await.unwrap().contains("built shop/staging"));
-    // But not act.
+    // Not through a proxy on this machine (it would connect from loopback for anyone).
+    let res = app
+        .http
+        .get(format!("{}/ui", app.base))
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // And not act.
     let (status, body) = post(
         &app.http,
         &app.base,
