@@ -87,19 +87,31 @@ impl Browser {
         url.as_str().unwrap().to_owned()
     }
 
-    /// The element `css` selects, if any (its WebDriver reference).
-    pub async fn find(&self, css: &str) -> Option<String> {
+    /// The element `css` selects (its WebDriver reference), or WebDriver's error.
+    async fn lookup(&self, css: &str) -> Result<String, Value> {
         let body = json!({ "using": "css selector", "value": css });
         let answer = self
             .call(reqwest::Method::POST, "/element", Some(body))
             .await;
-        // A found element is `{"element-6066-...": "<id>"}`; a miss is an error object.
-        let object = answer.as_object()?;
-        object
-            .iter()
-            .find(|(key, _)| key.starts_with("element-"))
-            .and_then(|(_, id)| id.as_str())
-            .map(str::to_owned)
+        // A found element is `{"element-6066-...": "<id>"}`.
+        let found = answer.as_object().and_then(|object| {
+            object
+                .iter()
+                .find(|(key, _)| key.starts_with("element-"))
+                .and_then(|(_, id)| id.as_str())
+                .map(str::to_owned)
+        });
+        found.ok_or(answer)
+    }
+
+    /// The element `css` selects, if any. An error other than "no such element" is the test's
+    /// problem, not an absent element.
+    pub async fn find(&self, css: &str) -> Option<String> {
+        match self.lookup(css).await {
+            Ok(id) => Some(id),
+            Err(answer) if answer["error"] == "no such element" => None,
+            Err(answer) => panic!("finding {css}: {answer}"),
+        }
     }
 
     async fn element(&self, css: &str) -> String {
@@ -111,11 +123,20 @@ impl Browser {
 
     /// The rendered text of the element `css` selects.
     pub async fn text(&self, css: &str) -> String {
-        let id = self.element(css).await;
+        match self.try_text(css).await {
+            Some(text) => text,
+            None => panic!("no element {css} on {}", self.url().await),
+        }
+    }
+
+    /// The rendered text of the element `css` selects, or `None` when there is none (yet), or
+    /// it went stale because the page was being replaced.
+    async fn try_text(&self, css: &str) -> Option<String> {
+        let id = self.lookup(css).await.ok()?;
         let text = self
             .call(reqwest::Method::GET, &format!("/element/{id}/text"), None)
             .await;
-        text.as_str().unwrap_or_default().to_owned()
+        text.as_str().map(str::to_owned)
     }
 
     pub async fn type_into(&self, css: &str, text: &str) {
@@ -148,15 +169,17 @@ impl Browser {
         .await
     }
 
-    /// Polls the text of `css` until `done` accepts it (10 s at most); returns it.
+    /// Polls the text of `css` until `done` accepts it (30 s at most: generous, for a loaded
+    /// machine); returns it.
     pub async fn wait_for_text(&self, css: &str, done: impl Fn(&str) -> bool) -> String {
         let mut text = String::new();
-        for _ in 0..100 {
-            if self.find(css).await.is_some() {
-                text = self.text(css).await;
-                if done(&text) {
-                    return text;
+        for _ in 0..300 {
+            // A page being replaced (after a click or a reload) has the element, then not.
+            if let Some(now) = self.try_text(css).await {
+                if done(&now) {
+                    return now;
                 }
+                text = now;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
