@@ -13,7 +13,7 @@ use super::Viewer;
 use super::layout::Failure;
 use crate::actions::Actions;
 use crate::http::AppState;
-use crate::queue::Decision;
+use crate::queue::{Decision, Delivery};
 use crate::requests::RequestError;
 
 #[derive(Deserialize)]
@@ -74,13 +74,36 @@ fn refused(actions: &Actions<'_>, err: RequestError) -> Failure {
     }
 }
 
+#[derive(Deserialize)]
+pub struct RollbackForm {
+    #[serde(default)]
+    csrf: String,
+    /// When the page with the form was rendered (ms): with the user and the environment, it
+    /// names this request, so a double submit queues one rollback.
+    #[serde(default)]
+    rendered: String,
+}
+
 pub async fn rollback(
     State(state): State<AppState>,
     Extension(viewer): Extension<Viewer>,
     Path((app, env)): Path<(String, String)>,
-    Form(form): Form<Plain>,
+    Form(form): Form<RollbackForm>,
 ) -> Result<Redirect, Failure> {
-    let actions = actions(&state, &viewer, &form.csrf)?;
+    let mut actions = actions(&state, &viewer, &form.csrf)?;
+    // The user's id is part of it: whatever they put in the form, it can only name a request
+    // of their own (and then they are shown that request's job).
+    let delivery = (!form.rendered.is_empty() && form.rendered.len() <= 20).then(|| {
+        format!(
+            "dashboard:{}:rollback:{app}/{env}:{}",
+            actions.actor.id, form.rendered
+        )
+    });
+    actions.delivery = delivery.as_deref().map(|id| Delivery {
+        id,
+        source: "dashboard",
+        event: "rollback",
+    });
     let id = actions
         .rollback(&app, &env, None)
         .await

@@ -71,14 +71,14 @@ pub async fn page(
                     th { "Jobs" } th { "Actions" }
                 } }
                 tbody {
-                    @for row in &envs { (env_row(row, &viewer)) }
+                    @for row in &envs { (env_row(row, &viewer, now)) }
                 }
             }
         },
     ))
 }
 
-fn env_row(row: &Row, viewer: &Viewer) -> Markup {
+fn env_row(row: &Row, viewer: &Viewer, now: i64) -> Markup {
     let lane = format!("{}/{}", row.app, row.env);
     let base = format!("/ui/envs/{}/{}", row.app, row.env);
     html! {
@@ -136,6 +136,7 @@ fn env_row(row: &Row, viewer: &Viewer) -> Markup {
                     @if row.earlier {
                         form.inline method="post" action={ (base) "/rollback" } {
                             (csrf(viewer))
+                            input type="hidden" name="rendered" value=(now);
                             button.danger title="Back to the release live before this one" { "Roll back" }
                         }
                     }

@@ -554,13 +554,23 @@ async fn without_users_the_dashboard_is_read_only() {
     app.stop().await;
 }
 
-/// The `Location` a 303 answer sends the browser to.
+/// Posts `csrf` to an action; the `Location` its 303 answer sends the browser to.
 async fn act(http: &reqwest::Client, base: &str, path: &str, cookie: &str, csrf: &str) -> String {
+    act_with(http, base, path, cookie, &[("csrf", csrf)]).await
+}
+
+async fn act_with(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    cookie: &str,
+    form: &[(&str, &str)],
+) -> String {
     let res = http
         .post(format!("{base}{path}"))
         .header("cookie", cookie)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string([("csrf", csrf)]).unwrap())
+        .body(serde_urlencoded::to_string(form).unwrap())
         .send()
         .await
         .unwrap();
@@ -608,14 +618,21 @@ async fn rollback_approve_reject_and_cancel_go_through_the_shared_actions() {
     let sha2 = repo.commit("second", "main");
     let (_, a) = app.push("act-2", "main", &sha2).await;
     assert_eq!(app.finished(job_id(&a)).await["state"], "succeeded");
-    let to = act(
-        &http,
-        base,
-        "/ui/envs/shop/staging/rollback",
-        &alice,
-        &alice_csrf,
-    )
-    .await;
+    // The form names its request: submitted twice (a double click), it queues one rollback.
+    let (envs, _) = page(&http, base, "/ui", &alice).await;
+    let rendered = envs
+        .split("name=\"rendered\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let form = [
+        ("csrf", alice_csrf.as_str()),
+        ("rendered", rendered.as_str()),
+    ];
+    let rollback = "/ui/envs/shop/staging/rollback";
+    let to = act_with(&http, base, rollback, &alice, &form).await;
+    assert_eq!(act_with(&http, base, rollback, &alice, &form).await, to);
     let id: i64 = to.strip_prefix("/ui/jobs/").unwrap().parse().unwrap();
     let rollback = app.finished(id).await;
     assert_eq!(
@@ -632,6 +649,11 @@ async fn rollback_approve_reject_and_cancel_go_through_the_shared_actions() {
     );
     assert_eq!(rollback["requested_by"], "alice (U0ALICE)");
     assert_eq!(rollback["source"], "dashboard");
+    let rollbacks = app.jobs().await;
+    assert_eq!(
+        rollbacks.iter().filter(|j| j["kind"] == "rollback").count(),
+        1
+    );
 
     // qa waits for approval: alice approves the first push (it runs, held by the gate), bob
     // rejects the second, approves the third (queued behind the first), which alice cancels.
