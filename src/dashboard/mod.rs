@@ -58,8 +58,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
 
 /// Lets a request in as a [`Viewer`] (an extension the handlers read), or answers it: without
 /// configured users only loopback peers get in, and not through a proxy (a request without a
-/// known peer, as from a router without a socket, is refused); with users, a valid session is needed (pages redirect
-/// to the login form, anything else gets 401).
+/// known peer, as from a router without a socket, is refused); with users, a valid session is
+/// needed (pages redirect to the login form, anything else gets 401).
 async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let config = &state.config;
     let viewer = if config.dashboard.users.is_empty() {
