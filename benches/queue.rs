@@ -3,12 +3,14 @@
 //!
 //! ```sh
 //! cargo bench --bench queue -- sqlite                      # one process, one claimer
-//! cargo bench --bench queue -- postgres postgres://postgres@127.0.0.1:5432/postgres 3
+//! cargo bench --bench queue -- postgres postgres://postgres@127.0.0.1:5432/postgres 3x4
 //! ```
 //!
-//! Arguments: BACKEND [ADMIN_URL] [CLAIMERS] [JOBS] [PREFILL]. Each claimer has its own
-//! connection pool, as a replica would. PREFILL finished jobs are inserted first (default
-//! 1,000,000) so the claim has to find queued jobs through indexes, not scans.
+//! Arguments: BACKEND [ADMIN_URL] [REPLICAS[xWORKERS]] [JOBS] [PREFILL]. Each replica has its
+//! own queue and connection pool, as a replica process would, and WORKERS claimers (default 1)
+//! sharing it, as a replica's worker pool does (claims and finishes made at once go in one
+//! statement). PREFILL finished jobs are inserted first (default 1,000,000) so the claim has to
+//! find queued jobs through indexes, not scans.
 
 use std::time::{Duration, Instant};
 
@@ -23,7 +25,11 @@ async fn main() {
         .filter(|a| a != "--bench")
         .collect();
     let backend = args.first().map(String::as_str).unwrap_or("sqlite");
-    let claimers: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let shape = args.get(2).map_or("1", String::as_str);
+    let (replicas, workers): (usize, usize) = match shape.split_once('x') {
+        Some((r, w)) => (r.parse().unwrap(), w.parse().unwrap()),
+        None => (shape.parse().unwrap(), 1),
+    };
     let jobs: usize = args.get(3).and_then(|a| a.parse().ok()).unwrap_or(20_000);
     let prefill: usize = args
         .get(4)
@@ -84,13 +90,19 @@ async fn main() {
         queue.enqueue(None, &batch).await.unwrap();
     }
 
+    let mut queues = Vec::new();
+    for n in 0..replicas {
+        queues.push((
+            Queue::new(Store::open(&url).await.unwrap(), 3),
+            format!("bench:{n}"),
+        ));
+    }
     let started = Instant::now();
-    let tasks: Vec<_> = (0..claimers)
-        .map(|n| {
-            let url = url.clone();
-            tokio::spawn(async move {
-                let queue = Queue::new(Store::open(&url).await.unwrap(), 3);
-                let owner = format!("bench:{n}");
+    let mut tasks = Vec::new();
+    for (queue, owner) in queues {
+        for _ in 0..workers {
+            let (queue, owner) = (queue.clone(), owner.clone());
+            tasks.push(tokio::spawn(async move {
                 let mut latencies = Vec::new();
                 loop {
                     let t = Instant::now();
@@ -103,9 +115,9 @@ async fn main() {
                     assert!(queue.finish(&lease, &done).await.unwrap());
                 }
                 latencies
-            })
-        })
-        .collect();
+            }));
+        }
+    }
     let mut latencies = Vec::new();
     for task in tasks {
         latencies.extend(task.await.unwrap());
@@ -115,7 +127,7 @@ async fn main() {
     let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let done = jobs / batch.len() * batch.len();
     println!(
-        "{backend}: {claimers} claimer(s), {done} jobs claimed+finished in {elapsed:.2?}: {:.0} jobs/s; claim p50 {:.2?}, p99 {:.2?}",
+        "{backend}: {replicas} replica(s) x {workers} worker(s), {done} jobs claimed+finished in {elapsed:.2?}: {:.0} jobs/s; claim p50 {:.2?}, p99 {:.2?}",
         done as f64 / elapsed.as_secs_f64(),
         pct(0.50),
         pct(0.99),

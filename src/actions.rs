@@ -1,7 +1,7 @@
-//! What a person may do to an environment or a job — roll back, cancel, approve or reject,
-//! lock, unlock, keep — with the one permission check, whichever channel they use (Slack's
-//! `/deploy` and buttons, the dashboard's forms). Deploys and rollbacks are then queued through
-//! [`crate::requests`], like the CLI's and the API's.
+//! What a person may do to an environment or a job — roll back, retry, cancel (or stop),
+//! approve or reject, lock, unlock, keep — with the one permission check, whichever channel
+//! they use (Slack's `/deploy` and buttons, the dashboard's forms). Deploys and rollbacks are
+//! then queued through [`crate::requests`], like the CLI's and the API's.
 //!
 //! Who may act: an environment's `deployers` (Slack user ids; for an ephemeral environment, its
 //! template's), or anyone the channel let in when it lists none. A dashboard user acts as the
@@ -17,6 +17,16 @@ use crate::domain::Name;
 use crate::queue::{Cancel, Decision, Delivery, Queue};
 use crate::requests::{self, Origin, RequestError, Target};
 use crate::store::{Job, JobKind, JobState, Lock, Locked, now_ms};
+
+/// What a cancel did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cancelled {
+    /// The job was queued: it never runs.
+    Withdrawn,
+    /// The job runs: its worker stops it at its next heartbeat, before it switches anything (a
+    /// switch already under way finishes).
+    Stopping,
+}
 
 /// The person behind a request.
 #[derive(Debug, Clone, Copy)]
@@ -116,40 +126,54 @@ impl Actions<'_> {
         Ok((job, decision))
     }
 
-    /// Withdraws queued job `id`; returns it as it was.
-    pub async fn cancel(&self, id: i64) -> Result<Job, RequestError> {
+    /// Cancels job `id`: a queued one is withdrawn, a running deploy or rollback stops before
+    /// it switches anything. Returns the job as it was and which of the two happened.
+    pub async fn cancel(&self, id: i64) -> Result<(Job, Cancelled), RequestError> {
         let job = self.job(id).await?;
         let target = self.target(&job.app, &job.env).await?;
-        if job.state != JobState::Queued {
+        if job.state.is_final() || job.state == JobState::AwaitingApproval {
             return Err(not_cancellable(id, job.state));
         }
         // An ephemeral environment's state moves with its deploys and teardowns: withdrawing
-        // one would leave the environment waiting for a job that never comes.
-        if matches!(target, Target::Ephemeral { .. }) && job.kind != JobKind::Rollback {
+        // a queued one would leave the environment waiting for a job that never comes. (A
+        // running one that is stopped settles the environment as a failure would.)
+        if job.state == JobState::Queued
+            && matches!(target, Target::Ephemeral { .. })
+            && job.kind != JobKind::Rollback
+        {
             return Err(refused(format!(
                 "#{id} would create, update or remove the ephemeral environment {}, which cannot \
-                 be cancelled yet.",
+                 be cancelled while it waits.",
                 job.lane()
             )));
         }
-        let why = format!(
-            "cancelled by {} via {}",
-            self.actor.requested_by(),
-            self.actor.source
-        );
-        match self.queue.cancel(id, &why).await? {
-            Cancel::Cancelled => {
-                tracing::info!(
-                    user.id = self.actor.id,
-                    source = self.actor.source,
-                    job.id = id,
-                    "cancelled"
-                );
-                Ok(job)
-            }
+        // Only a deploy or rollback has a switch to stop before; the others run to their end.
+        if job.state == JobState::Running
+            && !matches!(job.kind, JobKind::Deploy | JobKind::Rollback)
+        {
+            return Err(refused(format!(
+                "#{id} is a running {}: only deploys and rollbacks can be stopped.",
+                job.kind.as_str()
+            )));
+        }
+        let by = format!("{} via {}", self.actor.requested_by(), self.actor.source);
+        let cancel = self.queue.cancel(id, &by).await?;
+        tracing::info!(user.id = self.actor.id, source = self.actor.source, job.id = id, cancel = ?cancel, "cancel");
+        match cancel {
+            Cancel::Cancelled => Ok((job, Cancelled::Withdrawn)),
+            Cancel::Stopping => Ok((job, Cancelled::Stopping)),
             Cancel::Not(state) => Err(not_cancellable(id, state)),
             Cancel::Missing => Err(refused(format!("There is no job #{id}."))),
         }
+    }
+
+    /// Queues deploy `id`'s ref and commit again (a retry of a failed deploy), checked as any
+    /// deploy is.
+    pub async fn retry(&self, id: i64) -> Result<i64, RequestError> {
+        let job = self.job(id).await?;
+        self.target(&job.app, &job.env).await?;
+        let by = self.actor.requested_by();
+        requests::redeploy(self.queue, self.config, &job, self.origin(&by)).await
     }
 
     /// A hold: while it lasts, deploys and rollbacks asked for by people are refused with its
@@ -224,8 +248,8 @@ impl Actions<'_> {
 
 fn not_cancellable(id: i64, state: JobState) -> RequestError {
     match state {
-        JobState::Running => refused(format!(
-            "#{id} is running and cannot be cancelled yet: only queued jobs can be."
+        JobState::AwaitingApproval => refused(format!(
+            "#{id} is awaiting approval: a deployer rejects it with the Reject button instead."
         )),
         state => refused(format!("#{id} has already ended: {}.", state.as_str())),
     }

@@ -14,7 +14,7 @@ use crate::github::GitHub;
 use crate::http::{self, AppState};
 use crate::mask::Masker;
 use crate::notify::github::Deployments;
-use crate::notify::slack::Progress;
+use crate::notify::slack::SlackNotifier;
 use crate::notify::{Notifier, Notifiers};
 use crate::queue::Queue;
 use crate::slack::api::SlackApi;
@@ -222,8 +222,8 @@ async fn wait_for_signal() {
     }
 }
 
-/// The notifiers the config asks for: GitHub Deployments when a GitHub token is set, a Slack
-/// channel when a Slack bot token and channel are.
+/// The notifiers the config asks for: GitHub Deployments when a GitHub token is set, Slack
+/// messages when a Slack bot token is (they go to the channels the config names).
 fn notifiers(
     config: &Config,
     queue: &Queue,
@@ -240,12 +240,12 @@ fn notifiers(
         }));
     }
     if let (Some(api), Some(settings)) = (slack, &config.slack)
-        && let (Some(token), Some(channel)) = (&settings.bot_token, &settings.channel)
+        && let Some(token) = &settings.bot_token
     {
-        notifiers.push(Arc::new(Progress {
+        notifiers.push(Arc::new(SlackNotifier {
             api: api.clone(),
             token: token.clone(),
-            channel: channel.clone(),
+            channel: settings.channel.clone(),
             store: queue.store().clone(),
             masker: masker.clone(),
         }));

@@ -107,6 +107,9 @@ hostname = "{hostname}"
 ports = "20000-20002"
 hosts = ["local"]
 deploy_path = "/srv/demo"
+[apps.shop.ephemeral.demo.route]
+file = "/etc/nginx/conf.d/{{app}}-{{env}}.conf"
+template = "server {{ server_name {{hostname}}; location / {{ proxy_pass http://127.0.0.1:{{port}}; }} }} # {{app}} {{env}} {{slug}} {{nope}}"
 "#
             ),
         )
@@ -215,5 +218,109 @@ deploy_path = "/srv/demo"
         assert_eq!(free_port(20000..=20002, &[]), Some(20000));
         assert_eq!(free_port(20000..=20002, &[20000, 20002]), Some(20001));
         assert_eq!(free_port(20000..=20002, &[20000, 20001, 20002]), None);
+    }
+
+    /// Branch names to try: anything printable, and near-collisions (case, `_`, `-`, spaces).
+    fn branch_text() -> impl proptest::strategy::Strategy<Value = String> {
+        proptest::prop_oneof!["\\PC{0,90}", "[a-zA-Z0-9_ ./-]{1,12}", "[a-z0-9-]{1,70}"]
+    }
+
+    /// What `{slug}`-style placeholders should render to: each one replaced once, from left to
+    /// right, and inserted text never read again (a reference for `Ephemeral::environment`).
+    fn render_once(text: &str, values: &[(&str, &str)]) -> String {
+        let mut out = String::new();
+        let mut rest = text;
+        while let Some(c) = rest.chars().next() {
+            match values
+                .iter()
+                .find(|(k, _)| rest.starts_with(&format!("{{{k}}}")))
+            {
+                Some((k, v)) => {
+                    out.push_str(v);
+                    rest = &rest[k.len() + 2..];
+                }
+                None => {
+                    out.push(c);
+                    rest = &rest[c.len_utf8()..];
+                }
+            }
+        }
+        out
+    }
+
+    fn is_dns_label(label: &str) -> bool {
+        !label.is_empty()
+            && label.len() <= LABEL_MAX
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    }
+
+    // 256 cases each (proptest's default); `PROPTEST_CASES=N` runs more.
+    proptest::proptest! {
+        // Any branch: a slug that is a DNS label, an environment name and hostname built from it
+        // alone, the same every time; or a refusal, exactly when nothing is left to name it by.
+        #[test]
+        fn every_branch_gets_a_dns_label_or_a_reason(rest in branch_text()) {
+            let (_d, c) = template("preview-{slug}.app.example.com");
+            let branch = format!("demo/{rest}");
+            match slug_of(&c, &branch) {
+                Ok(id) => {
+                    proptest::prop_assert!(rest.chars().any(|c| c.is_ascii_alphanumeric()), "{branch:?}");
+                    proptest::prop_assert!(is_dns_label(&id.slug), "{branch:?} -> {:?}", id.slug);
+                    proptest::prop_assert!(is_dns_label(id.hostname.split('.').next().unwrap()), "{}", id.hostname);
+                    proptest::prop_assert_eq!(&id.hostname, &format!("preview-{}.app.example.com", id.slug));
+                    proptest::prop_assert_eq!(id.env.as_str(), format!("demo-{}", id.slug));
+                    proptest::prop_assert!(id.env.as_str().len() <= LABEL_MAX);
+                    proptest::prop_assert_eq!(id.clone(), slug_of(&c, &branch).unwrap());
+                    // A clean, short branch (no `--`, which cleaning would fold) is its own slug.
+                    if rest.len() <= 40 && is_dns_label(&rest) && !rest.contains("--") {
+                        proptest::prop_assert_eq!(&id.slug, &rest);
+                    }
+                }
+                Err(why) => {
+                    proptest::prop_assert!(!rest.chars().any(|c| c.is_ascii_alphanumeric()), "{branch:?}: {why}");
+                }
+            }
+        }
+
+        // Two different branches never share an environment (up to the 24-bit hash).
+        #[test]
+        fn different_branches_get_different_slugs(a in branch_text(), b in branch_text()) {
+            proptest::prop_assume!(a != b);
+            let (_d, c) = template("demo-{slug}.app.example.com");
+            if let (Ok(x), Ok(y)) = (slug_of(&c, &format!("demo/{a}")), slug_of(&c, &format!("demo/{b}"))) {
+                proptest::prop_assert_ne!(x.slug, y.slug, "{:?} and {:?}", a, b);
+            }
+        }
+
+        // The route renderer replaces each placeholder once with its value and nothing else: a
+        // value is never read as a template, unknown `{..}` and nginx's own braces stay, and
+        // a branch cannot move its route file out of the configured directory.
+        #[test]
+        fn routes_render_each_placeholder_once(rest in branch_text(), port in 20000u16..=20002) {
+            let (_d, c) = template("demo-{slug}.app.example.com");
+            let branch = format!("demo/{rest}");
+            let Ok(id) = slug_of(&c, &branch) else { return Ok(()) };
+            let app = c.app("shop").unwrap();
+            let template = &app.ephemeral.values().next().unwrap();
+            let env = template.environment(&app.name, &id.env, &id.slug, &id.hostname, port);
+            let site = env.site.unwrap();
+            let port_text = port.to_string();
+            let values = [
+                ("app", "shop"),
+                ("env", id.env.as_str()),
+                ("slug", id.slug.as_str()),
+                ("hostname", id.hostname.as_str()),
+                ("port", port_text.as_str()),
+            ];
+            proptest::prop_assert_eq!(&site.route, &render_once(&template.route.template, &values));
+            proptest::prop_assert!(site.route.ends_with("{nope}"), "{}", site.route);
+            proptest::prop_assert_eq!(&site.route_file, &format!("/etc/nginx/conf.d/shop-{}.conf", id.env));
+            proptest::prop_assert_eq!(env.url.unwrap(), render_once(&template.url, &values));
+            proptest::prop_assert_eq!(env.deploy_path, std::path::Path::new("/srv/demo").join(id.env.as_str()));
+        }
     }
 }

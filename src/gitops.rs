@@ -12,6 +12,8 @@ use crate::domain::{GitRef, Sha};
 pub struct Push {
     /// `owner/name` of the repository pushed to.
     pub repo: String,
+    /// GitHub's `repository.fork`: the repository pushed to is a fork of another one.
+    pub fork: bool,
     pub target: PushTarget,
     /// The new head; `None` when the ref was deleted.
     pub sha: Option<Sha>,
@@ -46,6 +48,9 @@ struct PushPayload<'a> {
 #[derive(Deserialize)]
 struct Repository {
     full_name: String,
+    /// Absent in hand-written payloads; GitHub always sends it.
+    #[serde(default)]
+    fork: bool,
 }
 
 #[derive(Deserialize)]
@@ -79,6 +84,7 @@ pub fn parse_push(body: &[u8]) -> Result<Push, ParseError> {
         .unwrap_or_else(|| "unknown".into());
     Ok(Push {
         repo: payload.repository.full_name,
+        fork: payload.repository.fork,
         target,
         sha,
         pushed_by,
@@ -105,6 +111,7 @@ pub fn parse_delete(body: &[u8]) -> Result<Push, ParseError> {
     };
     Ok(Push {
         repo: payload.repository.full_name,
+        fork: payload.repository.fork,
         target,
         sha: None,
         pushed_by: payload.sender.map_or_else(|| "unknown".into(), |s| s.login),
@@ -144,6 +151,7 @@ mod tests {
             "199eddf46df50de8d02e99bf1c5fdb4101338224"
         );
         assert_eq!(push.pushed_by, "Codertocat");
+        assert!(!push.fork);
     }
 
     #[test]
@@ -164,6 +172,8 @@ mod tests {
             PushTarget::Tag(GitRef::parse("v0.0.1").unwrap())
         );
         assert!(push.sha.is_some());
+        // This fixture's repository is a fork (`"fork": true`).
+        assert!(push.fork);
     }
 
     #[test]
@@ -199,6 +209,55 @@ mod tests {
         for body in cases {
             let err = parse_push(body).unwrap_err().to_string();
             assert!(!err.contains('\n'), "{err}");
+        }
+    }
+
+    /// GitHub's push payload with `ref` and `after` replaced.
+    fn push_with(git_ref: &str, after: &str) -> Vec<u8> {
+        let mut payload: serde_json::Value = serde_json::from_slice(BRANCH).unwrap();
+        payload["ref"] = git_ref.into();
+        payload["after"] = after.into();
+        serde_json::to_vec(&payload).unwrap()
+    }
+
+    // 256 cases each (proptest's default); `PROPTEST_CASES=N` runs more.
+    proptest::proptest! {
+        // Any bytes at all: an error of one line, or a push; never a panic.
+        #[test]
+        fn any_body_parses_or_gets_a_one_line_reason(body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            for parsed in [parse_push(&body), parse_delete(&body)] {
+                if let Err(err) = parsed {
+                    proptest::prop_assert!(!err.to_string().contains('\n'), "{err}");
+                }
+            }
+        }
+
+        // A branch name arrives exactly as pushed (JSON escapes undone, nothing else changed),
+        // or the push is refused because `GitRef` refuses the name; never altered.
+        #[test]
+        fn branch_names_arrive_exactly_or_are_refused(name in "\\PC{0,40}|[\\x00-\\x7f]{0,40}") {
+            let sha = "199eddf46df50de8d02e99bf1c5fdb4101338224";
+            let parsed = parse_push(&push_with(&format!("refs/heads/{name}"), sha));
+            match GitRef::parse(&name) {
+                Ok(git_ref) => {
+                    let push = parsed.unwrap();
+                    proptest::prop_assert_eq!(push.target, PushTarget::Branch(git_ref));
+                    proptest::prop_assert_eq!(push.sha.as_ref().map(Sha::as_str), Some(sha));
+                }
+                Err(_) => proptest::prop_assert!(parsed.unwrap_err().to_string().starts_with("ref: ")),
+            }
+        }
+
+        // `after` is a deploy only if it is a full, non-zero commit id.
+        #[test]
+        fn after_is_a_commit_id_or_refused(after in "[0-9a-fA-F]{0,70}|0{40}") {
+            match parse_push(&push_with("refs/heads/main", &after)) {
+                Ok(push) => {
+                    proptest::prop_assert!(after.len() == 40 || after.len() == 64);
+                    proptest::prop_assert_eq!(push.sha.as_ref().map(Sha::as_str), (!after.bytes().all(|b| b == b'0')).then_some(after.as_str()));
+                }
+                Err(err) => proptest::prop_assert!(err.to_string().starts_with("after: "), "{err}"),
+            }
         }
     }
 }

@@ -15,6 +15,14 @@ pub enum Plan {
 }
 
 pub fn plan_push(config: &Config, push: &Push) -> Plan {
+    // A fork's pushes come from whoever owns the fork: its code never reaches an environment,
+    // even if the fork's name is configured (configure the upstream repository instead).
+    if push.fork {
+        return Plan::Ignored(format!(
+            "repository {} is a fork: slipway does not deploy forks",
+            push.repo
+        ));
+    }
     let Some(app) = config.app_for_repo(&push.repo) else {
         return Plan::Ignored(format!("no app is configured for repository {}", push.repo));
     };
@@ -169,6 +177,7 @@ deploy_path = "/srv/demo"
     fn push(repo: &str, target: PushTarget, deleted: bool) -> Push {
         Push {
             repo: repo.into(),
+            fork: false,
             target,
             sha: (!deleted).then(|| Sha::parse(&"1".repeat(40)).unwrap()),
             pushed_by: "octocat".into(),
@@ -233,6 +242,25 @@ deploy_path = "/srv/demo"
         ];
         for (p, why) in cases {
             assert_eq!(plan_push(&c, &p), Plan::Ignored(why.into()));
+        }
+        // A fork is refused even under a configured name, for branches, tags and deletions.
+        for target in [
+            branch("main"),
+            branch("demo/x"),
+            PushTarget::Tag(GitRef::parse("v1.0.0").unwrap()),
+        ] {
+            for deleted in [false, true] {
+                let p = Push {
+                    fork: true,
+                    ..push("acme/shop", target.clone(), deleted)
+                };
+                assert_eq!(
+                    plan_push(&c, &p),
+                    Plan::Ignored(
+                        "repository acme/shop is a fork: slipway does not deploy forks".into()
+                    )
+                );
+            }
         }
     }
 

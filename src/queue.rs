@@ -17,10 +17,12 @@ use std::time::Duration;
 
 use tokio::sync::Notify;
 
+use batch::Batcher;
+
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
 use crate::store::JOB_COLUMNS;
 use crate::store::{
-    Backend, HELD_LOCK, Job, JobKind, JobState, Lock, Store, StoreError, WritePool, now_ms, on_pool,
+    Backend, Job, JobKind, JobState, Store, StoreError, WritePool, now_ms, on_pool,
 };
 
 /// A job to be queued.
@@ -91,7 +93,7 @@ pub struct Delivery<'a> {
     pub event: &'a str,
 }
 
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
     Created(Vec<i64>),
     /// The delivery was seen before; these are the jobs it created then.
@@ -144,10 +146,25 @@ pub struct Lease {
 /// What asking to cancel a job did.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Cancel {
+    /// It was queued: it never runs.
     Cancelled,
-    /// It was no longer queued: it runs, or it ended.
+    /// It runs: its worker stops it at its next heartbeat, before it switches anything (a
+    /// switch already under way finishes).
+    Stopping,
+    /// It had ended already, in this state.
     Not(JobState),
     Missing,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Beat {
+    /// The lease is renewed.
+    Ours,
+    /// The lease is renewed, and this person asked to cancel the job.
+    CancelRequested(String),
+    /// The job is no longer ours: stop and switch nothing.
+    Lost,
 }
 
 /// How a job ended.
@@ -160,6 +177,10 @@ pub enum Outcome {
         error: String,
         result: serde_json::Value,
     },
+    /// Stopped by a person before it switched anything (`message` says who).
+    Cancelled {
+        message: String,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -167,6 +188,28 @@ pub struct Queue {
     store: Store,
     wake: Arc<Notify>,
     max_attempts: u32,
+    batches: Batches,
+}
+
+/// The group commits of the hot writes ([`batch`]): enqueues, claims, finishes.
+#[derive(Clone, Debug)]
+struct Batches {
+    enqueue: Arc<Batcher<enqueue::Pending, Enqueued>>,
+    /// Claimers' owner and lease; the job each gets, if any.
+    claim: Arc<Batcher<(String, Duration), Option<Job>>>,
+    /// Whether each finish was still the job's owner's.
+    finish: Arc<Batcher<Finished, bool>>,
+}
+
+/// A job's end as its finish batch carries it.
+#[derive(Debug, serde::Serialize)]
+struct Finished {
+    id: i64,
+    attempt: i64,
+    state: &'static str,
+    summary: String,
+    error: Option<String>,
+    result: Option<String>,
 }
 
 impl Queue {
@@ -175,6 +218,11 @@ impl Queue {
             store,
             wake: Arc::new(Notify::new()),
             max_attempts,
+            batches: Batches {
+                enqueue: Arc::new(Batcher::new(enqueue::MAX_BATCH)),
+                claim: Arc::new(Batcher::new(MAX_CLAIMS)),
+                finish: Arc::new(Batcher::new(MAX_CLAIMS)),
+            },
         }
     }
 
@@ -185,211 +233,6 @@ impl Queue {
     /// Resolves when a job was enqueued in this process (workers also poll, for other writers).
     pub async fn woken(&self) {
         self.wake.notified().await;
-    }
-
-    /// Stores `jobs` (and `delivery`, if any) in one transaction.
-    pub async fn enqueue(
-        &self,
-        delivery: Option<Delivery<'_>>,
-        jobs: &[NewJob],
-    ) -> Result<Enqueued, StoreError> {
-        let now = now_ms();
-        let enqueued = on_pool!(self.store, pool => {
-            let mut tx = pool.begin_write().await?;
-            let mut duplicate = None;
-            if let Some(d) = delivery {
-                // Concurrent deliveries of one id: the second insert waits for the first
-                // transaction, then does nothing and reads the jobs the first one committed.
-                let inserted = sqlx::query(
-                    "INSERT INTO deliveries (id, source, event, received_at) \
-                     VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-                )
-                .bind(d.id)
-                .bind(d.source)
-                .bind(d.event)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if inserted == 0 {
-                    let ids: Vec<i64> =
-                        sqlx::query_scalar("SELECT id FROM jobs WHERE delivery_id = $1 ORDER BY id")
-                            .bind(d.id)
-                            .fetch_all(&mut *tx)
-                            .await?;
-                    duplicate = Some(ids);
-                }
-            }
-            match duplicate {
-                Some(ids) => Enqueued::Duplicate(ids),
-                None => 'jobs: {
-                    let mut ids = Vec::with_capacity(jobs.len());
-                    for job in jobs {
-                        let lane = format!("{}/{}", job.app, job.env);
-                        // A human hold: a person's request is refused with its reason; an
-                        // automatic one is recorded as skipped and never runs.
-                        let held: Option<Lock> = if matches!(job.kind, JobKind::Deploy | JobKind::Rollback) {
-                            sqlx::query_as(HELD_LOCK)
-                            .bind(job.app.as_str())
-                            .bind(job.env.as_str())
-                            .bind(now)
-                            .fetch_optional(&mut *tx)
-                            .await?
-                        } else {
-                            None
-                        };
-                        if let Some(lock) = &held
-                            && !job.is_automatic()
-                        {
-                            break 'jobs Enqueued::Refused(format!(
-                                "{}; it must be unlocked first",
-                                lock.describe()
-                            ));
-                        }
-                        if let (None, Some(e)) = (&held, &job.ephemeral) {
-                            let existing: Option<(i64, String)> = sqlx::query_as(
-                                "SELECT id, branch FROM ephemeral_envs \
-                                 WHERE app = $1 AND env = $2 AND state <> 'gone'",
-                            )
-                            .bind(job.app.as_str())
-                            .bind(job.env.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await?;
-                            match (job.kind, existing) {
-                                (_, Some((_, branch))) if branch != e.branch.as_str() => {
-                                    break 'jobs Enqueued::Refused(format!(
-                                        "environment {} already belongs to branch {branch}",
-                                        job.env
-                                    ));
-                                }
-                                (JobKind::Deploy, None) => {
-                                    sqlx::query(
-                                        "INSERT INTO ephemeral_envs (app, template, env, branch, \
-                                         hostname, state, last_push_at, created_at, updated_at) \
-                                         VALUES ($1, $2, $3, $4, $5, 'provisioning', $6, $6, $6)",
-                                    )
-                                    .bind(job.app.as_str())
-                                    .bind(e.template.as_str())
-                                    .bind(job.env.as_str())
-                                    .bind(e.branch.as_str())
-                                    .bind(&e.hostname)
-                                    .bind(now)
-                                    .execute(&mut *tx)
-                                    .await?;
-                                }
-                                (JobKind::Deploy, Some((id, _))) => {
-                                    // A push during a teardown brings the environment back once
-                                    // the teardown is done.
-                                    sqlx::query(
-                                        "UPDATE ephemeral_envs SET last_push_at = $1, updated_at = $1, \
-                                         warned_at = NULL, state = CASE state WHEN 'tearing_down' THEN 'provisioning' \
-                                         ELSE state END WHERE id = $2",
-                                    )
-                                    .bind(now)
-                                    .bind(id)
-                                    .execute(&mut *tx)
-                                    .await?;
-                                }
-                                (_, Some((id, _))) => {
-                                    sqlx::query(
-                                        "UPDATE ephemeral_envs SET state = 'tearing_down', \
-                                         updated_at = $1 WHERE id = $2",
-                                    )
-                                    .bind(now)
-                                    .bind(id)
-                                    .execute(&mut *tx)
-                                    .await?;
-                                }
-                                // Nothing exists to tear down.
-                                (_, None) => continue,
-                            }
-                        }
-                        let approval = job
-                            .approval
-                            .filter(|_| matches!(job.kind, JobKind::Deploy | JobKind::Rollback));
-                        let (state, finished_at) = match (&held, approval) {
-                            (Some(_), _) => (JobState::Skipped, Some(now)),
-                            (None, Some(_)) => (JobState::AwaitingApproval, None),
-                            (None, None) => (JobState::Queued, None),
-                        };
-                        let approve_by =
-                            approval.map(|(_, within)| now + within.as_millis() as i64);
-                        let id: i64 = sqlx::query_scalar(
-                            "INSERT INTO jobs (kind, app, env, lane, git_ref, sha, requested_by, \
-                             source, delivery_id, state, max_attempts, created_at, target_release, \
-                             finished_at, approvals_needed, approve_by) \
-                             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $13, $10, $11, $12, $14, \
-                             $15, $16) RETURNING id",
-                        )
-                        .bind(job.kind)
-                        .bind(job.app.as_str())
-                        .bind(job.env.as_str())
-                        .bind(&lane)
-                        .bind(job.git_ref.as_ref().map_or("", GitRef::as_str))
-                        .bind(job.sha.as_ref().map_or("", Sha::as_str))
-                        .bind(&job.requested_by)
-                        .bind(job.source)
-                        .bind(delivery.map(|d| d.id))
-                        .bind(i64::from(self.max_attempts))
-                        .bind(now)
-                        .bind(job.target_release.as_ref().map(ReleaseId::as_str))
-                        .bind(state)
-                        .bind(finished_at)
-                        .bind(i64::from(approval.map_or(0, |(n, _)| n)))
-                        .bind(approve_by)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        insert_event!(tx, id, now, JobState::Queued, &job.describe());
-                        if let Some(lock) = &held {
-                            let message = format!("skipped: {}", lock.describe());
-                            insert_event!(tx, id, now, JobState::Skipped, &message);
-                            ids.push(id);
-                            continue;
-                        }
-                        if let Some((n, within)) = approval {
-                            let message = format!(
-                                "awaiting {n} approval(s) within {}",
-                                humantime::format_duration(within)
-                            );
-                            insert_event!(tx, id, now, JobState::AwaitingApproval, &message);
-                        }
-                        if job.supersede {
-                            // The newest push wins: older queued deploys of the environment
-                            // would only be overwritten (the `jobs_finished` trigger records
-                            // why). A person's queued deploy of a configured environment stays.
-                            sqlx::query(
-                                "UPDATE jobs SET state = 'superseded', finished_at = $1, \
-                                 summary = $2 WHERE lane = $3 \
-                                 AND state IN ('queued', 'awaiting_approval') \
-                                 AND kind = 'deploy' AND id < $4 \
-                                 AND ($5 OR source IN ('github', 'release', 'reconcile'))",
-                            )
-                            .bind(now)
-                            .bind(format!("superseded by job {id} ({})", job.kind.as_str()))
-                            .bind(&lane)
-                            .bind(id)
-                            .bind(job.ephemeral.is_some())
-                            .execute(&mut *tx)
-                            .await?;
-                        }
-                        ids.push(id);
-                    }
-                    tx.commit().await?;
-                    Enqueued::Created(ids)
-                }
-            }
-        });
-        if let Enqueued::Created(_) = enqueued {
-            self.wake.notify_waiters();
-            if let Backend::Postgres(pool) = self.store.backend() {
-                // Wakes idle workers of other replicas (they also poll, should this be lost).
-                sqlx::query("SELECT pg_notify($1, '')")
-                    .bind(NOTIFY_CHANNEL)
-                    .execute(pool)
-                    .await?;
-            }
-        }
-        Ok(enqueued)
     }
 
     /// Whether a worker has anything to do: a queued job, a lapsed lease to reap, approvals to
@@ -501,39 +344,18 @@ impl Queue {
         Ok(decision)
     }
 
-    /// Claims the oldest runnable job for `owner`.
+    /// Claims the oldest runnable job for `owner` (the replica; recorded on the job). Claims
+    /// made meanwhile in this process go together: one statement takes a job for each.
     pub async fn claim(&self, owner: &str, lease: Duration) -> Result<Claim, StoreError> {
-        let now = now_ms();
-        // The oldest queued job that is the head of its lane (so two claimers racing on one lane
-        // cannot take its jobs out of order) and whose lane has nothing running. Both checks
-        // are index lookups per candidate (`jobs_queued_by_lane`, `jobs_one_running_per_lane`).
-        // On PostgreSQL the candidate row is locked and rows other claimers hold are skipped;
-        // SQLite has one writer at a time, so the same statement needs no lock clause. The
-        // `running` event is written by the `jobs_claimed` trigger in the same statement, with
-        // the database clock after the row was won: one round trip, and the event log never
-        // shows two jobs of a lane overlapping.
-        //
-        // SQLite 3.51's planner, left alone, scans `jobs_queued_by_lane` and sorts, which makes
-        // every claim cost a pass over the whole queue; `INDEXED BY` pins the id-ordered index
-        // so the first candidate ends the scan.
-        let (candidates, lock) = match self.store.backend() {
-            Backend::Sqlite(_) => ("jobs j INDEXED BY jobs_queued", ""),
-            Backend::Postgres(_) => ("jobs j", "FOR UPDATE SKIP LOCKED"),
-        };
-        let sql = format!(
-            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1, \
-             lease_until = $2, started_at = COALESCE(started_at, $3) \
-             WHERE id = (SELECT j.id FROM {candidates} WHERE j.state = 'queued' \
-                AND j.id = (SELECT MIN(o.id) FROM jobs o WHERE o.lane = j.lane AND o.state = 'queued') \
-                AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lane = j.lane AND r.state = 'running') \
-                ORDER BY j.id LIMIT 1 {lock}) RETURNING {JOB_COLUMNS}"
-        );
-        let claimed: Option<Job> = on_pool!(self.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(owner)
-            .bind(now + lease.as_millis() as i64)
-            .bind(now)
-            .fetch_optional(pool)
-            .await?);
+        let queue = self.clone();
+        let claimed = self
+            .batches
+            .claim
+            .submit((owner.to_owned(), lease), move |claimers| {
+                let queue = queue.clone();
+                async move { queue.claim_batch(claimers).await }
+            })
+            .await?;
         Ok(match claimed {
             Some(job) => Claim::Job(Box::new(Lease {
                 job,
@@ -543,67 +365,154 @@ impl Queue {
         })
     }
 
-    /// Renews the lease. `false` means it is no longer ours: stop and do not switch anything.
-    pub async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<bool, StoreError> {
+    /// One statement per owner and lease among `claimers`, taking up to as many jobs as they
+    /// are; the jobs go to the claimers oldest first, the rest get none.
+    async fn claim_batch(
+        &self,
+        claimers: Vec<(String, Duration)>,
+    ) -> Result<Vec<Option<Job>>, StoreError> {
+        let now = now_ms();
+        // The oldest queued jobs that are the heads of their lanes (so two claimers racing on
+        // one lane cannot take its jobs out of order, and one statement takes at most one job
+        // of a lane) and whose lanes have nothing running. Both checks are index lookups per
+        // candidate (`jobs_queued_by_lane`, `jobs_one_running_per_lane`). On PostgreSQL the
+        // candidate rows are locked and rows other claimers hold are skipped; SQLite has one
+        // writer at a time, so the same statement needs no lock clause. The `running` events
+        // are written by the `jobs_claimed` trigger in the same statement, with the database
+        // clock after the rows were won: one round trip, and the event log never shows two
+        // jobs of a lane overlapping.
+        //
+        // SQLite 3.51's planner, left alone, scans `jobs_queued_by_lane` and sorts, which makes
+        // every claim cost a pass over the whole queue; `INDEXED BY` pins the id-ordered index
+        // so the scan ends once it has its candidates.
+        let (candidates, lock) = match self.store.backend() {
+            Backend::Sqlite(_) => ("jobs j INDEXED BY jobs_queued", ""),
+            Backend::Postgres(_) => ("jobs j", "FOR UPDATE SKIP LOCKED"),
+        };
+        let sql = format!(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, lease_owner = $1, \
+             lease_until = $2, started_at = COALESCE(started_at, $3) \
+             WHERE id IN (SELECT j.id FROM {candidates} WHERE j.state = 'queued' \
+                AND j.id = (SELECT MIN(o.id) FROM jobs o WHERE o.lane = j.lane AND o.state = 'queued') \
+                AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.lane = j.lane AND r.state = 'running') \
+                ORDER BY j.id LIMIT $4 {lock}) RETURNING {JOB_COLUMNS}"
+        );
+        let mut answers: Vec<Option<Job>> = claimers.iter().map(|_| None).collect();
+        let mut groups: Vec<(&str, Duration, Vec<usize>)> = Vec::new();
+        for (i, (owner, lease)) in claimers.iter().enumerate() {
+            match groups.iter_mut().find(|(o, l, _)| o == owner && l == lease) {
+                Some((_, _, members)) => members.push(i),
+                None => groups.push((owner, *lease, vec![i])),
+            }
+        }
+        for (owner, lease, members) in groups {
+            let mut jobs: Vec<Job> = on_pool!(self.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(owner)
+                .bind(now + lease.as_millis() as i64)
+                .bind(now)
+                .bind(members.len() as i64)
+                .fetch_all(pool)
+                .await?);
+            jobs.sort_unstable_by_key(|job| job.id);
+            for (member, job) in members.into_iter().zip(jobs) {
+                answers[member] = Some(job);
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Renews the lease, and reads whether someone asked to cancel the job meanwhile (the flag
+    /// is on the row, so a cancel reaches the worker on whichever replica runs the job).
+    pub async fn heartbeat(&self, lease: &Lease, duration: Duration) -> Result<Beat, StoreError> {
         let now = now_ms();
         let until = now + duration.as_millis() as i64;
-        let updated = on_pool!(self.store, pool => sqlx::query(
+        let beat: Option<(Option<String>,)> = on_pool!(self.store, pool => sqlx::query_as(
             "UPDATE jobs SET lease_until = $1 \
-             WHERE id = $2 AND attempt = $3 AND state = 'running' AND lease_until >= $4",
+             WHERE id = $2 AND attempt = $3 AND state = 'running' AND lease_until >= $4 \
+             RETURNING cancel_requested_by",
         )
         .bind(until)
         .bind(lease.job.id)
         .bind(lease.job.attempt)
         .bind(now)
-        .execute(pool)
-        .await?
-        .rows_affected());
-        Ok(updated == 1)
+        .fetch_optional(pool)
+        .await?);
+        Ok(match beat {
+            None => Beat::Lost,
+            Some((None,)) => Beat::Ours,
+            Some((Some(by),)) => Beat::CancelRequested(by),
+        })
     }
 
     /// Records how the job ended. `false` means the lease was lost and nothing was written.
+    /// Finishes recorded meanwhile in this process go together, in one statement.
     pub async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<bool, StoreError> {
-        let now = now_ms();
-        let (state, message, error, result) = match outcome {
-            Outcome::Succeeded { message } => (JobState::Succeeded, message.as_str(), None, None),
+        let (state, summary, error, result) = match outcome {
+            Outcome::Succeeded { message } => (JobState::Succeeded, message, None, None),
             Outcome::Failed { error, result } => (
                 JobState::Failed,
-                error.as_str(),
-                Some(error.as_str()),
+                error,
+                Some(error.clone()),
                 Some(result.to_string()),
             ),
+            Outcome::Cancelled { message } => (JobState::Cancelled, message, None, None),
         };
-        // The terminal event is written by the `jobs_finished` trigger (on `summary`).
-        let updated = on_pool!(self.store, pool => sqlx::query(
-            "UPDATE jobs SET state = $1, finished_at = $2, error = $3, result = $4, summary = $5, \
-             lease_owner = NULL, lease_until = NULL \
-             WHERE id = $6 AND attempt = $7 AND state = 'running'",
-        )
-        .bind(state)
-        .bind(now)
-        .bind(error)
-        .bind(result.as_deref())
-        .bind(message)
-        .bind(lease.job.id)
-        .bind(lease.job.attempt)
-        .execute(pool)
-        .await?
-        .rows_affected());
-        let finished = updated == 1;
-        Ok(finished)
+        let finished = Finished {
+            id: lease.job.id,
+            attempt: lease.job.attempt,
+            state: state.as_str(),
+            summary: summary.clone(),
+            error,
+            result,
+        };
+        let queue = self.clone();
+        self.batches
+            .finish
+            .submit(finished, move |rows| {
+                let queue = queue.clone();
+                async move { queue.finish_batch(rows).await }
+            })
+            .await
     }
 
-    /// Withdraws job `id` if it is still queued; `why` is its final event's message. A running
-    /// job is not touched: stopping one between steps is the worker's business (not done yet).
-    pub async fn cancel(&self, id: i64, why: &str) -> Result<Cancel, StoreError> {
+    async fn finish_batch(&self, rows: Vec<Finished>) -> Result<Vec<bool>, StoreError> {
+        // The terminal events are written by the `jobs_finished` trigger (on `summary`).
+        let sql = format!(
+            "UPDATE jobs SET state = v.state, finished_at = $2, error = v.error, \
+             result = v.result, summary = v.summary, lease_owner = NULL, lease_until = NULL \
+             FROM (SELECT CAST(value ->> 'id' AS BIGINT) AS job_id, \
+                   CAST(value ->> 'attempt' AS BIGINT) AS job_attempt, \
+                   value ->> 'state' AS state, value ->> 'summary' AS summary, \
+                   value ->> 'error' AS error, value ->> 'result' AS result \
+                   FROM {}) AS v \
+             WHERE id = v.job_id AND attempt = v.job_attempt AND jobs.state = 'running' \
+             RETURNING id, attempt",
+            json_rows(self.store.backend())
+        );
+        let finished: Vec<(i64, i64)> = on_pool!(self.store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(json(&rows)?)
+            .bind(now_ms())
+            .fetch_all(pool)
+            .await?);
+        Ok(rows
+            .iter()
+            .map(|row| finished.contains(&(row.id, row.attempt)))
+            .collect())
+    }
+
+    /// Cancels job `id` for `by` (who, and through what). A queued job is withdrawn at once. A
+    /// running one is flagged: its worker reads the flag with its next heartbeat and stops the
+    /// job before the switch (see `worker.rs`); the request is an event of the job.
+    pub async fn cancel(&self, id: i64, by: &str) -> Result<Cancel, StoreError> {
+        let now = now_ms();
         // One statement: a claim racing with it either took the row first (and this matches
         // nothing) or finds it cancelled. The `jobs_finished` trigger writes the event.
         let updated = on_pool!(self.store, pool => sqlx::query(
             "UPDATE jobs SET state = 'cancelled', finished_at = $1, summary = $2 \
              WHERE id = $3 AND state = 'queued'",
         )
-        .bind(now_ms())
-        .bind(why)
+        .bind(now)
+        .bind(format!("cancelled by {by}"))
         .bind(id)
         .execute(pool)
         .await?
@@ -611,7 +520,30 @@ impl Queue {
         if updated == 1 {
             return Ok(Cancel::Cancelled);
         }
+        let flagged = on_pool!(self.store, pool => {
+            let mut tx = pool.begin_write().await?;
+            let updated = sqlx::query(
+                "UPDATE jobs SET cancel_requested_by = $1 \
+                 WHERE id = $2 AND state = 'running' AND cancel_requested_by IS NULL",
+            )
+            .bind(by)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if updated == 1 {
+                let message = format!("cancel requested by {by}");
+                insert_event!(tx, id, now, "cancel_requested", &message);
+                tx.commit().await?;
+            }
+            updated == 1
+        });
+        if flagged {
+            return Ok(Cancel::Stopping);
+        }
         Ok(match self.store.job(id).await? {
+            // Asked before: it is stopping already.
+            Some(job) if job.state == JobState::Running => Cancel::Stopping,
             Some(job) => Cancel::Not(job.state),
             None => Cancel::Missing,
         })
@@ -746,6 +678,22 @@ impl Queue {
     }
 }
 
+/// The most claims (and finishes) one statement carries.
+const MAX_CLAIMS: usize = 64;
+
+/// The rows of the JSON array bound as `$1`, one `value` each (a batch's rows: one SQL text
+/// whatever the batch size, so the prepared statement is reused).
+fn json_rows(backend: &Backend) -> &'static str {
+    match backend {
+        Backend::Sqlite(_) => "json_each($1)",
+        Backend::Postgres(_) => "jsonb_array_elements(CAST($1 AS jsonb)) AS r(value)",
+    }
+}
+
+fn json(rows: &impl serde::Serialize) -> Result<String, StoreError> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Sql(sqlx::Error::Encode(Box::new(e))))
+}
+
 /// The PostgreSQL channel enqueues notify.
 const NOTIFY_CHANNEL: &str = "slipway_jobs";
 
@@ -763,5 +711,7 @@ macro_rules! insert_event {
 }
 use insert_event;
 
+mod batch;
+mod enqueue;
 #[cfg(test)]
 mod tests;

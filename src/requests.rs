@@ -1,5 +1,5 @@
-//! Operator requests — deploy a ref, roll back — checked against config and history, then
-//! queued. The CLI, the API and Slack go through these same functions.
+//! Operator requests — deploy a ref (or again the commit of a failed deploy), roll back —
+//! checked against config and history, then queued. The CLI, the API and Slack go through these same functions.
 //!
 //! An environment is a configured one or an ephemeral one that exists now (made from a branch).
 //! An ephemeral environment deploys only its own branch: it is that branch's environment.
@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::deploy::source::Mirrors;
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
 use crate::queue::{Delivery, Enqueued, EphemeralEnv, NewJob, Queue};
-use crate::store::{EphemeralRow, JobKind, StoreError};
+use crate::store::{EphemeralRow, Job, JobKind, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {
@@ -116,9 +116,51 @@ pub async fn deploy(
     git_ref: &str,
     origin: Origin<'_>,
 ) -> Result<i64, RequestError> {
+    // A repeated request (a chat retry, or a replay within Slack's window) is answered from
+    // what the first one queued, before the git fetch resolving the ref would cost a round trip
+    // to the repository per repeat. `enqueue` still settles concurrent first arrivals.
+    if let Some(delivery) = origin.delivery
+        && let Some(&id) = queue.store().delivery_jobs(delivery.id).await?.first()
+    {
+        return Ok(id);
+    }
     let target = target(queue, config, app, env).await?;
     let git_ref = GitRef::parse(git_ref).map_err(|e| invalid(e.to_string()))?;
-    let ephemeral = match &target {
+    // Refused before the ref is looked up.
+    ephemeral_env(&target, &git_ref)?;
+    let app_config = config.app(target.app().as_str()).expect("checked above");
+    let sha = mirrors
+        .resolve(app_config, &git_ref)
+        .await
+        .map_err(|e| invalid(format!("{e:#}")))?;
+    enqueue_deploy(queue, config, &target, (git_ref, sha), origin).await
+}
+
+/// Queues a deploy of the ref and commit `job` (a deploy) deployed: a retry of it, checked as
+/// any deploy is.
+pub async fn redeploy(
+    queue: &Queue,
+    config: &Config,
+    job: &Job,
+    origin: Origin<'_>,
+) -> Result<i64, RequestError> {
+    if job.kind != JobKind::Deploy {
+        return Err(invalid(format!(
+            "job #{} is a {}: only deploys are retried",
+            job.id,
+            job.kind.as_str()
+        )));
+    }
+    let target = target(queue, config, &job.app, &job.env).await?;
+    let git_ref = GitRef::parse(&job.git_ref).map_err(|e| invalid(e.to_string()))?;
+    let sha = Sha::parse(&job.sha).map_err(|e| invalid(e.to_string()))?;
+    enqueue_deploy(queue, config, &target, (git_ref, sha), origin).await
+}
+
+/// An ephemeral environment deploys only its own branch: the environment a deploy of
+/// `git_ref` to `target` updates, if it is one.
+fn ephemeral_env(target: &Target, git_ref: &GitRef) -> Result<Option<EphemeralEnv>, RequestError> {
+    Ok(match target {
         Target::Static { .. } => None,
         Target::Ephemeral { app, env, row } => {
             if row.branch != git_ref.as_str() {
@@ -134,12 +176,17 @@ pub async fn deploy(
                 hostname: row.hostname.clone(),
             })
         }
-    };
-    let app_config = config.app(target.app().as_str()).expect("checked above");
-    let sha = mirrors
-        .resolve(app_config, &git_ref)
-        .await
-        .map_err(|e| invalid(format!("{e:#}")))?;
+    })
+}
+
+async fn enqueue_deploy(
+    queue: &Queue,
+    config: &Config,
+    target: &Target,
+    (git_ref, sha): (GitRef, Sha),
+    origin: Origin<'_>,
+) -> Result<i64, RequestError> {
+    let ephemeral = ephemeral_env(target, &git_ref)?;
     let job = NewJob {
         kind: JobKind::Deploy,
         app: target.app().clone(),

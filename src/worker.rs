@@ -2,14 +2,16 @@
 //!
 //! Each worker loops: return lapsed leases to the queue, claim the oldest runnable job, run it
 //! with a heartbeat beside it. A heartbeat that finds the lease gone (another worker took the job
-//! after we stalled) cancels the run, and the deploy's fence keeps it from switching anything.
-//! On shutdown workers stop claiming and finish the job in hand.
+//! after we stalled) cancels the run, and the deploy's fence keeps it from switching anything;
+//! one that finds a person's cancel stops the job the same way, and it ends `cancelled`
+//! (`lease.rs`). While it runs, its progress goes to the notifiers. On shutdown workers stop
+//! claiming and finish the job in hand.
+
+mod lease;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::FutureExt;
-use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
@@ -17,7 +19,7 @@ use std::borrow::Cow;
 
 use crate::config::{App, Config, Environment};
 use crate::deploy::journal::Journal;
-use crate::deploy::{Engine, Fence, Request};
+use crate::deploy::{Engine, Request};
 use crate::domain::Name;
 use crate::github::GitHub;
 use crate::housekeeping;
@@ -27,6 +29,7 @@ use crate::queue::{Claim, Lease, Outcome, Queue};
 use crate::store::now_ms;
 use crate::store::{EnvState, EphemeralRow, Job, JobKind, PortPolicy};
 use crate::telemetry::{Metrics, Vitals};
+use lease::{LeaseFence, Stop};
 
 /// What every worker of this process shares.
 pub struct Workers {
@@ -63,11 +66,13 @@ impl Workers {
                 }
             }
         });
+        // The workers claim as one owner, the replica: claims made together go in one
+        // statement (see `Queue::claim`).
         let workers: Vec<_> = (0..self.config.worker.concurrency)
-            .map(|n| {
+            .map(|_| {
                 let this = self.clone();
                 let shutdown = shutdown.clone();
-                let owner = format!("{id}:{n}");
+                let owner = id.clone();
                 tokio::spawn(async move { this.work(owner, shutdown).await })
             })
             .collect();
@@ -159,26 +164,23 @@ impl Workers {
     async fn execute(&self, lease: Lease, shutdown: &CancellationToken) {
         let started = now_ms();
         tracing::info!(git_ref = %lease.job.git_ref, sha = %lease.job.sha, "job started");
-        let cancel = CancellationToken::new();
+        let stop = Arc::new(Stop::default());
         // On shutdown the job gets `shutdown_grace` to end on its own; then its current step is
         // stopped (a switch is never interrupted) and the job goes back to the queue.
-        let interrupted = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let grace = tokio::spawn({
-            let (shutdown, cancel, interrupted) =
-                (shutdown.clone(), cancel.clone(), interrupted.clone());
+            let (shutdown, stop) = (shutdown.clone(), stop.clone());
             let grace = self.config.worker.shutdown_grace;
             async move {
                 shutdown.cancelled().await;
                 tokio::time::sleep(grace).await;
-                interrupted.store(true, std::sync::atomic::Ordering::SeqCst);
-                cancel.cancel();
+                stop.interrupt();
             }
         });
-        let heartbeat = tokio::spawn(heartbeat(
+        let heartbeat = tokio::spawn(lease::heartbeat(
             self.queue.clone(),
             lease.clone(),
             self.config.worker.lease,
-            cancel.clone(),
+            stop.clone(),
         ));
         let journal = Journal::start(
             self.queue.store().clone(),
@@ -187,14 +189,12 @@ impl Workers {
             self.masker.clone(),
             self.metrics.clone(),
         );
-        let outcome = self.deploy(&lease, &journal, &cancel, &interrupted).await;
+        let outcome = self.deploy(&lease, &journal, &stop).await;
         journal.finish().await;
         heartbeat.abort();
         grace.abort();
         let duration_ms = now_ms() - started;
-        if interrupted.load(std::sync::atomic::Ordering::SeqCst)
-            && matches!(outcome, Outcome::Failed { .. })
-        {
+        if stop.interrupted() && matches!(outcome, Outcome::Failed { .. }) {
             match self
                 .queue
                 .release(&lease, "interrupted by shutdown; back in the queue")
@@ -216,6 +216,7 @@ impl Workers {
         let outcome_label = match &outcome {
             Outcome::Succeeded { .. } => "succeeded",
             Outcome::Failed { .. } => "failed",
+            Outcome::Cancelled { .. } => "cancelled",
         };
         self.metrics
             .job_seconds
@@ -227,6 +228,7 @@ impl Workers {
                 Outcome::Failed { error, .. } => {
                     tracing::warn!(duration_ms, error = %error, "job failed")
                 }
+                Outcome::Cancelled { message } => tracing::info!(duration_ms, "{message}"),
             },
             Ok(false) => tracing::warn!(duration_ms, "lease lost; another worker owns the job now"),
             Err(err) => {
@@ -235,13 +237,7 @@ impl Workers {
         }
     }
 
-    async fn deploy(
-        &self,
-        lease: &Lease,
-        journal: &Journal,
-        cancel: &CancellationToken,
-        interrupted: &std::sync::atomic::AtomicBool,
-    ) -> Outcome {
+    async fn deploy(&self, lease: &Lease, journal: &Journal, stop: &Stop) -> Outcome {
         let job = &lease.job;
         let Some(app) = self.config.app(&job.app) else {
             return failed(format!("app {} is no longer configured", job.app));
@@ -269,11 +265,29 @@ impl Workers {
         self.notifiers
             .tell(&news(Stage::Started), &self.metrics)
             .await;
-        let outcome = self.run_job(lease, app, &env, journal, cancel).await;
+        // The run, and beside it the reports of its progress, which end before the end's.
+        let done = CancellationToken::new();
+        let (outcome, ()) = tokio::join!(
+            async {
+                let outcome = self.run_job(lease, app, &env, journal, stop).await;
+                done.cancel();
+                outcome
+            },
+            self.notifiers
+                .follow((job, app, &env), journal.progress(), &done, &self.metrics),
+        );
         // A job interrupted by shutdown goes back to the queue: it has not ended.
-        if interrupted.load(std::sync::atomic::Ordering::SeqCst) {
+        if stop.interrupted() {
             return outcome;
         }
+        // Stopped for a person before it switched anything: whatever step it was in failed
+        // because it was stopped.
+        let outcome = match (outcome, stop.cancelled_by()) {
+            (Outcome::Failed { .. }, Some(by)) => Outcome::Cancelled {
+                message: format!("cancelled by {by} while running; nothing was switched"),
+            },
+            (outcome, _) => outcome,
+        };
         if let Some(row) = ephemeral {
             self.settle(job, &row, &outcome).await;
         }
@@ -422,7 +436,7 @@ impl Workers {
         app: &App,
         env: &Environment,
         journal: &Journal,
-        cancel: &CancellationToken,
+        stop: &Stop,
     ) -> Outcome {
         let job = &lease.job;
         let store = self.queue.store();
@@ -442,6 +456,7 @@ impl Workers {
             queue: &self.queue,
             lease,
             duration: self.config.worker.lease,
+            stop,
         };
         let request = Request {
             job,
@@ -449,7 +464,7 @@ impl Workers {
             env,
             live_slots,
         };
-        match self.engine.run(request, journal, &fence, cancel).await {
+        match self.engine.run(request, journal, &fence, &stop.token).await {
             Ok(_) if job.kind == JobKind::Teardown => Outcome::Succeeded {
                 message: format!("{} torn down", job.env),
             },
@@ -488,40 +503,5 @@ fn failed(error: String) -> Outcome {
     Outcome::Failed {
         result: serde_json::json!({ "reason": error }),
         error,
-    }
-}
-
-struct LeaseFence<'a> {
-    queue: &'a Queue,
-    lease: &'a Lease,
-    duration: Duration,
-}
-
-impl Fence for LeaseFence<'_> {
-    fn still_ours(&self) -> BoxFuture<'_, bool> {
-        async move {
-            self.queue
-                .heartbeat(self.lease, self.duration)
-                .await
-                .unwrap_or(false)
-        }
-        .boxed()
-    }
-}
-
-async fn heartbeat(queue: Queue, lease: Lease, duration: Duration, lost: CancellationToken) {
-    let every = duration / 3;
-    loop {
-        tokio::time::sleep(every).await;
-        match queue.heartbeat(&lease, duration).await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!("lease lost: stopping the job before it switches anything");
-                lost.cancel();
-                return;
-            }
-            // A passing database error: try again next beat; the lease has slack for two misses.
-            Err(err) => tracing::warn!(error = %err, "heartbeat failed"),
-        }
     }
 }

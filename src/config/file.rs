@@ -259,6 +259,8 @@ pub struct App {
     #[serde(default)]
     pub ephemeral: BTreeMap<String, Ephemeral>,
     pub releases: Option<Releases>,
+    /// The Slack channel of this app's jobs (unset: `slack.channel`).
+    pub channel: Option<String>,
 }
 
 /// `[apps.<app>.releases]`: tags matching `tags` become GitHub Releases (and, optionally, a
@@ -362,6 +364,8 @@ impl Ephemeral {
             step_timeout: self.step_timeout,
             step_idle_timeout: self.step_idle_timeout,
             deployers: self.deployers.take(),
+            // Ephemeral environments post to their app's channel.
+            channel: None,
         }
     }
 }
@@ -455,6 +459,8 @@ pub struct Environment {
     pub step_idle_timeout: Duration,
     /// Slack user ids allowed to deploy, roll back and cancel here (unset: anyone in the team).
     pub deployers: Option<Vec<String>>,
+    /// The Slack channel of this environment's jobs (unset: the app's, else `slack.channel`).
+    pub channel: Option<String>,
 }
 
 impl Environment {

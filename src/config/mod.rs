@@ -168,6 +168,8 @@ pub struct App {
     /// Environments made from branches, by template name.
     pub ephemeral: BTreeMap<Name, Ephemeral>,
     pub releases: Option<Releases>,
+    /// The Slack channel id of this app's jobs; `None`: `slack.channel`.
+    pub channel: Option<String>,
 }
 
 /// `[apps.<app>.releases]`: what a tag push does.
@@ -207,6 +209,8 @@ pub struct Environment {
     /// Slack user ids allowed to deploy, roll back and cancel jobs here; `None`: anyone in the
     /// configured team.
     pub deployers: Option<Vec<String>>,
+    /// The Slack channel id of this environment's jobs; `None`: the app's, else `slack.channel`.
+    pub channel: Option<String>,
 }
 
 /// Where an ephemeral environment is reached: its hostname, its port on the hosts, and the
@@ -629,6 +633,9 @@ impl Config {
                     triggers,
                     ephemeral,
                     releases,
+                    channel: app.channel.filter(|c| {
+                        validate::slack_channel(&mut errors, &format!("apps.{app_key}.channel"), c)
+                    }),
                 },
             );
         }
@@ -665,6 +672,8 @@ impl Config {
         let slack = raw
             .slack
             .and_then(|slack| validate_slack(&mut errors, slack, &apps));
+        let bot_token = slack.as_ref().is_some_and(|s| s.bot_token.is_some());
+        validate::check_channels(&mut errors, &apps, bot_token);
 
         errors.finish()?;
         let mut config = Self {

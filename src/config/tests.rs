@@ -554,3 +554,52 @@ fn dashboard_users_are_checked_and_their_tokens_are_secrets() {
         ]
     );
 }
+
+#[test]
+fn apps_and_environments_may_name_their_own_channel() {
+    let channels = GOOD
+        .replace(
+            "clone_url = \"file:///srv/git/shop.git\"",
+            "clone_url = \"file:///srv/git/shop.git\"\nchannel = \"C0SHOP\"",
+        )
+        .replace(
+            "keep_releases = 3",
+            "keep_releases = 3\nchannel = \"G0STAGING\"",
+        );
+    let config = load(&format!("{channels}{SLACK}")).unwrap();
+    assert_eq!(
+        config.app("shop").unwrap().channel.as_deref(),
+        Some("C0SHOP")
+    );
+    assert_eq!(
+        config
+            .environment("shop", "staging")
+            .unwrap()
+            .channel
+            .as_deref(),
+        Some("G0STAGING")
+    );
+    // Names are not ids, and without a bot token nothing could be posted there.
+    let named = channels.replace("\"G0STAGING\"", "\"#staging\"");
+    assert_eq!(
+        problems(&format!("{named}{SLACK}")),
+        ["apps.shop.environments.staging.channel"]
+    );
+    assert_eq!(
+        problems(&channels),
+        [
+            "apps.shop.channel",
+            "apps.shop.environments.staging.channel"
+        ]
+    );
+    let no_token = SLACK
+        .replace("bot_token = \"xoxb-1234-5678-abcdefgh\"\n", "")
+        .replace("channel = \"C0123ABCD\"\n", "");
+    assert_eq!(
+        problems(&format!("{channels}{no_token}")),
+        [
+            "apps.shop.channel",
+            "apps.shop.environments.staging.channel"
+        ]
+    );
+}

@@ -141,6 +141,9 @@ pub(super) fn validate_env(
             slack_id(errors, &format!("{at}.deployers[{i}]"), user, SLACK_USER);
         }
     });
+    let channel = env
+        .channel
+        .filter(|c| slack_channel(errors, &format!("{at}.channel"), c));
     let ssh = Ssh {
         key: env.ssh.key.map(|p| resolve(base, &p)),
         known_hosts: env.ssh.known_hosts.map(|p| resolve(base, &p)),
@@ -164,6 +167,7 @@ pub(super) fn validate_env(
             .url
             .and_then(|url| http_url(errors, &format!("{at}.url"), &url)),
         deployers,
+        channel,
     })
 }
 
@@ -304,6 +308,34 @@ pub(super) fn validate_slack(
         channel,
         default_app,
     })
+}
+
+/// Whether `value` (at `key`) is a Slack channel id (`C0123ABCD`).
+pub(super) fn slack_channel(errors: &mut Errors, key: &str, value: &str) -> bool {
+    slack_id(errors, key, value, SLACK_CHANNEL)
+}
+
+/// An app's or environment's `channel` is posted to with `slack.bot_token`: without one it
+/// would be silently ignored, so say so.
+pub(super) fn check_channels(errors: &mut Errors, apps: &BTreeMap<Name, App>, bot_token: bool) {
+    if bot_token {
+        return;
+    }
+    for app in apps.values() {
+        let envs = app.environments.values().map(|env| {
+            let at = format!("apps.{}.environments.{}.channel", app.name, env.name);
+            (at, &env.channel)
+        });
+        let app_channel = (format!("apps.{}.channel", app.name), &app.channel);
+        for (at, channel) in std::iter::once(app_channel).chain(envs) {
+            if channel.is_some() {
+                errors.push(
+                    at,
+                    "posting to a channel needs [slack] with bot_token (or bot_token_file)",
+                );
+            }
+        }
+    }
 }
 
 /// The first letters Slack gives each kind of id.

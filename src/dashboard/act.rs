@@ -1,4 +1,5 @@
-//! The dashboard's actions (`POST` forms): roll back, lock, unlock, cancel, approve, reject.
+//! The dashboard's actions (`POST` forms): roll back, lock, unlock, cancel (a running deploy or
+//! rollback: stop), approve, reject.
 //! Each checks the form's CSRF token, then goes through [`crate::actions`] as the logged-in
 //! user, with the same deployers check as Slack. A success redirects (303) to the page that
 //! shows its effect; a refusal is a page saying why, logged here once.

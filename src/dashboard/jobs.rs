@@ -1,7 +1,8 @@
 //! `GET /ui/jobs` (filtered by app, env, state and who) and `GET /ui/jobs/{id}`: a job's facts,
 //! its events, its per-host step results and its log, with the cancel and approve/reject
-//! actions while it waits. A job that has not ended streams new log lines and step results
-//! ([`super::live`]); without JavaScript the page shows the log so far.
+//! actions while it waits and the stop action while a deploy or rollback runs. A job that has
+//! not ended streams new log lines and step results ([`super::live`]); without JavaScript the
+//! page shows the log so far.
 
 use axum::Extension;
 use axum::extract::{Path, Query, State};
@@ -10,7 +11,7 @@ use maud::{Markup, html};
 use super::Viewer;
 use super::layout::{self, Failure, csrf, short, took, when};
 use crate::http::{AppState, ListQuery};
-use crate::store::{JobDetail, JobState, LogLine, StepResult};
+use crate::store::{JobDetail, JobKind, JobState, LogLine, StepResult};
 
 /// How many jobs a listing shows.
 const LISTED: i64 = 100;
@@ -93,6 +94,10 @@ pub async fn page(
     let job = &detail.job;
     let after = detail.log.last().map_or(0, |l| l.id);
     let title = format!("Job #{} · {} {}", job.id, job.kind.as_str(), job.lane());
+    // A running deploy or rollback can be stopped (once: a second request changes nothing).
+    let stoppable = job.state == JobState::Running
+        && matches!(job.kind, JobKind::Deploy | JobKind::Rollback)
+        && job.cancel_requested_by.is_none();
     Ok(layout::page(
         &title,
         Some(&viewer),
@@ -108,12 +113,21 @@ pub async fn page(
                 @if let Some(ms) = detail.duration_ms { dt { "Took" } dd { (took(ms)) } }
                 @if job.approvals_needed > 0 { dt { "Approvals needed" } dd { (job.approvals_needed) } }
                 @if let Some(error) = &job.error { dt { "Error" } dd.lock { (error) } }
+                @if let (JobState::Running, Some(by)) = (job.state, &job.cancel_requested_by) {
+                    dt { "Stopping" } dd.lock { "cancel requested by " (by) ": it stops before it switches anything" }
+                }
             }
             @if viewer.actor().is_some() {
                 p.actions {
                     @if job.state == JobState::Queued {
                         form.inline method="post" action={ "/ui/jobs/" (job.id) "/cancel" } {
                             (csrf(&viewer)) button.danger { "Cancel" }
+                        }
+                    }
+                    @if stoppable {
+                        form.inline method="post" action={ "/ui/jobs/" (job.id) "/cancel" } {
+                            (csrf(&viewer)) button.danger { "Stop" }
+                            span.muted { " before it switches anything (a switch under way finishes)" }
                         }
                     }
                     @if job.state == JobState::AwaitingApproval {

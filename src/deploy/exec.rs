@@ -77,6 +77,16 @@ pub struct Ended {
     pub started_at: i64,
 }
 
+/// What a running chain reports as it happens, with the index of the segment it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// A line the segment printed.
+    Line(String),
+    /// The segment ran to its end, with this exit code (the chain goes on if it is 0). A
+    /// segment stopped by a limit or a cancel reports nothing: the chain's result says how.
+    Ended(Option<i32>),
+}
+
 /// Runs `body` on `target`, feeding `stdin` to it and every output line to `on_line`.
 pub async fn run(
     target: &dyn Target,
@@ -90,8 +100,10 @@ pub async fn run(
         script: body,
         limits,
     };
-    let mut ended = run_chain(target, &[segment], stdin, cancel, &mut |_, line| {
-        on_line(line)
+    let mut ended = run_chain(target, &[segment], stdin, cancel, &mut |_, output| {
+        if let Output::Line(line) = output {
+            on_line(line)
+        }
     })
     .await?;
     Ok(ended.pop().map_or(Exit::Code(None), |e| e.exit))
@@ -101,13 +113,14 @@ pub async fn run(
 /// one per segment), stopping at the first that fails. Each segment keeps its own timeouts and
 /// its own output: the script prints a marker with a per-run nonce before and after each
 /// segment, and the runner switches limits and attribution when it reads one. Returns how each
-/// segment that started ended; `on_line` gets the segment's index with each line.
+/// segment that started ended; `on_output` hears each line and each segment's end as they
+/// come, with the segment's index.
 pub async fn run_chain(
     target: &dyn Target,
     segments: &[Segment<'_>],
     stdin: Option<&[u8]>,
     cancel: &CancellationToken,
-    on_line: &mut (dyn FnMut(usize, String) + Send),
+    on_output: &mut (dyn FnMut(usize, Output) + Send),
 ) -> Result<Vec<Ended>, TargetError> {
     let marker = plan::marker();
     let bodies: Vec<&str> = segments.iter().map(|s| s.script).collect();
@@ -154,7 +167,7 @@ pub async fn run_chain(
                             None => (line.as_str(), None),
                         };
                         if event.is_none() || !text.is_empty() {
-                            on_line(current, text.to_owned());
+                            on_output(current, Output::Line(text.to_owned()));
                         }
                         match event.map(|e| e.split_whitespace().collect::<Vec<_>>()).as_deref() {
                             Some(["s", i]) => {
@@ -163,10 +176,14 @@ pub async fn run_chain(
                                 deadline = Instant::now() + limits(current).timeout;
                                 idle_deadline = Instant::now() + limits(current).idle_timeout;
                             }
-                            Some(["e", _, rc]) => ended.push(Ended {
-                                exit: Exit::Code(rc.parse().ok()),
-                                started_at,
-                            }),
+                            Some(["e", _, rc]) => {
+                                let code = rc.parse().ok();
+                                ended.push(Ended {
+                                    exit: Exit::Code(code),
+                                    started_at,
+                                });
+                                on_output(current, Output::Ended(code));
+                            }
                             _ => {}
                         }
                     }
@@ -354,12 +371,19 @@ mod tests {
             },
         ];
         let mut lines = Vec::new();
+        let mut ends = Vec::new();
         let ended = run_chain(
             &Local::new(),
             &segments,
             Some(b"12345"),
             &CancellationToken::new(),
-            &mut |i, l| lines.push((i, l)),
+            &mut |i, output| match output {
+                Output::Line(l) => lines.push((i, l)),
+                // Heard before the next segment's first line.
+                Output::Ended(code) => {
+                    ends.push((i, code, lines.len()));
+                }
+            },
         )
         .await
         .unwrap();
@@ -381,6 +405,7 @@ mod tests {
         ];
         let got: Vec<_> = lines.iter().map(|(i, l)| (*i, l.as_str())).collect();
         assert_eq!(got, expected);
+        assert_eq!(ends, [(0, Some(0), 2), (1, Some(0), 4), (2, Some(4), 5)]);
 
         // The second segment's own idle limit applies to it.
         let segments = [

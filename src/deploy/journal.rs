@@ -1,12 +1,13 @@
 //! A running job's journal: its output lines (secrets masked, batched into the database by a
-//! writer task so a chatty step costs one insert per batch, not per line), its step results, and
-//! the last lines of each host for the failure report.
+//! writer task so a chatty step costs one insert per batch, not per line), its step results, the
+//! last lines of each host for the failure report, and each host's progress for whoever follows
+//! the job (the chat message, through [`Journal::progress`]).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::mask::Masker;
@@ -18,6 +19,22 @@ pub const TAIL_LINES: usize = 50;
 const BATCH: usize = 500;
 const FLUSH_EVERY: Duration = Duration::from_millis(200);
 
+/// How far a job got: per host, the steps that ended so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub hosts: BTreeMap<String, HostProgress>,
+}
+
+/// One host's steps so far.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostProgress {
+    /// Steps that ended.
+    pub done: usize,
+    /// The last step that ended, and its `step_results.status` (`ok`, `failed`...).
+    pub last: String,
+    pub status: String,
+}
+
 pub struct Journal {
     store: Store,
     job_id: i64,
@@ -27,6 +44,7 @@ pub struct Journal {
     lines: mpsc::UnboundedSender<NewLogLine>,
     writer: JoinHandle<()>,
     tails: Mutex<HashMap<String, VecDeque<String>>>,
+    progress: watch::Sender<Progress>,
 }
 
 impl Journal {
@@ -48,6 +66,7 @@ impl Journal {
             lines,
             writer,
             tails: Mutex::default(),
+            progress: watch::Sender::default(),
         }
     }
 
@@ -82,6 +101,29 @@ impl Journal {
             .get(host)
             .map(|t| t.iter().cloned().collect())
             .unwrap_or_default()
+    }
+
+    /// Follows the job's progress: a receiver that sees every step's end.
+    pub fn progress(&self) -> watch::Receiver<Progress> {
+        self.progress.subscribe()
+    }
+
+    /// Step `step` on `host` ended with `status` (a `step_results.status` word), as the output
+    /// of its chain shows it: progress for whoever follows the job.
+    pub fn progressed(&self, host: &str, step: &str, status: &str) {
+        self.progress.send_modify(|progress| {
+            let host = progress
+                .hosts
+                .entry(host.to_owned())
+                .or_insert_with(|| HostProgress {
+                    done: 0,
+                    last: String::new(),
+                    status: String::new(),
+                });
+            host.done += 1;
+            step.clone_into(&mut host.last);
+            status.clone_into(&mut host.status);
+        });
     }
 
     pub async fn step_result(

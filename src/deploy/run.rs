@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use futures::future::join_all;
 use tokio_util::sync::CancellationToken;
 
-use super::exec::{self, Exit, Limits};
+use super::exec::{self, Exit, Limits, Output};
 use super::journal::Journal;
 use super::plan::{self, Layout};
 use super::target::Target;
@@ -126,10 +126,15 @@ impl Run<'_> {
             &parts,
             stdin,
             cancel,
-            &mut |i, line| match segments.get(i) {
-                Some(seg) if seg.capture => captured.push(line),
-                Some(seg) => journal.line(&host.name, &seg.name, &line),
-                None => journal.line(&host.name, "slipway", &line),
+            &mut |i, output| match (segments.get(i), output) {
+                (Some(seg), Output::Line(line)) if seg.capture => captured.push(line),
+                (Some(seg), Output::Line(line)) => journal.line(&host.name, &seg.name, &line),
+                (None, Output::Line(line)) => journal.line(&host.name, "slipway", &line),
+                // Progress as it happens; the step's result is recorded below.
+                (Some(seg), Output::Ended(code)) if !seg.capture => {
+                    journal.progressed(&host.name, &seg.name, Exit::Code(code).status());
+                }
+                (_, Output::Ended(_)) => {}
             },
         )
         .await;
@@ -315,7 +320,8 @@ impl Run<'_> {
         }
         if self.cancel.is_cancelled() || !self.fence.still_ours().await {
             return Err(Failure::general(
-                "the job's lease was lost before the switch; nothing was switched",
+                "stopped before the switch (the job's lease was lost, or it was cancelled); \
+                 nothing was switched",
             ));
         }
         Ok(())

@@ -82,10 +82,16 @@ fn ignored(reason: String) -> Response {
     (StatusCode::ACCEPTED, Json(json!({ "ignored": reason }))).into_response()
 }
 
+/// The one value of header `name`: present once (a second copy could name another event or
+/// delivery than the first one a proxy or log saw), ASCII, 1-200 characters.
 fn header_str<'h>(headers: &'h HeaderMap, name: &'static str) -> Result<&'h str, ApiError> {
-    let value = headers
-        .get(name)
-        .ok_or_else(|| ApiError::BadRequest(format!("missing {name} header")))?
+    let mut values = headers.get_all(name).iter();
+    let (Some(value), None) = (values.next(), values.next()) else {
+        return Err(ApiError::BadRequest(format!(
+            "exactly one {name} header is required"
+        )));
+    };
+    let value = value
         .to_str()
         .map_err(|_| ApiError::BadRequest(format!("{name} header is not ASCII")))?;
     if value.is_empty() || value.len() > 200 {

@@ -25,7 +25,7 @@ use crate::config::Slack;
 use crate::queue::Delivery;
 use crate::slack::api::SlackApi;
 use crate::slack::execute::{Context, User};
-use crate::slack::messages::{APPROVE_ACTION, REJECT_ACTION, ROLLBACK_ACTION};
+use crate::slack::messages::{APPROVE_ACTION, REJECT_ACTION, RETRY_ACTION, ROLLBACK_ACTION};
 use crate::slack::signature::{self, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 
 /// Slack's requests are small forms; a bigger body is refused before it is hashed.
@@ -104,7 +104,7 @@ pub async fn interaction(
     let Some(actions) = payload["actions"].as_array() else {
         return Err(ApiError::BadRequest("block_actions without actions".into()));
     };
-    let known = [ROLLBACK_ACTION, APPROVE_ACTION, REJECT_ACTION];
+    let known = [ROLLBACK_ACTION, RETRY_ACTION, APPROVE_ACTION, REJECT_ACTION];
     let Some((action, value)) = actions.iter().find_map(|a| {
         let action = known.into_iter().find(|k| a["action_id"] == *k)?;
         Some((action, a["value"].as_str()?))
@@ -127,6 +127,7 @@ pub async fn interaction(
     let context = context(&state, user, &delivery, "block_actions");
     let text = match action {
         ROLLBACK_ACTION => context.rollback_button(value).await?,
+        RETRY_ACTION => context.retry_button(value).await?,
         _ => {
             context
                 .approval_button(value, action == APPROVE_ACTION)

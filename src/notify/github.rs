@@ -44,7 +44,9 @@ impl Deployments {
             description,
         };
         match (job.kind, &news.stage) {
-            (_, Stage::AwaitingApproval) | (JobKind::Teardown, Stage::Started) => Ok(()),
+            // Progress is in slipway's own log, which the deployment links to.
+            (_, Stage::AwaitingApproval | Stage::Progress(_))
+            | (JobKind::Teardown, Stage::Started) => Ok(()),
             (JobKind::Teardown, Stage::Finished(outcome)) => {
                 let Outcome::Succeeded { .. } = outcome else {
                     return Ok(());
@@ -111,10 +113,13 @@ impl Deployments {
                 };
                 let done = match outcome {
                     Outcome::Succeeded { message } => status(StatusState::Success, message.clone()),
-                    Outcome::Failed { error, .. } => Status {
-                        environment_url: None,
-                        ..status(StatusState::Failure, error.clone())
-                    },
+                    // A cancelled deploy switched nothing: to GitHub it did not go live.
+                    Outcome::Failed { error: why, .. } | Outcome::Cancelled { message: why } => {
+                        Status {
+                            environment_url: None,
+                            ..status(StatusState::Failure, why.clone())
+                        }
+                    }
                 };
                 self.github
                     .set_status(repo, id as u64, &done)

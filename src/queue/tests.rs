@@ -1,4 +1,5 @@
 use super::*;
+use crate::store::Notice;
 
 struct Fixture {
     /// The SQLite file's directory (kept as long as the queue).
@@ -175,13 +176,13 @@ async fn an_expired_lease_returns_the_job_and_fences_the_old_owner() {
         assert_eq!(fresh.job.id, stale.job.id);
         assert_eq!(fresh.job.attempt, 2);
         // The old owner can neither renew nor finish.
-        assert!(!f.queue.heartbeat(&stale, LONG).await.unwrap());
+        assert_eq!(f.queue.heartbeat(&stale, LONG).await.unwrap(), Beat::Lost);
         let failed = Outcome::Failed {
             error: "x".into(),
             result: serde_json::json!({}),
         };
         assert!(!f.queue.finish(&stale, &failed).await.unwrap());
-        assert!(f.queue.heartbeat(&fresh, LONG).await.unwrap());
+        assert_eq!(f.queue.heartbeat(&fresh, LONG).await.unwrap(), Beat::Ours);
         assert_eq!(
             f.queue
                 .store()
@@ -215,7 +216,7 @@ async fn live_leases_are_not_reaped() {
         f.queue.enqueue(None, &[job("staging")]).await.unwrap();
         let lease = claim(&f.queue, LONG).await.unwrap();
         assert_eq!(f.queue.upkeep().await.unwrap().reaped, 0);
-        assert!(f.queue.heartbeat(&lease, LONG).await.unwrap());
+        assert_eq!(f.queue.heartbeat(&lease, LONG).await.unwrap(), Beat::Ours);
     }
 }
 
@@ -495,6 +496,84 @@ async fn ephemeral_environments_come_and_go_with_their_jobs_on_both_backends() {
 }
 
 #[tokio::test]
+async fn a_running_job_is_flagged_for_its_heartbeat_and_ends_cancelled_on_both_backends() {
+    for f in fixtures(3).await {
+        let Enqueued::Created(ids) = f.queue.enqueue(None, &[job("staging")]).await.unwrap() else {
+            panic!("not created")
+        };
+        let lease = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(f.queue.heartbeat(&lease, LONG).await.unwrap(), Beat::Ours);
+        assert_eq!(
+            f.queue.cancel(ids[0], "bob via slack").await.unwrap(),
+            Cancel::Stopping
+        );
+        // Asked twice: still stopping, and the first asker is the one on record.
+        assert_eq!(
+            f.queue.cancel(ids[0], "carol via slack").await.unwrap(),
+            Cancel::Stopping
+        );
+        // The worker holding it sees who asked with its next beat (on whichever replica).
+        assert_eq!(
+            f.queue.heartbeat(&lease, LONG).await.unwrap(),
+            Beat::CancelRequested("bob via slack".into())
+        );
+        let store = f.queue.store();
+        assert_eq!(
+            store.job(ids[0]).await.unwrap().unwrap().state,
+            JobState::Running
+        );
+        let message = "cancelled by bob via slack while running; nothing was switched";
+        let outcome = Outcome::Cancelled {
+            message: message.into(),
+        };
+        assert!(f.queue.finish(&lease, &outcome).await.unwrap());
+        let ended = store.job(ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                ended.state,
+                ended.cancel_requested_by.as_deref(),
+                ended.error
+            ),
+            (JobState::Cancelled, Some("bob via slack"), None)
+        );
+        let events: Vec<(String, String)> = store
+            .job_events(ids[0])
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.state, e.message))
+            .skip(2)
+            .collect();
+        assert_eq!(
+            events,
+            [
+                (
+                    "cancel_requested".to_owned(),
+                    "cancel requested by bob via slack".to_owned()
+                ),
+                ("cancelled".to_owned(), message.to_owned()),
+            ]
+        );
+        assert_eq!(
+            f.queue.cancel(ids[0], "late").await.unwrap(),
+            Cancel::Not(JobState::Cancelled)
+        );
+        // The notices of a job are sent once: the second claim is refused, a failed send
+        // gives the claim back.
+        assert!(store.claim_notice(ids[0], Notice::Thread).await.unwrap());
+        assert!(!store.claim_notice(ids[0], Notice::Thread).await.unwrap());
+        assert!(store.claim_notice(ids[0], Notice::Dm).await.unwrap());
+        store
+            .settle_notice(ids[0], Notice::Thread, Some("1700000000.000200"))
+            .await
+            .unwrap();
+        store.settle_notice(ids[0], Notice::Dm, None).await.unwrap();
+        assert!(!store.claim_notice(ids[0], Notice::Thread).await.unwrap());
+        assert!(store.claim_notice(ids[0], Notice::Dm).await.unwrap());
+    }
+}
+
+#[tokio::test]
 async fn only_queued_jobs_can_be_cancelled_and_the_claim_skips_them() {
     for f in fixtures(3).await {
         let Enqueued::Created(ids) = f
@@ -517,14 +596,7 @@ async fn only_queued_jobs_can_be_cancelled_and_the_claim_skips_them() {
         let running = claim(&f.queue, LONG).await.unwrap();
         assert_eq!(running.job.id, ids[0]);
         assert_eq!(
-            f.queue.cancel(ids[0], "no").await.unwrap(),
-            Cancel::Not(JobState::Running)
-        );
-        assert_eq!(
-            f.queue
-                .cancel(ids[1], "cancelled by alice via slack")
-                .await
-                .unwrap(),
+            f.queue.cancel(ids[1], "alice via slack").await.unwrap(),
             Cancel::Cancelled
         );
         assert_eq!(
@@ -804,5 +876,257 @@ async fn approvals_gate_jobs_on_both_backends() {
             q.decide(99_999, "carol", true).await.unwrap(),
             Decision::Missing
         );
+    }
+}
+
+/// A burst of concurrent requests goes through the group commit: each keeps its own outcome
+/// (created, duplicate of a sibling in the same burst, refused by a hold, skipped by it), a
+/// refused one stores nothing, and automatic pushes still leave only the newest queued.
+#[tokio::test]
+async fn a_burst_of_requests_keeps_each_outcome_on_both_backends() {
+    use crate::store::Lock;
+    for f in fixtures(3).await {
+        let store = f.queue.store();
+        let now = now_ms();
+        let lock = Lock {
+            app: "shop".into(),
+            env: "prod".into(),
+            holder: "alice".into(),
+            reason: "freeze".into(),
+            created_at: now,
+            expires_at: None,
+        };
+        store.lock_env(&lock).await.unwrap();
+        // i % 4: 0 a push to staging (each its own delivery; 4 repeat one delivery id),
+        // 1 a person's deploy to the held prod (refused), 2 an automatic one there (skipped),
+        // 3 a person's deploy to qa.
+        let tasks: Vec<_> = (0..200)
+            .map(|i: usize| {
+                let queue = f.queue.clone();
+                tokio::spawn(async move {
+                    let (id, job) = match i % 4 {
+                        0 if i < 16 => (
+                            "repeated".to_owned(),
+                            NewJob {
+                                source: "github",
+                                supersede: true,
+                                ..job("staging")
+                            },
+                        ),
+                        0 => (
+                            format!("push-{i}"),
+                            NewJob {
+                                source: "github",
+                                supersede: true,
+                                ..job("staging")
+                            },
+                        ),
+                        1 => (
+                            format!("manual-{i}"),
+                            NewJob {
+                                source: "cli",
+                                ..job("prod")
+                            },
+                        ),
+                        2 => (
+                            format!("auto-{i}"),
+                            NewJob {
+                                source: "github",
+                                ..job("prod")
+                            },
+                        ),
+                        _ => (format!("qa-{i}"), job("qa")),
+                    };
+                    let d = Delivery {
+                        id: &id,
+                        source: "github",
+                        event: "push",
+                    };
+                    (i, id.clone(), queue.enqueue(Some(d), &[job]).await.unwrap())
+                })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+        let mut repeated_created = Vec::new();
+        let mut repeated_duplicates = Vec::new();
+        let mut staging = Vec::new();
+        for (i, delivery, outcome) in &outcomes {
+            match (i % 4, outcome) {
+                (0, Enqueued::Created(ids)) if *i < 16 => repeated_created.push(ids.clone()),
+                (0, Enqueued::Duplicate(ids)) if *i < 16 => repeated_duplicates.push(ids.clone()),
+                (0 | 2 | 3, Enqueued::Created(ids)) => {
+                    assert_eq!(ids.len(), 1, "{delivery}");
+                    let stored = store.job(ids[0]).await.unwrap().unwrap();
+                    assert_eq!(stored.delivery_id.as_deref(), Some(delivery.as_str()));
+                    let first = &store.job_events(ids[0]).await.unwrap()[0];
+                    assert_eq!(first.state, "queued");
+                    assert!(first.message.contains("shop/"), "{}", first.message);
+                    if i % 4 == 2 {
+                        assert_eq!(stored.state, JobState::Skipped, "{delivery}");
+                    }
+                    if i % 4 == 0 {
+                        staging.push(ids[0]);
+                    }
+                }
+                (1, Enqueued::Refused(why)) => {
+                    assert!(
+                        why.starts_with("shop/prod is locked by alice: freeze"),
+                        "{why}"
+                    );
+                }
+                other => panic!("request {i} ({delivery}): unexpected {other:?}"),
+            }
+        }
+        // One of the four requests with one delivery id created the job; the others got it.
+        assert_eq!(repeated_created.len(), 1, "{outcomes:?}");
+        assert_eq!(repeated_duplicates.len(), 3);
+        assert!(
+            repeated_duplicates
+                .iter()
+                .all(|ids| *ids == repeated_created[0])
+        );
+        staging.extend(&repeated_created[0]);
+        // 50 refused; stored: 47 pushes to staging (46 + the repeated one), 50 skipped, 50 to
+        // qa. Of the pushes to staging only the newest waits.
+        assert_eq!(staging.len(), 47);
+        assert_eq!(
+            store.jobs(&Default::default(), 1000).await.unwrap().len(),
+            147
+        );
+        let newest = *staging.iter().max().unwrap();
+        for id in &staging {
+            let state = store.job(*id).await.unwrap().unwrap().state;
+            let want = if *id == newest {
+                JobState::Queued
+            } else {
+                JobState::Superseded
+            };
+            assert_eq!(state, want, "job {id}");
+        }
+        // A refused request left no delivery behind: once unlocked, it goes through.
+        store.unlock_env("shop", "prod").await.unwrap();
+        let d = Delivery {
+            id: "manual-1",
+            source: "github",
+            event: "push",
+        };
+        let manual = NewJob {
+            source: "cli",
+            ..job("prod")
+        };
+        assert!(matches!(
+            f.queue.enqueue(Some(d), &[manual]).await.unwrap(),
+            Enqueued::Created(_)
+        ));
+    }
+}
+
+/// The superseding update runs in every batch of pushes: it must find its rows through the
+/// partial indexes, not by walking every older job (a plan that made ingest slow down as the
+/// table grew).
+#[tokio::test]
+async fn superseding_searches_the_partial_indexes_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("q.db").display());
+    let store = Store::open(&url).await.unwrap();
+    let Backend::Sqlite(pool) = store.backend() else {
+        unreachable!("a sqlite:// URL")
+    };
+    let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "EXPLAIN QUERY PLAN {}",
+        enqueue::SUPERSEDE
+    )))
+    .bind(0_i64)
+    .bind("")
+    .bind("shop/staging")
+    .bind(10_i64)
+    .bind(false)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let plan: Vec<String> = plan.into_iter().map(|(_, _, _, detail)| detail).collect();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("INDEX jobs_queued_by_lane (lane=? AND id<?)"),
+        "{plan}"
+    );
+    assert!(
+        plan.contains("INDEX jobs_awaiting_approval (id<?)"),
+        "{plan}"
+    );
+    assert!(
+        !plan.contains("rowid<?") && !plan.contains("SCAN jobs"),
+        "{plan}"
+    );
+}
+
+/// Claims and finishes made at once share statements, and each still gets its own answer: a
+/// distinct job (at most one per lane, the lane's oldest), or none; a finish with a stale
+/// fencing token is refused while the others in its batch go through.
+#[tokio::test]
+async fn concurrent_claims_and_finishes_each_get_their_own_answer_on_both_backends() {
+    for f in fixtures(3).await {
+        // 6 lanes with two jobs each: 12 claimers at once can take 6 jobs, the oldest per lane.
+        let jobs: Vec<NewJob> = (0..12).map(|i| job(&format!("e{}", i % 6))).collect();
+        let Enqueued::Created(ids) = f.queue.enqueue(None, &jobs).await.unwrap() else {
+            panic!("not created")
+        };
+        let claims: Vec<_> = (0..12)
+            .map(|_| {
+                let queue = f.queue.clone();
+                tokio::spawn(async move { claim(&queue, LONG).await })
+            })
+            .collect();
+        let mut leases = Vec::new();
+        for c in claims {
+            leases.extend(c.await.unwrap());
+        }
+        let mut claimed: Vec<i64> = leases.iter().map(|l| l.job.id).collect();
+        claimed.sort_unstable();
+        assert_eq!(claimed, ids[..6], "the oldest job of each lane, once each");
+        let mut lanes: Vec<String> = leases.iter().map(|l| l.job.env.clone()).collect();
+        lanes.sort_unstable();
+        lanes.dedup();
+        assert_eq!(lanes.len(), 6);
+
+        let stale = Lease {
+            job: Job {
+                attempt: leases[0].job.attempt + 1,
+                ..leases[0].job.clone()
+            },
+            owner: "w1".into(),
+        };
+        let finishes: Vec<_> = std::iter::once(stale)
+            .chain(leases)
+            .map(|lease| {
+                let (queue, done) = (
+                    f.queue.clone(),
+                    Outcome::Succeeded {
+                        message: format!("done {}", lease.job.id),
+                    },
+                );
+                tokio::spawn(
+                    async move { (lease.job.id, queue.finish(&lease, &done).await.unwrap()) },
+                )
+            })
+            .collect();
+        let mut results = Vec::new();
+        for finish in finishes {
+            results.push(finish.await.unwrap());
+        }
+        assert!(!results[0].1, "a stale token finishes nothing");
+        assert!(results[1..].iter().all(|(_, ok)| *ok), "{results:?}");
+        for (id, _) in &results[1..] {
+            let stored = f.queue.store().job(*id).await.unwrap().unwrap();
+            assert_eq!(stored.state, JobState::Succeeded);
+            let events = f.queue.store().job_events(*id).await.unwrap();
+            assert_eq!(events.last().unwrap().message, format!("done {id}"));
+        }
+        // The lanes are free again: their second jobs come next.
+        let next = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(next.job.id, ids[6]);
     }
 }

@@ -1,5 +1,5 @@
-//! The calls slipway makes to Slack: post a message to a channel and edit it later
-//! (`chat.postMessage`, `chat.update`, with the bot token), and answer an interaction through
+//! The calls slipway makes to Slack: post a message to a channel, a thread or a person, and
+//! edit it later (`chat.postMessage`, `chat.update`, with the bot token), and answer an interaction through
 //! the `response_url` Slack sent with it (no token: the URL is the credential). Built on
 //! slack-morphism's client and models.
 //!
@@ -77,20 +77,41 @@ impl SlackApi {
         })
     }
 
-    /// `chat.postMessage` to `channel`.
+    /// `chat.postMessage` to `channel` (a user id sends a direct message from the bot).
     pub async fn post(
         &self,
         token: &SecretString,
         channel: &str,
         content: SlackMessageContent,
     ) -> Result<Posted, SlackError> {
-        let token = api_token(token);
         let request =
             SlackApiChatPostMessageRequest::new(SlackChannelId(channel.to_owned()), content);
+        self.post_message(token, &request).await
+    }
+
+    /// `chat.postMessage` in the thread of the message at `posted`.
+    pub async fn reply(
+        &self,
+        token: &SecretString,
+        posted: &Posted,
+        content: SlackMessageContent,
+    ) -> Result<Posted, SlackError> {
+        let request =
+            SlackApiChatPostMessageRequest::new(SlackChannelId(posted.channel.clone()), content)
+                .with_thread_ts(SlackTs(posted.ts.clone()));
+        self.post_message(token, &request).await
+    }
+
+    async fn post_message(
+        &self,
+        token: &SecretString,
+        request: &SlackApiChatPostMessageRequest,
+    ) -> Result<Posted, SlackError> {
+        let token = api_token(token);
         let posted = self
             .client
             .open_session(&token)
-            .chat_post_message(&request)
+            .chat_post_message(request)
             .await
             .map_err(|e| failed("chat.postMessage", e))?;
         Ok(Posted {

@@ -1,12 +1,13 @@
-//! Carrying out what a Slack user asked: a parsed command, or a click on a message's Roll back
-//! or Approve/Reject button. Rollbacks, cancels, approvals, locks and keeps go through
-//! [`crate::actions`] (with its one permission check, shared with the dashboard), deploys through
-//! [`crate::requests`] like the CLI's and the API's; status, envs and history are reads of the
-//! store; every text comes from [`super::messages`].
+//! Carrying out what a Slack user asked: a parsed command, or a click on a message's button
+//! (Roll back, Retry, Approve, Reject). Rollbacks, retries, cancels, approvals, locks and keeps
+//! go through [`crate::actions`] (with its one permission check, shared with the dashboard),
+//! deploys through [`crate::requests`] like the CLI's and the API's; status, envs and history
+//! are reads of the store; every text comes from [`super::messages`].
 //!
 //! A refusal (the text did not parse, an unknown environment, not a deployer, a request
 //! `requests` turned down) is the user's answer, and is logged here, once, with their user id.
 
+use crate::actions::Cancelled;
 use crate::actions::{Actions, Actor};
 use crate::config::{App, Config};
 use crate::deploy::source::Mirrors;
@@ -86,6 +87,19 @@ impl Context<'_> {
         self.answer(answer)
     }
 
+    /// A click on a failed deploy's Retry button (value: the job id): the same ref and commit
+    /// again, checked and queued as a deploy command is.
+    pub async fn retry_button(&self, value: &str) -> Result<String, StoreError> {
+        let answer = self.retry(value).await;
+        self.answer(answer)
+    }
+
+    async fn retry(&self, value: &str) -> Result<String, Failure> {
+        let id = job_id(value)?;
+        let id = self.actions().retry(id).await?;
+        self.queued(id).await
+    }
+
     /// A click on Approve or Reject of a job awaiting approval (value: the job id). Only the
     /// environment's deployers decide, and never on their own request.
     pub async fn approval_button(&self, value: &str, approve: bool) -> Result<String, StoreError> {
@@ -94,9 +108,7 @@ impl Context<'_> {
     }
 
     async fn decide(&self, value: &str, approve: bool) -> Result<String, Failure> {
-        let id: i64 = value
-            .parse()
-            .map_err(|_| refused(format!("{value:?} is not a job")))?;
+        let id = job_id(value)?;
         let (job, decision) = self.actions().decide(id, approve).await?;
         let lane = job.lane();
         Ok(match decision {
@@ -309,9 +321,23 @@ impl Context<'_> {
     }
 
     async fn cancel(&self, id: i64) -> Result<String, Failure> {
-        let job = self.actions().cancel(id).await?;
-        Ok(format!("Cancelled #{id}: {}", messages::describe(&job)))
+        let (job, cancel) = self.actions().cancel(id).await?;
+        let job = messages::describe(&job);
+        Ok(match cancel {
+            Cancelled::Withdrawn => format!("Cancelled #{id}: {job}"),
+            Cancelled::Stopping => format!(
+                "Stopping #{id}: {job}. It stops before it switches anything (if it is switching \
+                 already, it finishes); its message in the channel says how it ended."
+            ),
+        })
     }
+}
+
+/// The job a button's value names.
+fn job_id(value: &str) -> Result<i64, Failure> {
+    value
+        .parse()
+        .map_err(|_| refused(format!("{value:?} is not a job")))
 }
 
 /// What the parser may name: every configured environment, and the ephemeral ones that exist.

@@ -10,6 +10,7 @@ use slack_morphism::blocks::{
 };
 use slack_morphism::{SlackActionId, SlackMessageContent, md, pt};
 
+use crate::deploy::journal::Progress;
 use crate::overview::{LiveRelease, left};
 use crate::queue::Outcome;
 use crate::store::{Job, JobKind, JobState};
@@ -17,6 +18,14 @@ use crate::store::{Job, JobKind, JobState};
 /// The `action_id` of the Roll back button on a finished deploy's message; its value is the
 /// environment, `app/env`.
 pub const ROLLBACK_ACTION: &str = "rollback";
+
+/// The `action_id` of the Retry button on a failed deploy's message; its value is the job id.
+pub const RETRY_ACTION: &str = "retry";
+
+/// Lines of a failing step's log shown in the thread reply, and at most this many characters
+/// of them (Slack's section blocks take 3000).
+const LOG_LINES: usize = 30;
+const LOG_CHARS: usize = 2800;
 
 /// Longest excerpt of an error shown in a message (Slack's section blocks take 3000 characters).
 const ERROR_EXCERPT: usize = 300;
@@ -300,6 +309,7 @@ pub fn finished(job: &Job, outcome: &Outcome, url: Option<&str>, took_ms: Option
     let (git_ref, sha) = (code(&job.git_ref), code(short(&job.sha)));
     let release = code(job.release_id().as_str());
     let head = match (job.kind, outcome) {
+        (_, Outcome::Cancelled { .. }) => format!(":no_entry_sign: Cancelled: {}", describe(job)),
         (JobKind::Deploy, Outcome::Succeeded { .. }) => {
             format!(":white_check_mark: Deployed {git_ref} ({sha}) to {lane}")
         }
@@ -339,23 +349,118 @@ pub fn finished(job: &Job, outcome: &Outcome, url: Option<&str>, took_ms: Option
             }
         }
         Outcome::Failed { error, .. } => text.push_str(&format!("\n> {}", excerpt(error))),
+        Outcome::Cancelled { message } => text.push_str(&format!("\n{}", escape(message))),
     }
     text
 }
 
-/// A job's channel message: `text`, and a Roll back button for `rollback` (`app/env`) when
-/// given. `text` is also the notification's and the fallback's text.
-pub fn job_message(text: String, rollback: Option<&str>) -> SlackMessageContent {
+/// The button under a finished job's message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Roll back this environment (`app/env`), after a successful deploy.
+    RollBack(String),
+    /// Deploy the same ref and commit again, after a failed deploy (the job id).
+    Retry(i64),
+}
+
+/// A job's channel message: `text`, and the button of `action` when given. `text` is also the
+/// notification's and the fallback's text.
+pub fn job_message(text: String, action: Option<Action>) -> SlackMessageContent {
     let mut blocks = vec![SlackSectionBlock::new().with_text(md!(text.clone())).into()];
-    if let Some(lane) = rollback {
-        let button = SlackBlockButtonElement::new(pt!("Roll back"))
-            .with_action_id(SlackActionId(ROLLBACK_ACTION.into()))
-            .with_value(lane.to_owned());
+    let button = match action {
+        Some(Action::RollBack(lane)) => Some(("Roll back", ROLLBACK_ACTION, lane)),
+        Some(Action::Retry(id)) => Some(("Retry", RETRY_ACTION, id.to_string())),
+        None => None,
+    };
+    if let Some((label, action, value)) = button {
+        let button = SlackBlockButtonElement::new(pt!(label.to_owned()))
+            .with_action_id(SlackActionId(action.into()))
+            .with_value(value);
         blocks.push(SlackActionsBlock::new(vec![button.into()]).into());
     }
     SlackMessageContent::new()
         .with_text(text)
         .with_blocks(blocks)
+}
+
+/// The message of a running job: how it started, then each host's steps so far.
+pub fn progress(job: &Job, progress: &Progress) -> String {
+    let mut text = started(job);
+    for (host, p) in &progress.hosts {
+        let steps = if p.done == 1 { "step" } else { "steps" };
+        text.push_str(&format!(
+            "\n• {}: {} {steps} done, last {} ({})",
+            code(host),
+            p.done,
+            code(&p.last),
+            p.status.replace('_', " ")
+        ));
+    }
+    text
+}
+
+/// The thread reply under a failed job's message: where it failed and the end of that step's
+/// log, in a code block. `result` is the job's stored failure (`host`, `step`, `reason`,
+/// `log_tail`, masked when recorded); `None` when there is no log to show.
+pub fn failure_log(result: &serde_json::Value) -> Option<String> {
+    let lines: Vec<&str> = result["log_tail"]
+        .as_array()?
+        .iter()
+        .filter_map(serde_json::Value::as_str)
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    // The last lines that fit, newest kept: the error is usually at the end.
+    let mut kept: Vec<&str> = Vec::new();
+    let mut size = 0;
+    for line in lines.iter().rev().take(LOG_LINES) {
+        let line_size = line.chars().count() + 1;
+        if size + line_size > LOG_CHARS {
+            break;
+        }
+        size += line_size;
+        kept.push(line);
+    }
+    kept.reverse();
+    let cut = if kept.len() < lines.len() {
+        format!(" (last {} of {} lines)", kept.len(), lines.len())
+    } else {
+        String::new()
+    };
+    let at = match (result["host"].as_str(), result["step"].as_str()) {
+        (Some(host), Some(step)) => format!("Step {} on {} failed", code(step), code(host)),
+        (Some(host), None) => format!("{} failed", code(host)),
+        _ => "It failed".to_owned(),
+    };
+    // Inside a code block Slack still reads `<...>` and would end the block at a "```".
+    let log = escape(&kept.join("\n")).replace("```", "ˋˋˋ");
+    Some(format!("{at}; its log{cut}:\n```\n{log}\n```"))
+}
+
+/// The direct message to the person who asked for a job that failed.
+pub fn failed_dm(job: &Job, error: &str) -> String {
+    format!(
+        ":x: Your {} failed (job #{}): {}",
+        describe(job),
+        job.id,
+        excerpt(error)
+    )
+}
+
+/// The Slack user id of the person who asked for `job`, when they asked in Slack (jobs record
+/// them as `name (U0123ABCD)`).
+pub fn slack_requester(job: &Job) -> Option<&str> {
+    if job.source != "slack" {
+        return None;
+    }
+    let id = job.requested_by.strip_suffix(')')?.rsplit_once('(')?.1;
+    let valid = id.starts_with(['U', 'W'])
+        && id.len() <= 32
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+    valid.then_some(id)
 }
 
 /// The `action_id`s of the Approve and Reject buttons; their value is the job id.

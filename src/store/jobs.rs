@@ -17,7 +17,7 @@ pub enum JobState {
     Failed,
     /// Replaced, while still queued, by a newer job of its environment (a newer push).
     Superseded,
-    /// Withdrawn by a person while still queued.
+    /// Withdrawn by a person: while queued, or while running (stopped before its switch).
     Cancelled,
     /// An automatic deploy that arrived while its environment was locked: recorded, never run.
     Skipped,
@@ -140,6 +140,8 @@ pub struct Job {
     pub approvals_needed: i64,
     /// When a job awaiting approval expires.
     pub approve_by: Option<i64>,
+    /// Who asked to cancel this job while it ran (its worker stops it before the switch).
+    pub cancel_requested_by: Option<String>,
 }
 
 impl Job {
@@ -252,7 +254,8 @@ pub struct Deployment {
 
 pub(crate) const JOB_COLUMNS: &str = "id, kind, app, env, git_ref, sha, requested_by, source, \
     delivery_id, state, attempt, max_attempts, created_at, started_at, finished_at, error, result, \
-    target_release, github_deployment_id, slack_channel, slack_ts, approvals_needed, approve_by";
+    target_release, github_deployment_id, slack_channel, slack_ts, approvals_needed, approve_by, \
+    cancel_requested_by";
 
 impl Store {
     pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
@@ -381,6 +384,16 @@ impl Store {
             .bind(lane)
             .fetch_all(pool)
             .await?))
+    }
+
+    /// The jobs a delivery queued, oldest first (none when it is new or queued nothing).
+    pub async fn delivery_jobs(&self, delivery: &str) -> Result<Vec<i64>, StoreError> {
+        on_pool!(self, pool => Ok(sqlx::query_scalar(
+            "SELECT id FROM jobs WHERE delivery_id = $1 ORDER BY id",
+        )
+        .bind(delivery)
+        .fetch_all(pool)
+        .await?))
     }
 
     /// The newest `limit` jobs of a lane (`app/env`), newest first.

@@ -40,9 +40,13 @@ pub enum Locked {
     HeldBy(Lock),
 }
 
-/// The unexpired lock of app `$1`, env `$2` at time `$3` (also read by the enqueue transaction).
-pub(crate) const HELD_LOCK: &str = "SELECT app, env, holder, reason, created_at, expires_at \
+/// The unexpired lock of app `$1`, env `$2` at time `$3`.
+const HELD_LOCK: &str = "SELECT app, env, holder, reason, created_at, expires_at \
     FROM env_locks WHERE app = $1 AND env = $2 AND (expires_at IS NULL OR expires_at > $3)";
+
+/// Every lock unexpired at time `$1` (read by the enqueue transaction).
+pub(crate) const HELD_LOCKS: &str = "SELECT app, env, holder, reason, created_at, expires_at \
+    FROM env_locks WHERE expires_at IS NULL OR expires_at > $1";
 
 impl Store {
     /// The unexpired lock of `app`/`env` at `now`, if any.

@@ -12,9 +12,11 @@
 mod ephemeral;
 mod jobs;
 mod locks;
+mod notices;
 mod records;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -29,8 +31,9 @@ pub use jobs::{
     AuditEvent, Deployment, Job, JobDetail, JobEvent, JobFilter, JobKind, JobState, LogLine,
     StepResult,
 };
-pub(crate) use locks::HELD_LOCK;
+pub(crate) use locks::HELD_LOCKS;
 pub use locks::{Lock, Locked};
+pub use notices::Notice;
 pub use records::{NewLogLine, NewStepResult};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -56,6 +59,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    /// The batch of writes a request went into failed (see [`crate::queue`]'s enqueue).
+    #[error("{0}")]
+    Batch(#[source] Arc<StoreError>),
 }
 
 /// The concrete pool behind a [`Store`].
@@ -217,4 +223,34 @@ pub fn redact_url(url: &str) -> String {
 /// Milliseconds since the Unix epoch, UTC.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url;
+
+    proptest::proptest! {
+        // Whatever the password holds (`@`, `:`, `/`, `%`...), only `****` is printed in its
+        // place; URLs without a password are printed as they are.
+        #[test]
+        fn database_passwords_are_never_printed(
+            user in "[a-z][a-z0-9_]{0,11}",
+            password in "[!-~]{1,24}",
+            host in "[a-z0-9.-]{1,20}(:[0-9]{1,5})?",
+            db in "[a-z0-9_]{1,12}",
+        ) {
+            let url = format!("postgres://{user}:{password}@{host}/{db}");
+            proptest::prop_assert_eq!(redact_url(&url), format!("postgres://{user}:****@{host}/{db}"));
+            let plain = format!("postgres://{user}@{host}/{db}");
+            proptest::prop_assert_eq!(redact_url(&plain), plain.clone());
+        }
+    }
+
+    #[test]
+    fn sqlite_paths_are_printed_as_they_are() {
+        assert_eq!(
+            redact_url("sqlite://var/slipway.db"),
+            "sqlite://var/slipway.db"
+        );
+    }
 }

@@ -5,7 +5,13 @@ use std::path::Path;
 use crate::helpers::{GitRepo, TestApp, config_head, hostile_branch_names, job_id, log_lines};
 use crate::sshd::Fleet;
 
-fn ssh_config(dir: &Path, repo: &GitRepo, fleet: &Fleet, steps: &str, keep: usize) -> String {
+pub(crate) fn ssh_config(
+    dir: &Path,
+    repo: &GitRepo,
+    fleet: &Fleet,
+    steps: &str,
+    keep: usize,
+) -> String {
     format!(
         "{}[apps.shop]\nrepo = \"acme/shop\"\nclone_url = \"{}\"\n\
          [apps.shop.environments.staging]\nhosts = {}\ndeploy_path = \"/srv/shop\"\n\
@@ -18,14 +24,14 @@ fn ssh_config(dir: &Path, repo: &GitRepo, fleet: &Fleet, steps: &str, keep: usiz
     )
 }
 
-fn current(srv: &Path) -> String {
+pub(crate) fn current(srv: &Path) -> String {
     std::fs::read_link(srv.join("shop/current"))
         .unwrap()
         .display()
         .to_string()
 }
 
-fn releases(srv: &Path) -> Vec<String> {
+pub(crate) fn releases(srv: &Path) -> Vec<String> {
     let mut names: Vec<_> = std::fs::read_dir(srv.join("shop/releases"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -224,7 +230,8 @@ async fn hostile_branch_names_reach_steps_verbatim_and_run_nothing() {
     let sha = repo.commit("first", "main");
     let canary = fleet.hosts[0].srv.join("canary");
     let config = ssh_config(dir.path(), &repo, &fleet, "[\"./bin/build\"]", 20)
-        .replace("push = \"main\"", "push = \"*\"");
+        .replace("push = \"main\"", "push = \"*\"")
+        + "[api]\ntoken = \"deploy-test-token\"\n";
     let app = TestApp::spawn(dir, &config).await;
     let mut extra = vec![
         "demo/$(touch /srv/canary)".to_owned(),
@@ -232,15 +239,41 @@ async fn hostile_branch_names_reach_steps_verbatim_and_run_nothing() {
         "demo/';touch /srv/canary;'".to_owned(),
     ];
     extra.extend(hostile_branch_names());
+    let info = || std::fs::read_to_string(fleet.hosts[0].srv.join("shop/current/BUILD_INFO"));
+    let mut releases = Vec::new();
     for (i, branch) in extra.iter().enumerate() {
         let (status, answer) = app.push(&format!("hostile-{i}"), branch, &sha).await;
         assert_eq!(status, 202, "{branch}: {answer}");
         let job = app.finished(job_id(&answer)).await;
         assert_eq!(job["state"], "succeeded", "{branch}: {job:#}");
-        let info =
-            std::fs::read_to_string(fleet.hosts[0].srv.join("shop/current/BUILD_INFO")).unwrap();
+        let info = info().unwrap();
         assert!(info.ends_with(&format!("|{branch}\n")), "{branch}: {info}");
         assert_eq!(job["git_ref"], branch.as_str());
+        releases.push(job["release_id"].as_str().unwrap().to_owned());
+    }
+    // Rolling back to the releases of the first three (the ones aimed at /srv/canary) goes
+    // through the same quoting: each switch lands on its release, named by the branch as data.
+    for (branch, release) in extra.iter().zip(&releases).take(3) {
+        let res = app
+            .http
+            .post(format!(
+                "{}/api/environments/shop/staging/rollback",
+                app.base
+            ))
+            .bearer_auth("deploy-test-token")
+            .json(&serde_json::json!({ "to": release }))
+            .send()
+            .await
+            .unwrap();
+        let answer: serde_json::Value = res.json().await.unwrap();
+        let job = app.finished(job_id(&answer)).await;
+        assert_eq!(
+            (job["kind"].as_str(), job["state"].as_str()),
+            (Some("rollback"), Some("succeeded")),
+            "{branch}: {job:#}"
+        );
+        assert_eq!(current(&fleet.hosts[0].srv), format!("releases/{release}"));
+        assert!(info().unwrap().ends_with(&format!("|{branch}\n")));
     }
     assert!(!canary.exists(), "a branch name ran a command");
     app.stop().await;

@@ -38,10 +38,10 @@ impl GitRepo {
             .unwrap();
     }
 
-    pub fn write(&self, path: &str, text: &str) {
+    pub fn write(&self, path: &str, contents: impl AsRef<[u8]>) {
         let file = self.work.join(path);
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(file, text).unwrap();
+        std::fs::write(file, contents).unwrap();
     }
 
     /// Commits everything and pushes it to `branch` of the bare repository; returns the sha.
@@ -206,6 +206,12 @@ impl TestApp {
         job["state"].as_str().unwrap().to_owned()
     }
 
+    /// The status of `GET path`.
+    pub async fn status_of(&self, path: &str) -> u16 {
+        let res = self.http.get(format!("{}{path}", self.base)).send().await;
+        res.unwrap().status().as_u16()
+    }
+
     /// The Prometheus text of `/metrics`.
     pub async fn metrics(&self) -> String {
         let res = self.http.get(format!("{}/metrics", self.base)).send().await;
@@ -363,6 +369,29 @@ pub fn serve(config: &Path, role: &str) -> (Served, String) {
         (log["message"] == "listening").then(|| log["addr"].as_str().unwrap().to_owned())
     });
     (Served(child), format!("http://{addr}"))
+}
+
+/// Starts `slipway serve --config CONFIG` with its JSON log written to `log`; returns it with
+/// the base URL from its `listening` line (so `server.listen` can use port 0).
+pub fn serve_logging_to(config: &Path, log: &Path) -> (Served, String) {
+    let child = Command::new(env!("CARGO_BIN_EXE_slipway"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    let served = Served(child);
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(log).unwrap();
+        if let Some(line) = text.lines().find(|l| l.contains("\"listening\"")) {
+            let v: Value = serde_json::from_str(line).unwrap();
+            return (served, format!("http://{}", v["addr"].as_str().unwrap()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("serve did not log `listening` in 10 s");
 }
 
 /// A fresh, empty database on the PostgreSQL server at `SLIPWAY_TEST_POSTGRES` (default: the

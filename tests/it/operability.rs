@@ -2,7 +2,6 @@
 //! restart.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::helpers::{
     GitRepo, REPO, SECRET, TestApp, config_head, fresh_postgres_database, job_id, push_to,
+    serve_logging_to,
 };
 
 fn local_env(dir: &std::path::Path, repo: &GitRepo, steps: &str) -> String {
@@ -90,29 +90,14 @@ fn secrets_are_masked_in_logs_and_step_output() {
     let path = dir.path().join("slipway.toml");
     std::fs::write(&path, config).unwrap();
     let log_path = dir.path().join("stderr.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
-        .args(["serve", "--config"])
-        .arg(&path)
-        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = loop {
-        let log = std::fs::read_to_string(&log_path).unwrap();
-        if let Some(line) = log.lines().find(|l| l.contains("\"listening\"")) {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
-            break format!("http://{}", v["addr"].as_str().unwrap());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let (child, base) = serve_logging_to(&path, &log_path);
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let job = runtime.block_on(async {
         let http = reqwest::Client::new();
         let id = job_id(&push_to(&http, &base, "secret-1", "main", &sha).await);
         crate::helpers::wait_for_job(&http, &base, id).await
     });
-    child.kill().unwrap();
-    child.wait().unwrap();
+    drop(child);
 
     assert_eq!(job["state"], "failed");
     let shown = job.to_string();
@@ -223,21 +208,9 @@ async fn a_database_outage_answers_503_and_heals_without_a_restart() {
         (status, answer["error"].as_str()),
         (503, Some("database unavailable"))
     );
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status().as_u16(), 503);
-    let alive = app
-        .http
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(app.status_of("/readyz").await, 503);
     assert_eq!(
-        alive.status().as_u16(),
+        app.status_of("/healthz").await,
         200,
         "liveness does not depend on the database"
     );
@@ -254,12 +227,6 @@ async fn a_database_outage_answers_503_and_heals_without_a_restart() {
     }
     let answer = healed.expect("webhooks accepted again after the outage");
     assert_eq!(app.finished(job_id(&answer)).await["state"], "succeeded");
-    let ready = app
-        .http
-        .get(format!("{}/readyz", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ready.status().as_u16(), 200);
+    assert_eq!(app.status_of("/readyz").await, 200);
     app.stop().await;
 }

@@ -12,22 +12,22 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::helpers::{GitRepo, REPO, TestApp, config_head, job_id};
 
-const SIGNING_SECRET: &str = "slack-signing-secret-for-tests";
-const BOT_TOKEN: &str = "xoxb-test-bot-token";
-const TEAM: &str = "T0TEAM";
-const CHANNEL: &str = "C0DEPLOYS";
-const ALICE: &str = "U0ALICE";
-const BOSS: &str = "U0BOSS";
+pub(crate) const SIGNING_SECRET: &str = "slack-signing-secret-for-tests";
+pub(crate) const BOT_TOKEN: &str = "xoxb-test-bot-token";
+pub(crate) const TEAM: &str = "T0TEAM";
+pub(crate) const CHANNEL: &str = "C0DEPLOYS";
+pub(crate) const ALICE: &str = "U0ALICE";
+pub(crate) const BOSS: &str = "U0BOSS";
 
 /// The fake's answer to `chat.postMessage`: its channel and ts are what slipway must store and
 /// edit later.
 const POSTED_CHANNEL: &str = "C1H9RESGL";
 const POSTED_TS: &str = "1503435956.000247";
 
-struct Slack {
-    app: TestApp,
-    fake: MockServer,
-    repo: GitRepo,
+pub(crate) struct Slack {
+    pub(crate) app: TestApp,
+    pub(crate) fake: MockServer,
+    pub(crate) repo: GitRepo,
     sha: String,
     /// Where the `qa` environment's deploys wait: they finish once this file exists.
     gate: std::path::PathBuf,
@@ -35,7 +35,7 @@ struct Slack {
 
 /// Slack's Web API: the two chat methods answer as Slack does (if the token is the bot's), and
 /// response URLs accept anything.
-async fn fake_slack(post_message: ResponseTemplate) -> MockServer {
+pub(crate) async fn fake_slack(post_message: ResponseTemplate) -> MockServer {
     let fake = MockServer::start().await;
     let bearer = format!("Bearer {BOT_TOKEN}");
     Mock::given(method("POST"))
@@ -60,13 +60,13 @@ async fn fake_slack(post_message: ResponseTemplate) -> MockServer {
     fake
 }
 
-fn json_answer(body: &str) -> ResponseTemplate {
+pub(crate) fn json_answer(body: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(body.as_bytes().to_vec(), "application/json")
 }
 
 /// `shop` with `staging` (deployed from `main`, anyone may deploy), `production` (only BOSS),
 /// `qa` (no trigger; its deploys wait for the gate file) and `demo/*` ephemeral environments.
-fn config(dir: &Path, repo: &GitRepo, fake: &MockServer) -> String {
+pub(crate) fn config(dir: &Path, repo: &GitRepo, fake: &MockServer) -> String {
     let d = dir.display();
     format!(
         "{head}[slack]\nsigning_secret = \"{SIGNING_SECRET}\"\nbot_token = \"{BOT_TOKEN}\"\n\
@@ -93,14 +93,15 @@ async fn start(post_message: ResponseTemplate) -> Slack {
     start_with(post_message, "").await
 }
 
-/// As [`start`], with `extra` TOML appended to the config.
-async fn start_with(post_message: ResponseTemplate, extra: &str) -> Slack {
+/// As [`start`], with `extra` TOML appended to the config (`{dir}` in it: the test's directory).
+pub(crate) async fn start_with(post_message: ResponseTemplate, extra: &str) -> Slack {
     let dir = tempfile::tempdir().unwrap();
     let repo = GitRepo::new(dir.path());
     let sha = repo.commit("first", "main");
     let fake = fake_slack(post_message).await;
     let gate = dir.path().join("gate");
-    let config = config(dir.path(), &repo, &fake) + extra;
+    let config = config(dir.path(), &repo, &fake)
+        + &extra.replace("{dir}", &dir.path().display().to_string());
     let app = TestApp::spawn(dir, &config).await;
     Slack {
         app,
@@ -111,14 +112,20 @@ async fn start_with(post_message: ResponseTemplate, extra: &str) -> Slack {
     }
 }
 
-async fn start_ok() -> Slack {
-    start(json_answer(include_str!(
-        "../fixtures/slack/chat.postMessage.ok.json"
-    )))
+pub(crate) async fn start_ok() -> Slack {
+    start_ok_with("").await
+}
+
+/// As [`start_ok`], with `extra` TOML appended to the config.
+pub(crate) async fn start_ok_with(extra: &str) -> Slack {
+    start_with(
+        json_answer(include_str!("../fixtures/slack/chat.postMessage.ok.json")),
+        extra,
+    )
     .await
 }
 
-fn now() -> i64 {
+pub(crate) fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -126,13 +133,13 @@ fn now() -> i64 {
 }
 
 /// A signed POST as Slack sends it; the headers are returned so a test can replay them.
-struct Signed {
-    timestamp: i64,
-    signature: String,
-    body: Vec<u8>,
+pub(crate) struct Signed {
+    pub(crate) timestamp: i64,
+    pub(crate) signature: String,
+    pub(crate) body: Vec<u8>,
 }
 
-fn signed(body: Vec<u8>, timestamp: i64) -> Signed {
+pub(crate) fn signed(body: Vec<u8>, timestamp: i64) -> Signed {
     Signed {
         signature: sign(SIGNING_SECRET.as_bytes(), timestamp, &body),
         timestamp,
@@ -149,7 +156,7 @@ fn trigger_id() -> String {
 }
 
 /// Slack's slash command form (every field it sends) for `text`, from `user` of `team`.
-fn command_body(team: &str, user: &str, text: &str) -> Vec<u8> {
+pub(crate) fn command_body(team: &str, user: &str, text: &str) -> Vec<u8> {
     let fields: Vec<(String, String)> =
         serde_urlencoded::from_str(include_str!("../fixtures/slack/slash-command.bolt-js.txt"))
             .unwrap();
@@ -172,7 +179,13 @@ fn command_body(team: &str, user: &str, text: &str) -> Vec<u8> {
 }
 
 /// A click on a button with `action_id`/`value`, from `user` of `team`, answered at the fake.
-fn click_body(fake: &MockServer, team: &str, user: &str, action: &str, value: &str) -> Vec<u8> {
+pub(crate) fn click_body(
+    fake: &MockServer,
+    team: &str,
+    user: &str,
+    action: &str,
+    value: &str,
+) -> Vec<u8> {
     let mut payload: Value = serde_json::from_str(include_str!(
         "../fixtures/slack/block_actions.bolt-python.json"
     ))
@@ -189,30 +202,44 @@ fn click_body(fake: &MockServer, team: &str, user: &str, action: &str, value: &s
         .into_bytes()
 }
 
+/// POSTs a signed Slack request to `route` of the service at `base`, with `extra` headers.
+pub(crate) async fn post_to(
+    http: &reqwest::Client,
+    base: &str,
+    route: &str,
+    request: &Signed,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let mut req = http
+        .post(format!("{base}{route}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-slack-request-timestamp", request.timestamp.to_string())
+        .header("x-slack-signature", &request.signature)
+        .body(request.body.clone());
+    for (name, value) in extra {
+        req = req.header(*name, *value);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status().as_u16();
+    let text = res.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
 impl Slack {
-    async fn post(&self, route: &str, request: &Signed, extra: &[(&str, &str)]) -> (u16, Value) {
-        let mut req = self
-            .app
-            .http
-            .post(format!("{}{route}", self.app.base))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("x-slack-request-timestamp", request.timestamp.to_string())
-            .header("x-slack-signature", &request.signature)
-            .body(request.body.clone());
-        for (name, value) in extra {
-            req = req.header(*name, *value);
-        }
-        let res = req.send().await.unwrap();
-        let status = res.status().as_u16();
-        let text = res.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+    pub(crate) async fn post(
+        &self,
+        route: &str,
+        request: &Signed,
+        extra: &[(&str, &str)],
+    ) -> (u16, Value) {
+        post_to(&self.app.http, &self.app.base, route, request, extra).await
     }
 
     /// `/deploy TEXT` from `user`: the ephemeral answer's text.
-    async fn say(&self, user: &str, text: &str) -> String {
+    pub(crate) async fn say(&self, user: &str, text: &str) -> String {
         let (status, answer) = self
             .post(
                 "/slack/commands",
@@ -226,7 +253,7 @@ impl Slack {
     }
 
     /// The fake's requests to `path`, as JSON bodies.
-    async fn sent(&self, to: &str) -> Vec<Value> {
+    pub(crate) async fn sent(&self, to: &str) -> Vec<Value> {
         self.fake
             .received_requests()
             .await
@@ -239,7 +266,7 @@ impl Slack {
 }
 
 /// The job number in a "Queued #N: ..." answer.
-fn queued_id(text: &str) -> i64 {
+pub(crate) fn queued_id(text: &str) -> i64 {
     text.strip_prefix("Queued #")
         .and_then(|rest| rest.split(':').next())
         .and_then(|n| n.parse().ok())
@@ -285,13 +312,15 @@ async fn a_signed_deploy_is_answered_run_and_followed_in_the_channel() {
     assert_eq!(posted[0]["blocks"][0]["text"]["text"], started.as_str());
     assert_eq!(posted[0]["blocks"].as_array().unwrap().len(), 1);
 
+    // Edited in place: progress (if the deploy took a second or more), then the end.
     let updated = s.sent("/api/chat.update").await;
-    assert_eq!(updated.len(), 1, "{updated:#?}");
-    let update = &updated[0];
-    assert_eq!(
-        (&update["channel"], &update["ts"]),
-        (&json!(POSTED_CHANNEL), &json!(POSTED_TS))
-    );
+    for update in &updated {
+        assert_eq!(
+            (&update["channel"], &update["ts"]),
+            (&json!(POSTED_CHANNEL), &json!(POSTED_TS))
+        );
+    }
+    let update = updated.last().unwrap();
     let text = update["text"].as_str().unwrap();
     let release = job["release_id"].as_str().unwrap();
     assert!(
@@ -497,12 +526,7 @@ async fn status_envs_history_and_cancel() {
     assert!(one.starts_with("*shop/staging*: release"), "{one}");
     assert!(one.ends_with("Nothing running or queued."), "{one}");
 
-    // Cancelling: the running job cannot be, the queued one can, once.
-    let answer = s.say(ALICE, &format!("cancel {running}")).await;
-    assert_eq!(
-        answer,
-        format!("#{running} is running and cannot be cancelled yet: only queued jobs can be.")
-    );
+    // Cancelling a queued job withdraws it, once (running ones: see below).
     let answer = s.say(ALICE, &format!("cancel #{queued}")).await;
     assert_eq!(
         answer,
@@ -754,7 +778,7 @@ async fn a_lock_refuses_people_and_skips_automatic_deploys_until_unlocked() {
 }
 
 /// The `n`th answer sent to clicks' response URL (asserting there are `n`).
-async fn last_answer(s: &Slack, n: usize) -> String {
+pub(crate) async fn last_answer(s: &Slack, n: usize) -> String {
     let sent = s.sent("/actions/T0TEAM/1/response").await;
     assert_eq!(sent.len(), n, "{sent:#?}");
     sent[n - 1]["text"].as_str().unwrap().to_owned()
@@ -767,11 +791,7 @@ async fn production_waits_for_another_deployers_approval() {
         "[apps.shop.environments.live]\nhosts = [\"local\"]\ndeploy_path = \"srv/live\"\n\
          steps = [\"./bin/build\"]\ndeployers = [\"{BOSS}\", \"{CAROL}\"]\napprovals = 1\n"
     );
-    let s = start_with(
-        json_answer(include_str!("../fixtures/slack/chat.postMessage.ok.json")),
-        &extra,
-    )
-    .await;
+    let s = start_ok_with(&extra).await;
     let click = |user: &str, action: &str, id: i64| {
         signed(
             click_body(&s.fake, TEAM, user, action, &id.to_string()),
@@ -810,6 +830,12 @@ async fn production_waits_for_another_deployers_approval() {
         .await
         .unwrap();
     assert_eq!(job["state"], "awaiting_approval");
+    assert_eq!(
+        s.say(BOSS, &format!("cancel {id}")).await,
+        format!(
+            "#{id} is awaiting approval: a deployer rejects it with the Reject button instead."
+        )
+    );
 
     // Not the requester, not someone outside the deployers.
     s.post("/slack/interactions", &click(BOSS, "approve", id), &[])
@@ -910,4 +936,319 @@ async fn a_rate_limited_post_is_retried_after_slacks_retry_after() {
         "{metrics}"
     );
     s.app.stop().await;
+}
+
+/// Where `current` of `env` points, under the test's directory.
+fn current(s: &Slack, env: &str) -> std::path::PathBuf {
+    let dir = s.gate.parent().unwrap();
+    std::fs::read_link(dir.join("srv").join(env).join("current")).unwrap()
+}
+
+#[tokio::test]
+async fn cancelling_a_running_deploy_stops_it_before_the_switch() {
+    let s = start_ok().await;
+    let sha8 = &s.sha[..8];
+    // A first deploy of qa goes through the open gate.
+    std::fs::write(&s.gate, "").unwrap();
+    let first = queued_id(&s.say(BOSS, "main to qa").await);
+    let live = s.app.finished(first).await;
+    assert_eq!(live["state"], "succeeded", "{live:#}");
+    let release = live["release_id"].as_str().unwrap().to_owned();
+    assert_eq!(current(&s, "qa"), Path::new("releases").join(&release));
+
+    // The next one waits at the closed gate until it is cancelled.
+    std::fs::remove_file(&s.gate).unwrap();
+    let running = queued_id(&s.say(BOSS, "main to qa").await);
+    wait_for_state(&s.app, running, "running").await;
+    let answer = s.say(ALICE, &format!("cancel {running}")).await;
+    assert_eq!(
+        answer,
+        format!(
+            "Stopping #{running}: deploy `main` (`{sha8}`) → shop/qa. It stops before it switches \
+             anything (if it is switching already, it finishes); its message in the channel \
+             says how it ended."
+        )
+    );
+    let job = s.app.finished(running).await;
+    assert_eq!(job["state"], "cancelled", "{job:#}");
+    assert_eq!(job["cancel_requested_by"], "u0alice (U0ALICE) via slack");
+    let events: Vec<(&str, &str)> = job["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["state"].as_str().unwrap(), e["message"].as_str().unwrap()))
+        .collect();
+    assert!(
+        events.contains(&(
+            "cancel_requested",
+            "cancel requested by u0alice (U0ALICE) via slack"
+        )),
+        "{events:?}"
+    );
+    assert_eq!(
+        events.last().unwrap(),
+        &(
+            "cancelled",
+            "cancelled by u0alice (U0ALICE) via slack while running; nothing was switched"
+        )
+    );
+    // `current` is untouched and the stopped release was removed.
+    assert_eq!(current(&s, "qa"), Path::new("releases").join(&release));
+    let stopped = job["release_id"].as_str().unwrap();
+    let dir = s.gate.parent().unwrap();
+    assert!(!dir.join("srv/qa/releases").join(stopped).exists());
+    // Its message says so, without buttons; asking again is answered as for any ended job.
+    let updated = s.sent("/api/chat.update").await;
+    let last = updated.last().unwrap();
+    let text = last["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!(
+            ":no_entry_sign: Cancelled: deploy `main` (`{sha8}`) → shop/qa in "
+        )) && text.ends_with(
+            "\ncancelled by u0alice (U0ALICE) via slack while running; nothing was switched"
+        ),
+        "{text}"
+    );
+    assert_eq!(last["blocks"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        s.say(ALICE, &format!("cancel {running}")).await,
+        format!("#{running} has already ended: cancelled.")
+    );
+    s.app.stop().await;
+}
+
+/// `broken`: its own channel, ALICE its only deployer, and a build that prints the bot token,
+/// a channel ping and a code fence, then fails.
+const BROKEN: &str = "[apps.shop.environments.broken]\nhosts = [\"local\"]\n\
+    deploy_path = \"{dir}/srv/broken\"\nchannel = \"C0BROKEN\"\ndeployers = [\"U0ALICE\"]\n\
+    steps = [\"echo compiling; echo 'token xoxb-test-bot-token <!channel> ```'; exit 3\"]\n";
+
+#[tokio::test]
+async fn a_failed_deploy_gets_its_log_in_the_thread_a_dm_and_a_retry_button_once() {
+    let s = start_with(
+        json_answer(include_str!("../fixtures/slack/chat.postMessage.ok.json")),
+        BROKEN,
+    )
+    .await;
+    let (sha, sha8) = (s.sha.clone(), &s.sha[..8]);
+    let db = s.gate.parent().unwrap().join("slipway.db");
+    let id = queued_id(&s.say(ALICE, "main to broken").await);
+    let job = s.app.finished(id).await;
+    assert_eq!(job["state"], "failed", "{job:#}");
+    let posted = s.sent("/api/chat.postMessage").await;
+    assert_eq!(posted.len(), 3, "{posted:#?}");
+    // The job's message goes to the environment's channel.
+    assert_eq!(posted[0]["channel"], "C0BROKEN");
+    // The thread reply: the failing step's log, masked and escaped, in a code block.
+    let reply = &posted[1];
+    assert_eq!(
+        (&reply["channel"], &reply["thread_ts"]),
+        (&json!(POSTED_CHANNEL), &json!(POSTED_TS))
+    );
+    let log = reply["text"].as_str().unwrap();
+    assert!(
+        log.starts_with("Step `echo compiling; echo 'token ****")
+            && log.contains(
+                "failed; its log:\n```\ncompiling\ntoken **** &lt;!channel&gt; ˋˋˋ\nslipway: "
+            )
+            && log.ends_with("exit code 3\n```"),
+        "{log}"
+    );
+    // The DM to the requester.
+    let dm = &posted[2];
+    assert_eq!(dm["channel"], ALICE);
+    let text = dm["text"].as_str().unwrap();
+    assert!(
+        text.starts_with(&format!(
+            ":x: Your deploy `main` (`{sha8}`) → shop/broken failed (job #{id}): local: step"
+        )),
+        "{text}"
+    );
+    assert!(!format!("{posted:?}").contains(BOT_TOKEN));
+    // The final message has a Retry button for this job.
+    let last = s.sent("/api/chat.update").await.pop().unwrap();
+    assert!(
+        last["text"].as_str().unwrap().starts_with(&format!(
+            ":x: Deploy of `main` (`{sha8}`) to shop/broken failed in "
+        )),
+        "{last:#}"
+    );
+    let button = &last["blocks"][1]["elements"][0];
+    assert_eq!(
+        (&button["action_id"], &button["value"]),
+        (&json!("retry"), &json!(id.to_string()))
+    );
+
+    // Another attempt of the same job (as after a lost lease, on any replica) edits the same
+    // message and sends neither the thread reply nor the DM again.
+    let updates = s.sent("/api/chat.update").await.len();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query(
+        "UPDATE jobs SET state = 'queued', finished_at = NULL, summary = NULL WHERE id = $1",
+    )
+    .bind(id)
+    .execute(&pool)
+    .await
+    .unwrap();
+    pool.close().await;
+    let again = s.app.finished(id).await;
+    assert_eq!(
+        (&again["state"], &again["attempt"]),
+        (&json!("failed"), &json!(2))
+    );
+    assert_eq!(s.sent("/api/chat.postMessage").await.len(), 3);
+    assert!(s.sent("/api/chat.update").await.len() >= updates + 2);
+
+    // Retry: checked as a deploy is (only broken's deployers), then the same ref and commit.
+    let click = |user| {
+        signed(
+            click_body(&s.fake, TEAM, user, "retry", &id.to_string()),
+            now(),
+        )
+    };
+    assert_eq!(
+        s.post("/slack/interactions", &click(BOSS), &[]).await.0,
+        200
+    );
+    assert_eq!(
+        s.post("/slack/interactions", &click(ALICE), &[]).await.0,
+        200
+    );
+    let answers = s.sent("/actions/T0TEAM/1/response").await;
+    assert_eq!(answers.len(), 2, "{answers:#?}");
+    assert!(
+        answers[0]["text"]
+            .as_str()
+            .unwrap()
+            .starts_with("You are not one of the deployers of shop/broken"),
+        "{answers:#?}"
+    );
+    let retried = queued_id(answers[1]["text"].as_str().unwrap());
+    assert_eq!(
+        answers[1]["text"],
+        format!("Queued #{retried}: deploy `main` (`{sha8}`) → shop/broken (nothing ahead of you)")
+    );
+    let retry = s.app.finished(retried).await;
+    assert_eq!(
+        (
+            &retry["git_ref"],
+            &retry["sha"],
+            &retry["requested_by"],
+            &retry["source"]
+        ),
+        (
+            &json!("main"),
+            &json!(sha),
+            &json!("primary-owner (U0ALICE)"),
+            &json!("slack")
+        )
+    );
+    assert_eq!(s.app.jobs().await.len(), 2);
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn progress_edits_the_message_at_most_once_a_second() {
+    let steps = "[apps.shop.environments.slow]\nhosts = [\"local\"]\ndeploy_path = \"{dir}/srv/slow\"\n\
+        steps = [\"sleep 0.4\", \"sleep 0.4\", \"sleep 0.4\", \"sleep 0.4\", \"sleep 0.4\", \"sleep 0.4\", \
+        \"sleep 0.4\", \"sleep 0.4\"]\n";
+    let s = start_with(
+        json_answer(include_str!("../fixtures/slack/chat.postMessage.ok.json")),
+        steps,
+    )
+    .await;
+    let id = queued_id(&s.say(ALICE, "main to slow").await);
+    let job = s.app.finished(id).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    let took_ms = job["finished_at"].as_i64().unwrap() - job["started_at"].as_i64().unwrap();
+    let updates = s.sent("/api/chat.update").await;
+    let texts: Vec<&str> = updates
+        .iter()
+        .map(|u| u["text"].as_str().unwrap())
+        .collect();
+    // Eight build steps of 0.4 s in one remote command: progress was shown as they ended (not
+    // once per command), never more than once a second after the start's post, and the end is
+    // the last edit.
+    let (last, progress) = texts.split_last().unwrap();
+    assert!(
+        last.starts_with(":white_check_mark: Deployed `main`"),
+        "{texts:#?}"
+    );
+    assert!(progress.len() >= 2, "{texts:#?}");
+    assert!(
+        progress.len() as i64 <= took_ms / 1000,
+        "{took_ms} ms: {texts:#?}"
+    );
+    for text in progress {
+        assert!(text.starts_with(":rocket: Deploying `main`"), "{text}");
+        assert!(text.contains("\n• `local`: "), "{text}");
+    }
+    // Steps only move forward.
+    let done: Vec<usize> = progress
+        .iter()
+        .map(|t| {
+            let after = t.split("\n• `local`: ").nth(1).unwrap();
+            after.split(' ').next().unwrap().parse().unwrap()
+        })
+        .collect();
+    assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
+    s.app.stop().await;
+}
+
+#[tokio::test]
+async fn a_cancel_sent_to_one_replica_stops_the_job_another_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let other = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "main");
+    let fake = fake_slack(json_answer(include_str!(
+        "../fixtures/slack/chat.postMessage.ok.json"
+    )))
+    .await;
+    let db = crate::helpers::fresh_postgres_database().await;
+    let sqlite = format!("sqlite://{}/slipway.db", dir.path().display());
+    let runs = config(dir.path(), &repo, &fake).replace(&sqlite, &db);
+    // The other replica: its own data directory, the same database, hosts and Slack.
+    let answers = runs.replace(
+        &format!("data_dir = \"{}/var\"", dir.path().display()),
+        &format!("data_dir = \"{}/var\"", other.path().display()),
+    );
+    assert_ne!(runs, answers);
+    let gate = dir.path().join("gate");
+    let runner = Slack {
+        gate,
+        app: TestApp::spawn(dir, &runs).await,
+        fake,
+        repo,
+        sha,
+    };
+    // The job is claimed before the other replica exists, so this replica runs it.
+    let id = queued_id(&runner.say(BOSS, "main to qa").await);
+    wait_for_state(&runner.app, id, "running").await;
+    let answerer = TestApp::spawn(other, &answers).await;
+    let cancel = signed(command_body(TEAM, ALICE, &format!("cancel {id}")), now());
+    let (status, answer) = post_to(
+        &answerer.http,
+        &answerer.base,
+        "/slack/commands",
+        &cancel,
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert!(
+        answer["text"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("Stopping #{id}:")),
+        "{answer}"
+    );
+    let job = runner.app.finished(id).await;
+    assert_eq!(job["state"], "cancelled", "{job:#}");
+    assert_eq!(job["attempt"], 1);
+    assert_eq!(job["cancel_requested_by"], "u0alice (U0ALICE) via slack");
+    answerer.stop().await;
+    runner.app.stop().await;
 }

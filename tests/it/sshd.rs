@@ -24,6 +24,12 @@ impl Host {
             .map_or(self.spec.as_str(), |(_, h)| h);
         after_at.rsplit_once(':').map_or(after_at, |(a, _)| a)
     }
+
+    /// The file system as the host sees it (its own mount namespace, through `/proc`): what
+    /// `/srv` holds when a test mounted something over part of it inside the host.
+    pub fn root(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/root", self.child.id()))
+    }
 }
 
 impl Drop for Host {
@@ -62,6 +68,13 @@ const PORT: u16 = 2222;
 
 impl Fleet {
     pub fn start(dir: &Path, count: usize) -> Self {
+        Self::start_with(dir, count, "true")
+    }
+
+    /// As [`Fleet::start`], running the shell command `setup` inside each host's mount
+    /// namespace (after `/srv` is mounted, before sshd starts): e.g. a small tmpfs over a
+    /// directory of `/srv`, gone with the host.
+    pub fn start_with(dir: &Path, count: usize, setup: &str) -> Self {
         std::fs::create_dir_all("/run/sshd").unwrap();
         let key = dir.join("id_ed25519");
         keygen(&key);
@@ -76,7 +89,7 @@ impl Fleet {
             std::fs::create_dir_all(&srv).unwrap();
             let host_key = host_dir.join("ssh_host_ed25519_key");
             keygen(&host_key);
-            let (addr, child) = start_sshd(&host_dir, &host_key, &authorized, &srv);
+            let (addr, child) = start_sshd(&host_dir, &host_key, &authorized, &srv, setup);
             let public = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
             let mut fields = public.split_whitespace();
             known.push_str(&format!(
@@ -118,7 +131,7 @@ impl Fleet {
     }
 }
 
-fn keygen(path: &Path) {
+pub fn keygen(path: &Path) {
     let out = Command::new("ssh-keygen")
         .args(["-q", "-t", "ed25519", "-N", "", "-C", "slipway-test", "-f"])
         .arg(path)
@@ -143,7 +156,13 @@ fn random_loopback() -> String {
     )
 }
 
-fn start_sshd(dir: &Path, host_key: &Path, authorized: &Path, srv: &Path) -> (String, Child) {
+fn start_sshd(
+    dir: &Path,
+    host_key: &Path,
+    authorized: &Path,
+    srv: &Path,
+    setup: &str,
+) -> (String, Child) {
     for _ in 0..20 {
         let addr = random_loopback();
         // Taken by someone else (another test's host): try another address.
@@ -164,7 +183,7 @@ fn start_sshd(dir: &Path, host_key: &Path, authorized: &Path, srv: &Path) -> (St
         )
         .unwrap();
         let script = format!(
-            "mount --bind '{}' /srv && exec /usr/sbin/sshd -D -e -f '{}'",
+            "mount --bind '{}' /srv && {setup} && exec /usr/sbin/sshd -D -e -f '{}'",
             srv.display(),
             config.display()
         );

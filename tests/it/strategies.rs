@@ -331,12 +331,26 @@ async fn rollback_goes_to_the_previous_release_and_refuses_pruned_ones() {
 
     let (status, _) = rollback(&app, serde_json::json!({ "to": "nope" })).await;
     assert_eq!(status, 400);
-    let res = app
-        .http
-        .post(format!("{}/api/environments/shop/prod/rollback", app.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 401);
+    // No token, a wrong one of the same length, a longer one: 401, nothing queued.
+    let jobs = app.jobs().await.len();
+    for bearer in [
+        None,
+        Some("x".repeat(TOKEN.len())),
+        Some(format!("{TOKEN}x")),
+    ] {
+        let mut req = app
+            .http
+            .post(format!("{}/api/environments/shop/prod/rollback", app.base))
+            .json(&serde_json::json!({}));
+        if let Some(bearer) = &bearer {
+            req = req.bearer_auth(bearer);
+        }
+        assert_eq!(
+            req.send().await.unwrap().status().as_u16(),
+            401,
+            "{bearer:?}"
+        );
+    }
+    assert_eq!(app.jobs().await.len(), jobs);
     app.stop().await;
 }

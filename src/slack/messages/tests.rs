@@ -26,6 +26,7 @@ fn job(id: i64, kind: JobKind, state: JobState) -> Job {
         slack_ts: None,
         approvals_needed: 0,
         approve_by: None,
+        cancel_requested_by: None,
     }
 }
 
@@ -116,7 +117,7 @@ fn channel_messages_follow_the_job() {
 
 #[test]
 fn the_rollback_button_carries_the_environment() {
-    let content = job_message("done".into(), Some("shop/staging"));
+    let content = job_message("done".into(), Some(Action::RollBack("shop/staging".into())));
     let json = serde_json::to_value(&content).unwrap();
     assert_eq!(json["text"], "done");
     assert_eq!(json["blocks"][0]["type"], "section");
@@ -129,6 +130,117 @@ fn the_rollback_button_carries_the_environment() {
     assert_eq!(button["text"]["text"], "Roll back");
     let plain = serde_json::to_value(job_message("x".into(), None)).unwrap();
     assert_eq!(plain["blocks"].as_array().unwrap().len(), 1);
+    let retry = serde_json::to_value(job_message("x".into(), Some(Action::Retry(7)))).unwrap();
+    let button = &retry["blocks"][1]["elements"][0];
+    assert_eq!(
+        (
+            &button["action_id"],
+            &button["value"],
+            &button["text"]["text"]
+        ),
+        (&RETRY_ACTION.into(), &"7".into(), &"Retry".into())
+    );
+}
+
+#[test]
+fn progress_shows_each_hosts_last_step() {
+    use crate::deploy::journal::HostProgress;
+    let mut j = job(7, JobKind::Deploy, JobState::Running);
+    j.git_ref = "demo/<!channel>".into();
+    let mut progress = Progress::default();
+    progress.hosts.insert(
+        "web1".into(),
+        HostProgress {
+            done: 3,
+            last: "migrate: <db>".into(),
+            status: "ok".into(),
+        },
+    );
+    progress.hosts.insert(
+        "web2".into(),
+        HostProgress {
+            done: 1,
+            last: "ship".into(),
+            status: "timed_out".into(),
+        },
+    );
+    assert_eq!(
+        super::progress(&j, &progress),
+        ":rocket: Deploying `demo/&lt;!channel&gt;` (`1a2b3c4d`) to shop/staging — job #7, \
+         requested by alice (U1)\n• `web1`: 3 steps done, last `migrate: &lt;db&gt;` (ok)\n\
+         • `web2`: 1 step done, last `ship` (timed out)"
+    );
+    assert_eq!(super::progress(&j, &Progress::default()), started(&j));
+}
+
+#[test]
+fn a_cancelled_job_says_who_stopped_it() {
+    let j = job(7, JobKind::Deploy, JobState::Cancelled);
+    let cancelled = Outcome::Cancelled {
+        message: "cancelled by bob <!here> via slack while running; nothing was switched".into(),
+    };
+    assert_eq!(
+        finished(
+            &j,
+            &cancelled,
+            Some("https://staging.example.com"),
+            Some(2000)
+        ),
+        ":no_entry_sign: Cancelled: deploy `main` (`1a2b3c4d`) → shop/staging in 2.0 s — job #7, \
+         requested by alice (U1)\ncancelled by bob &lt;!here&gt; via slack while running; nothing \
+         was switched"
+    );
+}
+
+#[test]
+fn the_failure_log_is_the_end_of_the_step_escaped_in_a_code_block() {
+    let result = serde_json::json!({
+        "host": "web1",
+        "step": "build",
+        "reason": "exit code 1",
+        "log_tail": ["compiling", "<!channel> ```oops```", "error: exit 1"],
+    });
+    assert_eq!(
+        failure_log(&result).unwrap(),
+        "Step `build` on `web1` failed; its log:\n```\ncompiling\n&lt;!channel&gt; ˋˋˋoopsˋˋˋ\n\
+         error: exit 1\n```"
+    );
+    // Long logs keep their last lines, within Slack's limits.
+    let long: Vec<String> = (0..200)
+        .map(|i| format!("line {i} {}", "x".repeat(100)))
+        .collect();
+    let text = failure_log(&serde_json::json!({"host": "web1", "log_tail": long})).unwrap();
+    assert!(
+        text.starts_with("`web1` failed; its log (last 25 of 200 lines):\n```\nline 175 "),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!("line 199 {}\n```", "x".repeat(100))),
+        "{text}"
+    );
+    assert!(text.chars().count() < 3000);
+    assert_eq!(
+        failure_log(&serde_json::json!({"reason": "no hosts"})),
+        None
+    );
+    assert_eq!(failure_log(&serde_json::json!({"log_tail": []})), None);
+}
+
+#[test]
+fn the_requester_is_messaged_only_when_they_asked_in_slack() {
+    let mut j = job(7, JobKind::Deploy, JobState::Failed);
+    j.requested_by = "alice (U0ALICE)".into();
+    assert_eq!(slack_requester(&j), Some("U0ALICE"));
+    assert_eq!(
+        failed_dm(&j, "web1: step `build` failed: <exit> 1"),
+        ":x: Your deploy `main` (`1a2b3c4d`) → shop/staging failed (job #7): web1: step \
+         `build` failed: &lt;exit&gt; 1"
+    );
+    j.requested_by = "mallory (#general)".into();
+    assert_eq!(slack_requester(&j), None);
+    j.requested_by = "alice (U0ALICE)".into();
+    j.source = "api".into();
+    assert_eq!(slack_requester(&j), None);
 }
 
 #[test]

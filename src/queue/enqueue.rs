@@ -1,0 +1,461 @@
+//! Enqueue through the group commit ([`super::batch`]): the requests pending meanwhile are
+//! stored in **one transaction**.
+//!
+//! A batch is a handful of statements whatever its size: the deliveries in one `INSERT ..
+//! RETURNING` (the rows a redelivery conflicts with are not returned: those requests are
+//! duplicates), the holds in one read, the jobs and their first events each in one `INSERT ..
+//! SELECT` over a JSON array (one SQL text for any batch size, so the prepared statement is
+//! reused), one superseding `UPDATE` per environment. Only ephemeral environments, which push
+//! storms rarely touch, cost statements per job.
+//!
+//! Each request keeps its own outcome: one refused (a hold, a branch conflict) stores nothing,
+//! not even its delivery, and does not disturb the others. An error of the database fails the
+//! whole batch (nothing of it is committed) and every request in it hears that error.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::{Delivery, Enqueued, NOTIFY_CHANNEL, NewJob, Queue, json, json_rows};
+use crate::domain::{GitRef, ReleaseId, Sha};
+use crate::store::{
+    Backend, HELD_LOCKS, JobKind, JobState, Lock, StoreError, WritePool, now_ms, on_pool,
+};
+
+/// The most requests one transaction carries; more wait for the next.
+pub(super) const MAX_BATCH: usize = 256;
+
+/// A request to enqueue, as it waits for its batch.
+#[derive(Debug)]
+pub(super) struct Pending {
+    delivery: Option<OwnedDelivery>,
+    jobs: Vec<NewJob>,
+}
+
+#[derive(Debug)]
+struct OwnedDelivery {
+    id: String,
+    source: String,
+    event: String,
+}
+
+impl Queue {
+    /// Stores `jobs` (and `delivery`, if any) atomically: all of them or, when refused, nothing.
+    /// A delivery seen before returns the jobs it created then. The answer comes after the
+    /// commit of the batch this request went into (see the module's documentation).
+    pub async fn enqueue(
+        &self,
+        delivery: Option<Delivery<'_>>,
+        jobs: &[NewJob],
+    ) -> Result<Enqueued, StoreError> {
+        let pending = Pending {
+            delivery: delivery.map(|d| OwnedDelivery {
+                id: d.id.to_owned(),
+                source: d.source.to_owned(),
+                event: d.event.to_owned(),
+            }),
+            jobs: jobs.to_vec(),
+        };
+        let queue = self.clone();
+        self.batches
+            .enqueue
+            .submit(pending, move |batch| {
+                let queue = queue.clone();
+                async move { queue.write_batch(&batch).await }
+            })
+            .await
+    }
+
+    /// Stores a batch in one transaction; one outcome per request, in order.
+    async fn write_batch(&self, batch: &[Pending]) -> Result<Vec<Enqueued>, StoreError> {
+        let requests: Vec<Request<'_>> = batch
+            .iter()
+            .map(|p| Request {
+                delivery: p.delivery.as_ref().map(|d| Delivery {
+                    id: &d.id,
+                    source: &d.source,
+                    event: &d.event,
+                }),
+                jobs: &p.jobs,
+            })
+            .collect();
+        let now = now_ms();
+        let backend = self.store.backend();
+        let rows = json_rows(backend);
+        let mut outcomes: Vec<Option<Enqueued>> = (0..requests.len()).map(|_| None).collect();
+        // A second request of this batch with a delivery id an earlier one has: it gets the
+        // earlier one's outcome once that is known.
+        let mut first_with: HashMap<&str, usize> = HashMap::new();
+        let mut repeat_of: Vec<Option<usize>> = vec![None; requests.len()];
+        let mut fresh: Vec<(&str, &str, &str)> = Vec::new();
+        for (i, r) in requests.iter().enumerate() {
+            if let Some(d) = r.delivery {
+                match first_with.get(d.id) {
+                    Some(&first) => repeat_of[i] = Some(first),
+                    None => {
+                        first_with.insert(d.id, i);
+                        fresh.push((d.id, d.source, d.event));
+                    }
+                }
+            }
+        }
+        on_pool!(self.store, pool => {
+            let mut tx = pool.begin_write().await?;
+            // Concurrent deliveries of one id from another replica: this insert waits for its
+            // transaction, then skips the row, and the jobs it committed are read below.
+            let inserted: HashSet<String> = if fresh.is_empty() {
+                HashSet::new()
+            } else {
+                let sql = format!(
+                    "INSERT INTO deliveries (id, source, event, received_at) \
+                     SELECT value ->> 0, value ->> 1, value ->> 2, $2 FROM {rows} WHERE true \
+                     ON CONFLICT (id) DO NOTHING RETURNING id"
+                );
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(json(&fresh)?)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .collect()
+            };
+            for (i, r) in requests.iter().enumerate() {
+                if let Some(d) = r.delivery
+                    && first_with.get(d.id) == Some(&i)
+                    && !inserted.contains(d.id)
+                {
+                    let ids: Vec<i64> =
+                        sqlx::query_scalar("SELECT id FROM jobs WHERE delivery_id = $1 ORDER BY id")
+                            .bind(d.id)
+                            .fetch_all(&mut *tx)
+                            .await?;
+                    outcomes[i] = Some(Enqueued::Duplicate(ids));
+                }
+            }
+
+            // Human holds, all at once (a handful of rows at most).
+            let holds = requests
+                .iter()
+                .flat_map(|r| r.jobs)
+                .any(|j| matches!(j.kind, JobKind::Deploy | JobKind::Rollback));
+            let held: HashMap<String, Lock> = if holds {
+                sqlx::query_as::<_, Lock>(HELD_LOCKS)
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|l| (format!("{}/{}", l.app, l.env), l))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
+
+            let mut planned: Vec<Planned<'_>> = Vec::new();
+            let mut refused: Vec<&str> = Vec::new();
+            for (i, r) in requests.iter().enumerate() {
+                if outcomes[i].is_some() || repeat_of[i].is_some() {
+                    continue;
+                }
+                // First decide, then write: a refused request must leave nothing behind.
+                let mut decided = Vec::with_capacity(r.jobs.len());
+                let mut refusal = None;
+                for job in r.jobs {
+                    let lane = format!("{}/{}", job.app, job.env);
+                    let lock = if matches!(job.kind, JobKind::Deploy | JobKind::Rollback) {
+                        held.get(&lane)
+                    } else {
+                        None
+                    };
+                    if let Some(lock) = lock
+                        && !job.is_automatic()
+                    {
+                        refusal = Some(format!("{}; it must be unlocked first", lock.describe()));
+                        break;
+                    }
+                    let existing: Option<(i64, String)> = match (lock, &job.ephemeral) {
+                        (None, Some(_)) => {
+                            sqlx::query_as(
+                                "SELECT id, branch FROM ephemeral_envs \
+                                 WHERE app = $1 AND env = $2 AND state <> 'gone'",
+                            )
+                            .bind(job.app.as_str())
+                            .bind(job.env.as_str())
+                            .fetch_optional(&mut *tx)
+                            .await?
+                        }
+                        _ => None,
+                    };
+                    if let (Some((_, branch)), Some(e)) = (&existing, &job.ephemeral)
+                        && branch != e.branch.as_str()
+                    {
+                        refusal = Some(format!(
+                            "environment {} already belongs to branch {branch}",
+                            job.env
+                        ));
+                        break;
+                    }
+                    decided.push((job, lane, lock, existing));
+                }
+                if let Some(why) = refusal {
+                    outcomes[i] = Some(Enqueued::Refused(why));
+                    if let Some(d) = r.delivery {
+                        refused.push(d.id);
+                    }
+                    continue;
+                }
+                outcomes[i] = Some(Enqueued::Created(Vec::new()));
+                for (job, lane, lock, existing) in decided {
+                    if let (None, Some(e)) = (lock, &job.ephemeral) {
+                        match (job.kind, existing) {
+                            (JobKind::Deploy, None) => {
+                                sqlx::query(
+                                    "INSERT INTO ephemeral_envs (app, template, env, branch, \
+                                     hostname, state, last_push_at, created_at, updated_at) \
+                                     VALUES ($1, $2, $3, $4, $5, 'provisioning', $6, $6, $6)",
+                                )
+                                .bind(job.app.as_str())
+                                .bind(e.template.as_str())
+                                .bind(job.env.as_str())
+                                .bind(e.branch.as_str())
+                                .bind(&e.hostname)
+                                .bind(now)
+                                .execute(&mut *tx)
+                                .await?;
+                            }
+                            (JobKind::Deploy, Some((id, _))) => {
+                                // A push during a teardown brings the environment back once
+                                // the teardown is done.
+                                sqlx::query(
+                                    "UPDATE ephemeral_envs SET last_push_at = $1, updated_at = $1, \
+                                     warned_at = NULL, state = CASE state WHEN 'tearing_down' \
+                                     THEN 'provisioning' ELSE state END WHERE id = $2",
+                                )
+                                .bind(now)
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await?;
+                            }
+                            (_, Some((id, _))) => {
+                                sqlx::query(
+                                    "UPDATE ephemeral_envs SET state = 'tearing_down', \
+                                     updated_at = $1 WHERE id = $2",
+                                )
+                                .bind(now)
+                                .bind(id)
+                                .execute(&mut *tx)
+                                .await?;
+                            }
+                            // Nothing exists to tear down.
+                            (_, None) => continue,
+                        }
+                    }
+                    planned.push(Planned {
+                        request: i,
+                        job,
+                        lane,
+                        delivery: r.delivery.map(|d| d.id),
+                        lock,
+                    });
+                }
+            }
+
+            if !planned.is_empty() {
+                let ids: Vec<i64> = match backend {
+                    // The write lock is ours (`BEGIN IMMEDIATE`): the next ids are free.
+                    Backend::Sqlite(_) => {
+                        let last: i64 = sqlx::query_scalar(
+                            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0)",
+                        )
+                        .fetch_one(&mut *tx)
+                        .await?;
+                        (last + 1..).take(planned.len()).collect()
+                    }
+                    Backend::Postgres(_) => {
+                        let mut ids: Vec<i64> = sqlx::query_scalar(
+                            "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) \
+                             FROM generate_series(1, $1)",
+                        )
+                        .bind(planned.len() as i64)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                        ids.sort_unstable();
+                        ids
+                    }
+                };
+                let mut jobs = Vec::with_capacity(planned.len());
+                let mut events = Vec::with_capacity(planned.len() * 2);
+                // Per environment: the newest job that replaces older queued deploys.
+                let mut supersede: HashMap<String, (i64, JobKind, bool)> = HashMap::new();
+                for (p, id) in planned.into_iter().zip(ids) {
+                    let job = p.job;
+                    let approval = job
+                        .approval
+                        .filter(|_| matches!(job.kind, JobKind::Deploy | JobKind::Rollback));
+                    let state = match (p.lock, approval) {
+                        (Some(_), _) => JobState::Skipped,
+                        (None, Some(_)) => JobState::AwaitingApproval,
+                        (None, None) => JobState::Queued,
+                    };
+                    events.push((id, JobState::Queued.as_str(), job.describe()));
+                    if let Some(lock) = p.lock {
+                        events.push((id, JobState::Skipped.as_str(), format!("skipped: {}", lock.describe())));
+                    } else {
+                        if let Some((n, within)) = approval {
+                            let message = format!(
+                                "awaiting {n} approval(s) within {}",
+                                humantime::format_duration(within)
+                            );
+                            events.push((id, JobState::AwaitingApproval.as_str(), message));
+                        }
+                        if job.supersede {
+                            supersede.insert(p.lane.clone(), (id, job.kind, job.ephemeral.is_some()));
+                        }
+                    }
+                    jobs.push(JobRow {
+                        id,
+                        kind: job.kind.as_str(),
+                        app: job.app.as_str(),
+                        env: job.env.as_str(),
+                        lane: p.lane,
+                        git_ref: job.git_ref.as_ref().map_or("", GitRef::as_str),
+                        sha: job.sha.as_ref().map_or("", Sha::as_str),
+                        requested_by: &job.requested_by,
+                        source: job.source,
+                        delivery_id: p.delivery,
+                        state: state.as_str(),
+                        target_release: job.target_release.as_ref().map(ReleaseId::as_str),
+                        finished_at: p.lock.map(|_| now),
+                        approvals_needed: approval.map_or(0, |(n, _)| n),
+                        approve_by: approval.map(|(_, within)| now + within.as_millis() as i64),
+                    });
+                    if let Some(Enqueued::Created(created)) = &mut outcomes[p.request] {
+                        created.push(id);
+                    }
+                }
+                let sql = format!(
+                    "INSERT INTO jobs (id, kind, app, env, lane, git_ref, sha, requested_by, \
+                     source, delivery_id, state, max_attempts, created_at, target_release, \
+                     finished_at, approvals_needed, approve_by) \
+                     SELECT CAST(value ->> 'id' AS BIGINT), value ->> 'kind', value ->> 'app', \
+                     value ->> 'env', value ->> 'lane', value ->> 'git_ref', value ->> 'sha', \
+                     value ->> 'requested_by', value ->> 'source', value ->> 'delivery_id', \
+                     value ->> 'state', $2, $3, value ->> 'target_release', \
+                     CAST(value ->> 'finished_at' AS BIGINT), \
+                     CAST(value ->> 'approvals_needed' AS BIGINT), \
+                     CAST(value ->> 'approve_by' AS BIGINT) FROM {rows}"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(json(&jobs)?)
+                    .bind(i64::from(self.max_attempts))
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let sql = format!(
+                    "INSERT INTO job_events (job_id, at, state, message) \
+                     SELECT CAST(value ->> 0 AS BIGINT), $2, value ->> 1, value ->> 2 FROM {rows}"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(json(&events)?)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                for (lane, (id, kind, ephemeral)) in &supersede {
+                    // The newest push wins: older queued deploys of the environment would only
+                    // be overwritten (the `jobs_finished` trigger records why). A person's
+                    // queued deploy of a configured environment stays. The candidates come
+                    // from the two partial indexes (`state IN (..)` matches neither, and the
+                    // planner then walks every older job by id).
+                    sqlx::query(SUPERSEDE)
+                    .bind(now)
+                    .bind(format!("superseded by job {id} ({})", kind.as_str()))
+                    .bind(lane)
+                    .bind(id)
+                    .bind(ephemeral)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                if let Backend::Postgres(_) = backend {
+                    // Wakes idle workers of other replicas at commit (they also poll, should
+                    // this be lost).
+                    sqlx::query("SELECT pg_notify($1, '')")
+                        .bind(NOTIFY_CHANNEL)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            for id in refused {
+                sqlx::query("DELETE FROM deliveries WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        })?;
+        for (repeat, first) in repeat_of.into_iter().enumerate() {
+            let Some(first) = first else { continue };
+            outcomes[repeat] = match &outcomes[first] {
+                Some(Enqueued::Created(ids) | Enqueued::Duplicate(ids)) => {
+                    Some(Enqueued::Duplicate(ids.clone()))
+                }
+                other => other.clone(),
+            };
+        }
+        if outcomes
+            .iter()
+            .any(|o| matches!(o, Some(Enqueued::Created(_))))
+        {
+            self.wake.notify_waiters();
+        }
+        Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|| Enqueued::Created(Vec::new())))
+            .collect())
+    }
+}
+
+/// Supersedes the deploys of lane `$3` older than job `$4` that wait (queued, or for approval),
+/// those slipway queued itself unless `$5` (an ephemeral environment: all of them).
+pub(super) const SUPERSEDE: &str = "UPDATE jobs SET state = 'superseded', finished_at = $1, \
+    summary = $2 WHERE id IN (\
+      SELECT id FROM jobs WHERE lane = $3 AND state = 'queued' AND id < $4 \
+      UNION ALL \
+      SELECT id FROM jobs WHERE state = 'awaiting_approval' AND lane = $3 AND id < $4) \
+    AND kind = 'deploy' AND ($5 OR source IN ('github', 'release', 'reconcile'))";
+
+/// One request of a batch, borrowed from its pending entry.
+struct Request<'a> {
+    delivery: Option<Delivery<'a>>,
+    jobs: &'a [NewJob],
+}
+
+/// A job of the batch that will be stored.
+struct Planned<'a> {
+    /// Its request's index in the batch.
+    request: usize,
+    job: &'a NewJob,
+    lane: String,
+    delivery: Option<&'a str>,
+    /// The hold that makes it `skipped`.
+    lock: Option<&'a Lock>,
+}
+
+/// A `jobs` row as the batch's JSON array carries it.
+#[derive(Serialize)]
+struct JobRow<'a> {
+    id: i64,
+    kind: &'static str,
+    app: &'a str,
+    env: &'a str,
+    lane: String,
+    git_ref: &'a str,
+    sha: &'a str,
+    requested_by: &'a str,
+    source: &'a str,
+    delivery_id: Option<&'a str>,
+    state: &'static str,
+    target_release: Option<&'a str>,
+    finished_at: Option<i64>,
+    approvals_needed: u32,
+    approve_by: Option<i64>,
+}
