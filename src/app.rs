@@ -139,6 +139,7 @@ pub async fn start_as(
         mirrors: workers.engine.mirrors().clone(),
         masker: workers.masker.clone(),
         slack,
+        shutdown: shutdown.clone(),
     };
     let router = match role {
         Role::All | Role::Web => http::router(state),
@@ -151,9 +152,14 @@ pub async fn start_as(
                 Role::All | Role::Worker => tokio::spawn(workers.run(shutdown.clone())),
                 Role::Web | Role::Scheduler => tokio::spawn(async {}),
             };
-            let served = axum::serve(listener, router)
-                .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-                .await;
+            // The peer's address reaches handlers (the dashboard answers only loopback peers
+            // when no users are configured).
+            let served = axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await;
             // The server also stops if it fails on its own; the workers must follow.
             shutdown.cancel();
             pool.await.context("worker pool panicked")?;

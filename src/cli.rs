@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::config::Config;
-use crate::store::{Job, JobDetail, JobState, Store};
+use crate::store::{Job, JobDetail, JobFilter, JobState, Store};
 
 /// `slipway check-config`: a summary on success, every problem with its key path otherwise.
 pub fn check_config(path: &Path) -> Result<String, String> {
@@ -88,7 +88,11 @@ pub async fn jobs_list(
     state: Option<JobState>,
     limit: i64,
 ) -> anyhow::Result<String> {
-    let jobs = store.jobs(state, limit).await?;
+    let filter = JobFilter {
+        state,
+        ..JobFilter::default()
+    };
+    let jobs = store.jobs(&filter, limit).await?;
     if jobs.is_empty() {
         return Ok("no jobs\n".into());
     }

@@ -4,9 +4,11 @@
 //! [`signature`] verifies, [`gitops`] interprets, [`planner`] decides, [`queue`] and [`store`]
 //! persist, [`worker`] executes, [`deploy`] talks to hosts.
 
+pub mod actions;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod demo;
 pub mod deploy;
 pub mod domain;
@@ -18,6 +20,7 @@ pub mod housekeeping;
 pub mod http;
 pub mod mask;
 pub mod notify;
+pub mod overview;
 pub mod planner;
 pub mod queue;
 pub mod releases;

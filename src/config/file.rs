@@ -22,6 +22,8 @@ pub struct File {
     #[serde(default)]
     pub api: Api,
     #[serde(default)]
+    pub dashboard: Dashboard,
+    #[serde(default)]
     pub telemetry: Telemetry,
     #[serde(default)]
     pub worker: Worker,
@@ -156,6 +158,40 @@ pub enum LogFormat {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Api {
+    pub token: Option<SecretString>,
+    pub token_file: Option<PathBuf>,
+}
+
+/// `[dashboard]`: who may log in to the web dashboard (`/ui`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dashboard {
+    #[serde(default)]
+    pub users: Vec<DashboardUser>,
+    #[serde(default = "Dashboard::default_session", with = "humantime_serde")]
+    pub session: Duration,
+}
+
+impl Dashboard {
+    fn default_session() -> Duration {
+        Duration::from_secs(12 * 3600)
+    }
+}
+
+impl Default for Dashboard {
+    fn default() -> Self {
+        Self {
+            users: Vec::new(),
+            session: Self::default_session(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DashboardUser {
+    pub name: String,
+    pub slack_user: String,
     pub token: Option<SecretString>,
     pub token_file: Option<PathBuf>,
 }

@@ -12,8 +12,8 @@ mod file;
 mod validate;
 
 use validate::{
-    Errors, Ports, http_url, resolve_local_url, secret, validate_env, validate_ephemeral,
-    validate_slack,
+    Errors, Ports, http_url, resolve_local_url, secret, validate_dashboard, validate_env,
+    validate_ephemeral, validate_slack,
 };
 
 use std::collections::BTreeMap;
@@ -38,6 +38,8 @@ pub struct Config {
     pub database: Database,
     pub github: Github,
     pub api: Api,
+    /// Who may log in to the dashboard; without users it is read-only and loopback-only.
+    pub dashboard: Dashboard,
     pub log_format: LogFormat,
     pub worker: Worker,
     /// Slack ChatOps, when configured.
@@ -119,6 +121,24 @@ pub struct Slack {
 pub struct Api {
     /// Bearer token for the API's write endpoints; without one they are refused.
     pub token: Option<SecretString>,
+}
+
+/// `[dashboard]`: the web dashboard's users.
+#[derive(Debug)]
+pub struct Dashboard {
+    /// Who may log in and act; empty: the dashboard is read-only and answers loopback peers only.
+    pub users: Vec<DashboardUser>,
+    /// How long a login lasts.
+    pub session: Duration,
+}
+
+/// A person who logs in to the dashboard with their token, and acts there as `slack_user` (the
+/// id environments' `deployers` list).
+#[derive(Debug)]
+pub struct DashboardUser {
+    pub name: String,
+    pub slack_user: String,
+    pub token: SecretString,
 }
 
 #[derive(Debug, Clone)]
@@ -399,6 +419,12 @@ impl Config {
         let mut secrets = vec![self.github.webhook_secret.expose_secret()];
         secrets.extend(self.github.token.as_ref().map(ExposeSecret::expose_secret));
         secrets.extend(self.api.token.as_ref().map(ExposeSecret::expose_secret));
+        secrets.extend(
+            self.dashboard
+                .users
+                .iter()
+                .map(|user| user.token.expose_secret()),
+        );
         if let Some(slack) = &self.slack {
             secrets.push(slack.signing_secret.expose_secret());
             secrets.extend(slack.bot_token.as_ref().map(ExposeSecret::expose_secret));
@@ -454,6 +480,7 @@ impl Config {
             .as_deref()
             .and_then(|url| http_url(&mut errors, "github.public_url", url));
         let api_token = secret(&mut errors, "api.token", raw.api.token, raw.api.token_file);
+        let dashboard = validate_dashboard(&mut errors, raw.dashboard);
 
         let w = raw.worker;
         if w.concurrency == 0 {
@@ -663,6 +690,7 @@ impl Config {
                 public_url,
             },
             api: Api { token: api_token },
+            dashboard,
             log_format: raw.telemetry.log_format,
             worker: Worker {
                 concurrency: w.concurrency,

@@ -524,6 +524,38 @@ fn deployers_must_be_slack_user_ids() {
 }
 
 #[test]
+fn dashboard_users_are_checked_and_their_tokens_are_secrets() {
+    let users = "[dashboard]\nsession = \"2h\"\nusers = [\
+        { name = \"alice\", slack_user = \"U0ALICE\", token = \"alice-token-0123456789\" },\
+        { name = \"bob\", slack_user = \"U0BOB\", token = \"bob-token-0123456789ab\" }]\n";
+    let config = load(&format!("{GOOD}{users}")).unwrap();
+    assert_eq!(config.dashboard.session, Duration::from_secs(7200));
+    assert_eq!(config.dashboard.users[1].slack_user, "U0BOB");
+    let debug = format!("{config:?}");
+    assert!(!debug.contains("alice-token"), "{debug}");
+    assert!(config.secrets().contains(&"bob-token-0123456789ab"));
+    assert!(load(GOOD).unwrap().dashboard.users.is_empty());
+
+    let bad = "[dashboard]\nsession = \"10s\"\nusers = [\
+        { name = \"al ice\", slack_user = \"alice\", token = \"short-token\" },\
+        { name = \"bob\", slack_user = \"U0BOB\" },\
+        { name = \"bob\", slack_user = \"U0BOB\", token = \"same-token-0123456789\" },\
+        { name = \"carol\", slack_user = \"U0CAROL\", token = \"same-token-0123456789\" }]\n";
+    assert_eq!(
+        problems(&format!("{GOOD}{bad}")),
+        [
+            "dashboard.users[0].name",
+            "dashboard.users[0].slack_user",
+            "dashboard.users[0].token",
+            "dashboard.users[1].token",
+            "dashboard.users[2].name",
+            "dashboard.users[3].token",
+            "dashboard.session",
+        ]
+    );
+}
+
+#[test]
 fn apps_and_environments_may_name_their_own_channel() {
     let channels = GOOD
         .replace(

@@ -11,8 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use globset::Glob;
 
 use super::{
-    App, BlueGreen, ConfigError, Environment, Ephemeral, Health, Phases, Route, Slack, Ssh, Step,
-    Strategy, file,
+    App, BlueGreen, ConfigError, Dashboard, DashboardUser, Environment, Ephemeral, Health, Phases,
+    Route, Slack, Ssh, Step, Strategy, file,
 };
 use crate::domain::{HostSpec, Name};
 
@@ -169,6 +169,73 @@ pub(super) fn validate_env(
         deployers,
         channel,
     })
+}
+
+/// The shortest dashboard login token: it is all a person needs to act, so longer than the
+/// other secrets' minimum.
+const MIN_LOGIN_TOKEN: usize = 16;
+
+/// `[dashboard]`: user names are unique and plain (they are shown and recorded), each acts as a
+/// Slack user id, and tokens are long and unique (a login finds its user by token alone).
+pub(super) fn validate_dashboard(errors: &mut Errors, raw: file::Dashboard) -> Dashboard {
+    let mut users: Vec<DashboardUser> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    for (i, user) in raw.users.into_iter().enumerate() {
+        let at = format!("dashboard.users[{i}]");
+        let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_');
+        if user.name.is_empty() || user.name.len() > 64 || !user.name.chars().all(plain) {
+            errors.push(
+                format!("{at}.name"),
+                "must be 1-64 letters, digits, '.', '-' or '_'",
+            );
+        } else if names.contains(&user.name) {
+            errors.push(
+                format!("{at}.name"),
+                format!("{:?} is listed twice", user.name),
+            );
+        }
+        names.push(user.name.clone());
+        slack_id(
+            errors,
+            &format!("{at}.slack_user"),
+            &user.slack_user,
+            SLACK_USER,
+        );
+        let Some(token) = secret(errors, &format!("{at}.token"), user.token, user.token_file)
+        else {
+            if !errors
+                .0
+                .iter()
+                .any(|(p, _)| p.starts_with(&format!("{at}.token")))
+            {
+                errors.push(format!("{at}.token"), "required (or token_file)");
+            }
+            continue;
+        };
+        if token.expose_secret().len() < MIN_LOGIN_TOKEN {
+            errors.push(
+                format!("{at}.token"),
+                format!("must be at least {MIN_LOGIN_TOKEN} characters"),
+            );
+        } else if users
+            .iter()
+            .any(|u| u.token.expose_secret() == token.expose_secret())
+        {
+            errors.push(format!("{at}.token"), "is another user's token too");
+        }
+        users.push(DashboardUser {
+            name: user.name,
+            slack_user: user.slack_user,
+            token,
+        });
+    }
+    if !(Duration::from_secs(60)..=Duration::from_secs(30 * 24 * 3600)).contains(&raw.session) {
+        errors.push("dashboard.session", "must be between 1m and 30d");
+    }
+    Dashboard {
+        users,
+        session: raw.session,
+    }
 }
 
 /// `[slack]`, once the apps are known (`default_app` must name one).

@@ -12,27 +12,48 @@ use subtle::ConstantTimeEq;
 use super::{ApiError, AppState};
 use crate::requests::{self, RequestError};
 use crate::store::Job;
-use crate::store::{EphemeralRow, JobDetail, JobState};
+use crate::store::{EphemeralRow, JobDetail, JobFilter, JobState};
 
 #[derive(Deserialize)]
 pub struct ListQuery {
     state: Option<String>,
+    app: Option<String>,
+    env: Option<String>,
+    /// A part of who asked.
+    who: Option<String>,
     limit: Option<i64>,
+}
+
+impl ListQuery {
+    /// The filter it asks for (empty parameters, as an HTML form sends them, filter nothing).
+    pub fn filter(&self) -> Result<JobFilter, ApiError> {
+        let given = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        Ok(JobFilter {
+            state: given(&self.state)
+                .map(|s| {
+                    JobState::parse(&s)
+                        .ok_or_else(|| ApiError::BadRequest(format!("unknown state {s:?}")))
+                })
+                .transpose()?,
+            app: given(&self.app),
+            env: given(&self.env),
+            who: given(&self.who),
+        })
+    }
+
+    pub fn limit(&self) -> i64 {
+        self.limit.unwrap_or(50).clamp(1, 1000)
+    }
 }
 
 pub async fn list_jobs(
     State(state): State<AppState>,
     Query(query): Query<ListQuery>,
 ) -> Result<Json<Vec<Job>>, ApiError> {
-    let wanted = query
-        .state
-        .as_deref()
-        .map(|s| {
-            JobState::parse(s).ok_or_else(|| ApiError::BadRequest(format!("unknown state {s:?}")))
-        })
-        .transpose()?;
-    let limit = query.limit.unwrap_or(50).clamp(1, 1000);
-    Ok(Json(state.queue.store().jobs(wanted, limit).await?))
+    let filter = query.filter()?;
+    Ok(Json(
+        state.queue.store().jobs(&filter, query.limit()).await?,
+    ))
 }
 
 pub async fn show_job(

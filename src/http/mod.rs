@@ -12,6 +12,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
@@ -28,6 +29,7 @@ use crate::queue::Queue;
 use crate::slack::api::SlackApi;
 use crate::telemetry::{Metrics, Vitals};
 
+pub use api::ListQuery;
 pub use error::ApiError;
 
 /// GitHub's own cap on webhook payloads.
@@ -46,6 +48,9 @@ pub struct AppState {
     pub masker: Masker,
     /// Slack's Web API, when `[slack]` is configured.
     pub slack: Option<SlackApi>,
+    /// The service's shutdown: long-lived answers (a job's live view) end when it fires, so an
+    /// open page never holds up a graceful stop.
+    pub shutdown: CancellationToken,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -67,7 +72,8 @@ pub fn router(state: AppState) -> Router {
             "/api/environments/{app}/{env}/rollback",
             post(api::rollback),
         );
-    layers(routes.merge(probe_routes()), state)
+    let dashboard = crate::dashboard::routes(state.clone());
+    layers(routes.merge(dashboard).merge(probe_routes()), state)
 }
 
 /// Only the probes: what a `worker`-role replica serves.

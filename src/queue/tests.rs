@@ -118,7 +118,15 @@ async fn a_delivery_enqueues_once() {
         };
         let again = f.queue.enqueue(Some(d), &[job("staging")]).await.unwrap();
         assert_eq!(again, Enqueued::Duplicate(ids));
-        assert_eq!(f.queue.store().jobs(None, 10).await.unwrap().len(), 1);
+        assert_eq!(
+            f.queue
+                .store()
+                .jobs(&Default::default(), 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }
 
@@ -145,7 +153,15 @@ async fn concurrent_redeliveries_create_one_job() {
             }
         }
         assert_eq!(created, 1);
-        assert_eq!(f.queue.store().jobs(None, 100).await.unwrap().len(), 1);
+        assert_eq!(
+            f.queue
+                .store()
+                .jobs(&Default::default(), 100)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
     }
 }
 
@@ -248,7 +264,48 @@ async fn every_read_query_answers_the_same_on_both_backends() {
         let detail = store.job_detail(lease.job.id, 10).await.unwrap().unwrap();
         let live = store.live_deployments("shop", "staging").await.unwrap();
         let history = store.release_history("shop", "staging", 10).await.unwrap();
-        let listed = store.jobs(Some(JobState::Succeeded), 10).await.unwrap();
+        let listed = store
+            .jobs(
+                &crate::store::JobFilter {
+                    state: Some(JobState::Succeeded),
+                    ..Default::default()
+                },
+                10,
+            )
+            .await
+            .unwrap();
+        let count = |state, env: &str, who: &str| {
+            let filter = crate::store::JobFilter {
+                state,
+                app: Some("shop".into()),
+                env: Some(env.into()),
+                who: Some(who.into()),
+            };
+            async move { store.jobs(&filter, 10).await.unwrap().len() }
+        };
+        // `who` is a part of requested_by, any case; LIKE's wildcards are taken literally.
+        let filtered = (
+            count(Some(JobState::Succeeded), "staging", "CTOC").await,
+            count(None, "staging", "o%t").await,
+            count(None, "staging", "_").await,
+            count(None, "prod", "octocat").await,
+            count(Some(JobState::Queued), "staging", "octocat").await,
+        );
+        assert_eq!(filtered, (1, 0, 0, 0, 0));
+        let first = detail.log[0].id;
+        let after = store.job_log_after(lease.job.id, first, 10).await.unwrap();
+        assert_eq!(after.len(), 1);
+        assert!(after[0].id > first);
+        assert!(
+            store
+                .job_log_after(lease.job.id, after[0].id, 10)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let audit = store.recent_events(2).await.unwrap();
+        assert_eq!(audit.len(), 2);
+        assert!(audit[0].at >= audit[1].at && audit[0].lane == "shop/staging");
         store.ready().await.unwrap();
         answers.push((
             detail.job.state,
@@ -935,7 +992,10 @@ async fn a_burst_of_requests_keeps_each_outcome_on_both_backends() {
         // 50 refused; stored: 47 pushes to staging (46 + the repeated one), 50 skipped, 50 to
         // qa. Of the pushes to staging only the newest waits.
         assert_eq!(staging.len(), 47);
-        assert_eq!(store.jobs(None, 1000).await.unwrap().len(), 147);
+        assert_eq!(
+            store.jobs(&Default::default(), 1000).await.unwrap().len(),
+            147
+        );
         let newest = *staging.iter().max().unwrap();
         for id in &staging {
             let state = store.job(*id).await.unwrap().unwrap().state;

@@ -11,6 +11,7 @@ use slack_morphism::blocks::{
 use slack_morphism::{SlackActionId, SlackMessageContent, md, pt};
 
 use crate::deploy::journal::Progress;
+use crate::overview::{LiveRelease, left};
 use crate::queue::Outcome;
 use crate::store::{Job, JobKind, JobState};
 
@@ -102,18 +103,6 @@ pub fn queued(job: &Job, ahead: usize) -> String {
         n => format!("{n} ahead of you"),
     };
     format!("Queued #{}: {} ({ahead})", job.id, describe(job))
-}
-
-/// One release live on some hosts of an environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LiveRelease {
-    pub release: String,
-    pub git_ref: String,
-    pub sha: String,
-    /// Who asked for the job that made it live.
-    pub by: Option<String>,
-    pub since: i64,
-    pub hosts: Vec<String>,
 }
 
 /// What runs in one environment: nothing, one release, or (after a partial failure) several.
@@ -224,28 +213,6 @@ pub fn envs(configured: &[EnvLine], ephemeral: &[EphemeralLine]) -> String {
         ));
     }
     out.join("\n")
-}
-
-/// How long an ephemeral environment has before cleanup, in words.
-pub fn left(ms: i64) -> String {
-    const MINUTE: i64 = 60_000;
-    const HOUR: i64 = 60 * MINUTE;
-    const DAY: i64 = 24 * HOUR;
-    match ms {
-        ..=0 => "TTL over (due for teardown)".into(),
-        1..MINUTE => "under a minute left".into(),
-        MINUTE..HOUR => format!("{}m left", ms / MINUTE),
-        HOUR..DAY => format!("{}h {}m left", ms / HOUR, ms % HOUR / MINUTE),
-        _ => format!("{}d {}h left", ms / DAY, ms % DAY / HOUR),
-    }
-}
-
-/// When an ephemeral environment's TTL ends: `ttl` after its last push, or later if someone
-/// asked to keep it (`keep_until`).
-pub fn ttl_end(last_push_at: i64, ttl_ms: i64, keep_until: Option<i64>) -> i64 {
-    last_push_at
-        .saturating_add(ttl_ms)
-        .max(keep_until.unwrap_or(i64::MIN))
 }
 
 /// `history ENV`: the environment's newest jobs, newest first, each with how it ended.

@@ -184,10 +184,48 @@ pub struct JobEvent {
 
 #[derive(Debug, Clone, Serialize, FromRow)]
 pub struct LogLine {
+    /// Its place in the log (increasing; where a live view resumes).
+    #[serde(skip)]
+    pub id: i64,
     pub at: i64,
     pub host: String,
     pub step: String,
     pub line: String,
+}
+
+/// Which jobs a listing shows; `None` lets any through.
+#[derive(Debug, Clone, Default)]
+pub struct JobFilter {
+    pub state: Option<JobState>,
+    pub app: Option<String>,
+    pub env: Option<String>,
+    /// A part of `requested_by` (a name, a user id, `api`...).
+    pub who: Option<String>,
+}
+
+/// A `LIKE` pattern matching any text that contains `part` literally (`\` escapes); the
+/// query lower-cases both sides, so it ignores ASCII case on both databases alike.
+fn contains_pattern(part: &str) -> String {
+    let mut pattern = String::from("%");
+    for c in part.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// A job event with the job it belongs to, for the audit view.
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct AuditEvent {
+    pub job_id: i64,
+    pub lane: String,
+    pub kind: JobKind,
+    pub at: i64,
+    pub state: String,
+    pub message: String,
 }
 
 #[derive(Debug, Clone, Serialize, FromRow)]
@@ -228,16 +266,33 @@ impl Store {
             .await?))
     }
 
-    /// Newest first, optionally only one state.
-    pub async fn jobs(&self, state: Option<JobState>, limit: i64) -> Result<Vec<Job>, StoreError> {
+    /// Newest first, those `filter` lets through.
+    pub async fn jobs(&self, filter: &JobFilter, limit: i64) -> Result<Vec<Job>, StoreError> {
         let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 IS NULL OR state = $1) ORDER BY id DESC LIMIT $2"
+            "SELECT {JOB_COLUMNS} FROM jobs WHERE ($1 IS NULL OR state = $1) \
+             AND ($2 IS NULL OR app = $2) AND ($3 IS NULL OR env = $3) \
+             AND ($4 IS NULL OR LOWER(requested_by) LIKE LOWER($4) ESCAPE '\\') ORDER BY id DESC LIMIT $5"
         );
         on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
-            .bind(state)
+            .bind(filter.state)
+            .bind(filter.app.as_deref())
+            .bind(filter.env.as_deref())
+            .bind(filter.who.as_deref().map(contains_pattern))
             .bind(limit)
             .fetch_all(pool)
             .await?))
+    }
+
+    /// The newest `limit` events of all jobs, newest first: who asked for what, approvals,
+    /// cancels and outcomes.
+    pub async fn recent_events(&self, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
+        on_pool!(self, pool => Ok(sqlx::query_as(
+            "SELECT e.job_id, j.lane, j.kind, e.at, e.state, e.message FROM job_events e \
+             JOIN jobs j ON j.id = e.job_id ORDER BY e.id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(pool)
+        .await?))
     }
 
     pub async fn job_events(&self, job_id: i64) -> Result<Vec<JobEvent>, StoreError> {
@@ -249,10 +304,29 @@ impl Store {
         .await?))
     }
 
+    /// A job's log lines after line `after` (an id; 0: from the start), oldest first, at most
+    /// `limit`: what a live view has not shown yet.
+    pub async fn job_log_after(
+        &self,
+        job_id: i64,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<LogLine>, StoreError> {
+        on_pool!(self, pool => Ok(sqlx::query_as(
+            "SELECT id, at, host, step, line FROM job_logs WHERE job_id = $1 AND id > $2 \
+             ORDER BY id LIMIT $3",
+        )
+        .bind(job_id)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await?))
+    }
+
     /// The last `limit` log lines of a job, oldest first.
     pub async fn job_log(&self, job_id: i64, limit: i64) -> Result<Vec<LogLine>, StoreError> {
         on_pool!(self, pool => Ok(sqlx::query_as(
-            "SELECT at, host, step, line FROM \
+            "SELECT id, at, host, step, line FROM \
              (SELECT id, at, host, step, line FROM job_logs WHERE job_id = $1 ORDER BY id DESC LIMIT $2) AS recent \
              ORDER BY id",
         )

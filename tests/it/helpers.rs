@@ -260,7 +260,7 @@ pub fn push_body(repo: &str, git_ref: &str, sha: &str, deleted: bool) -> Vec<u8>
     serde_json::to_vec(&payload).unwrap()
 }
 
-/// The names of `tests/fixtures/hostile-branch-names.txt`.
+/// The branch names of `tests/fixtures/hostile-branch-names.txt`, one per line.
 pub fn hostile_branch_names() -> Vec<String> {
     include_str!("../fixtures/hostile-branch-names.txt")
         .lines()
@@ -333,8 +333,29 @@ impl Drop for Served {
     }
 }
 
-pub fn serve(config: &Path, role: &str) -> (Served, String) {
+/// Reads a child's output until `pick` finds what it waits for in a line (its "listening"
+/// line), then keeps draining the rest in a thread so the child never blocks on a full pipe.
+pub fn first_line<R: std::io::Read + Send + 'static>(
+    output: R,
+    what: &str,
+    mut pick: impl FnMut(&str) -> Option<String>,
+) -> String {
     use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(output).lines();
+    let found = loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("{what} exited before listening"))
+            .unwrap();
+        if let Some(found) = pick(&line) {
+            break found;
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    found
+}
+
+pub fn serve(config: &Path, role: &str) -> (Served, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_slipway"))
         .args(["serve", "--role", role, "--config"])
         .arg(config)
@@ -343,19 +364,10 @@ pub fn serve(config: &Path, role: &str) -> (Served, String) {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines
-            .next()
-            .expect("serve exited before listening")
-            .unwrap();
-        let log: Value = serde_json::from_str(&line).unwrap_or_default();
-        if log["message"] == "listening" {
-            break log["addr"].as_str().unwrap().to_owned();
-        }
-    };
-    // Keep draining its log so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let addr = first_line(child.stderr.take().unwrap(), "serve", |line| {
+        let log: Value = serde_json::from_str(line).unwrap_or_default();
+        (log["message"] == "listening").then(|| log["addr"].as_str().unwrap().to_owned())
+    });
     (Served(child), format!("http://{addr}"))
 }
 

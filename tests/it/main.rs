@@ -4,7 +4,9 @@
 
 mod apps;
 mod audit;
+mod browser;
 mod cli;
+mod dashboard;
 mod deploy;
 mod ephemeral;
 mod faults;

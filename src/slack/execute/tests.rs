@@ -92,16 +92,6 @@ fn the_default_ref_is_one_literal_branch() {
 }
 
 #[test]
-fn deployers_limit_who_may_act() {
-    let ids = vec!["U1".to_owned(), "W2".to_owned()];
-    assert!(may_act(None, "U9"));
-    assert!(may_act(Some(&ids), "U1") && may_act(Some(&ids), "W2"));
-    assert!(!may_act(Some(&ids), "U9"));
-    assert!(!may_act(Some(&ids), "u1"));
-    assert!(!may_act(Some(&[]), "U1"));
-}
-
-#[test]
 fn known_names_configured_and_ephemeral_environments() {
     let (_dir, c) = config("");
     let row = |env: &str| EphemeralRow {
@@ -124,7 +114,7 @@ fn known_names_configured_and_ephemeral_environments() {
     let envs: Vec<&str> = known.apps[0].envs.iter().map(Name::as_str).collect();
     assert_eq!(envs, ["qa", "staging", "demo-x"]);
     assert_eq!(
-        lanes(&c, &[row("demo-x")]),
+        crate::overview::lanes(&c, &[row("demo-x")]),
         [
             ("shop".to_owned(), "qa".to_owned()),
             ("shop".to_owned(), "staging".to_owned()),
