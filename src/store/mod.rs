@@ -122,11 +122,11 @@ pub struct Store {
 impl Store {
     /// Opens (creating a SQLite file if missing) and migrates the database at `url`.
     ///
-    /// SQLite runs in WAL mode with `synchronous = NORMAL`: a commit is durable against a crash
-    /// of this process (the WAL is written before the commit returns); an OS crash or power loss
-    /// can roll back the last transactions, answered ones included (GitHub does not redeliver on
-    /// its own; the scheduled reconcile heals ephemeral environments). Use PostgreSQL where
-    /// that matters. The busy timeout makes concurrent writers wait instead of failing.
+    /// SQLite runs in WAL mode with `synchronous = FULL`: a commit returns after the WAL is
+    /// fsynced, so an answered request (a 202 to GitHub, which does not redeliver on its own)
+    /// survives an OS crash or power loss, not only a crash of this process. The group commit
+    /// (`queue::batch`) makes that one fsync per batch of requests, not per request. The busy
+    /// timeout makes concurrent writers wait instead of failing.
     /// PostgreSQL's migrator takes an advisory lock, so replicas starting together are safe.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let open_err = |source| StoreError::Open {
@@ -153,7 +153,7 @@ impl Store {
             .map_err(open_err)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         if let Some(dir) = options.get_filename().parent()
