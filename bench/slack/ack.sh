@@ -8,6 +8,10 @@
 #
 # Environment: SKIP_BUILD=1 uses the existing release binary; CARGO_TARGET_DIR (default
 # /var/tmp/slipway-bench-target); KEEP=1 keeps the work directory.
+# MODE=deploy measures queuing acks instead: `/deploy main to staging` of a real local git repo,
+# each request its own signed body (BODIES of them, default 50,000, made before the run; a body
+# sent twice is a retry, answered from its job), so each one resolves the ref and commits a job.
+# The jobs are counted after the run against wrk's requests.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 duration=${1:-20s}
@@ -16,7 +20,9 @@ connections=${2:-4}
 target_dir=${CARGO_TARGET_DIR:-/var/tmp/slipway-bench-target}
 die() { echo "bench/slack/ack.sh: $*" >&2; exit 1; }
 
-for tool in wrk curl openssl python3; do
+mode=${MODE:-status}
+[[ $mode == status || $mode == deploy ]] || die "MODE must be status or deploy, got '$mode'"
+for tool in wrk curl openssl python3 git sqlite3; do
   command -v "$tool" >/dev/null || { apt-get install -y -qq "$tool" >/dev/null || die "cannot install $tool"; }
 done
 if [[ ${SKIP_BUILD:-} != 1 ]]; then
@@ -49,11 +55,15 @@ signing_secret = "$secret"
 team_id = "T0BENCH"
 [apps.shop]
 repo = "acme/shop"
-clone_url = "file:///nonexistent/shop.git"
+clone_url = "file://$work/shop.git"
 [apps.shop.environments.staging]
 hosts = ["local"]
 deploy_path = "$work/srv/staging"
 TOML
+git init -q --bare "$work/shop.git"
+git init -q "$work/src"
+git -C "$work/src" -c user.name=bench -c user.email=bench@example.test commit -q --allow-empty -m first
+git -C "$work/src" push -q "$work/shop.git" HEAD:refs/heads/main
 RUST_LOG=warn "$bin" serve --role web --config "$work/slipway.toml" > "$work/slipway.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 150); do
@@ -70,13 +80,50 @@ answer=$(curl -s -w ' %{http_code}' -H 'Content-Type: application/x-www-form-url
   "http://127.0.0.1:$port/slack/commands")
 [[ $answer == *'"response_type":"ephemeral"'*' 200' ]] || die "a signed /deploy status was not acknowledged: $answer"
 
-cat > "$work/ack.lua" <<LUA
+if [[ $mode == status ]]; then
+  cat > "$work/ack.lua" <<LUA
 wrk.method = "POST"
 wrk.body = "$body"
 wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["X-Slack-Request-Timestamp"] = "$ts"
 wrk.headers["X-Slack-Signature"] = "$sig"
 LUA
-echo "slipway /slack/commands, signed '/deploy status': wrk -t1 -c$connections -d$duration --latency"
-wrk -t1 -c"$connections" -d"$duration" --latency -s "$work/ack.lua" "http://127.0.0.1:$port/slack/commands" \
+  echo "slipway /slack/commands, signed '/deploy status': wrk -t1 -c$connections -d$duration --latency"
+  wrk -t1 -c"$connections" -d"$duration" --latency -s "$work/ack.lua" "http://127.0.0.1:$port/slack/commands" \
+    | tee "$work/wrk.txt" | grep -E 'Requests/sec|^ +(50|99)%|Non-2xx|requests in'
+  exit 0
+fi
+
+# MODE=deploy: distinct signed bodies (trigger_id differs), one per line: signature TAB body.
+python3 - "$secret" "$ts" "${BODIES:-50000}" "$work/bodies.tsv" <<'PY'
+import hashlib, hmac, sys
+secret, ts, count, out = sys.argv[1].encode(), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+base = ("token=bench&team_id=T0BENCH&team_domain=bench&channel_id=C0BENCH&channel_name=deploys"
+        "&user_id=U0BENCH&user_name=bench&command=%2Fdeploy&text=main+to+staging&api_app_id=A0BENCH"
+        "&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT0BENCH%2F1%2F2&trigger_id=")
+with open(out, "w") as f:
+    for i in range(count):
+        body = f"{base}{i}.bench"
+        sig = hmac.new(secret, f"v0:{ts}:{body}".encode(), hashlib.sha256).hexdigest()
+        f.write(f"v0={sig}\t{body}\n")
+PY
+cat > "$work/deploy.lua" <<LUA
+local requests, i = {}, 0
+for line in io.lines("$work/bodies.tsv") do
+  local sig, body = line:match("^(%S+)\t(.*)$")
+  requests[#requests + 1] = wrk.format("POST", "/slack/commands", {
+    ["Content-Type"] = "application/x-www-form-urlencoded",
+    ["X-Slack-Request-Timestamp"] = "$ts",
+    ["X-Slack-Signature"] = sig,
+  }, body)
+end
+request = function()
+  i = i % #requests + 1
+  return requests[i]
+end
+LUA
+echo "slipway /slack/commands, signed '/deploy main to staging', distinct bodies: wrk -t1 -c$connections -d$duration --latency"
+wrk -t1 -c"$connections" -d"$duration" --latency -s "$work/deploy.lua" "http://127.0.0.1:$port/slack/commands" \
   | tee "$work/wrk.txt" | grep -E 'Requests/sec|^ +(50|99)%|Non-2xx|requests in'
+kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
+echo "jobs committed: $(sqlite3 "$work/slipway.db" 'SELECT COUNT(*) FROM jobs') (one per distinct body answered)"

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use tokio::process::Command;
@@ -22,8 +23,9 @@ pub struct ReleaseInfo {
 
 pub struct Mirrors {
     dir: PathBuf,
-    /// One fetch at a time per app; different apps fetch in parallel.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// One fetch at a time per app; different apps fetch in parallel. The lock holds when the
+    /// app's last successful fetch started.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
 }
 
 impl Mirrors {
@@ -37,10 +39,10 @@ impl Mirrors {
     /// A tar archive of `sha`'s tree, fetching the app's repository first if needed.
     pub async fn archive(&self, app: &App, sha: &Sha) -> anyhow::Result<Vec<u8>> {
         let lock = self.lock(app);
-        let _guard = lock.lock().await;
+        let mut fetched = lock.lock().await;
         let mirror = self.ensure(app).await?;
         if !has_commit(&mirror, sha.as_str()).await {
-            fetch(&mirror, app).await?;
+            fetch_since(&mut fetched, None, &mirror, app).await?;
             if !has_commit(&mirror, sha.as_str()).await {
                 bail!("commit {sha} is not in {}", app.clone_url);
             }
@@ -51,12 +53,15 @@ impl Mirrors {
             .with_context(|| format!("archiving {sha}"))
     }
 
-    /// The commit a branch, tag or commit id names now, after fetching.
+    /// The commit a branch, tag or commit id names now, after fetching. Requests that wait
+    /// for the app's lock together share one fetch: a fetch that started after a request
+    /// arrived has everything that request could see.
     pub async fn resolve(&self, app: &App, name: &GitRef) -> anyhow::Result<Sha> {
+        let arrived = Instant::now();
         let lock = self.lock(app);
-        let _guard = lock.lock().await;
+        let mut fetched = lock.lock().await;
         let mirror = self.ensure(app).await?;
-        fetch(&mirror, app).await?;
+        fetch_since(&mut fetched, Some(arrived), &mirror, app).await?;
         for candidate in [
             format!("refs/heads/{name}^{{commit}}"),
             format!("refs/tags/{name}^{{commit}}"),
@@ -94,10 +99,11 @@ impl Mirrors {
         pattern: &str,
         branch: Option<&GitRef>,
     ) -> anyhow::Result<ReleaseInfo> {
+        let arrived = Instant::now();
         let lock = self.lock(app);
-        let _guard = lock.lock().await;
+        let mut fetched = lock.lock().await;
         let mirror = self.ensure(app).await?;
-        fetch(&mirror, app).await?;
+        fetch_since(&mut fetched, Some(arrived), &mirror, app).await?;
         if !has_commit(&mirror, sha.as_str()).await {
             bail!("commit {sha} is not in {}", app.clone_url);
         }
@@ -151,7 +157,7 @@ impl Mirrors {
         })
     }
 
-    fn lock(&self, app: &App) -> Arc<tokio::sync::Mutex<()>> {
+    fn lock(&self, app: &App) -> Arc<tokio::sync::Mutex<Option<Instant>>> {
         let mut locks = self.locks.lock().expect("mirror lock map poisoned");
         locks.entry(app.name.to_string()).or_default().clone()
     }
@@ -172,6 +178,26 @@ impl Mirrors {
         }
         Ok(mirror)
     }
+}
+
+/// Fetches, unless a fetch that started after `arrived` has succeeded since (`last`: when the
+/// app's last successful fetch started; with no `arrived` it always fetches). Requests that
+/// queue behind one fetch thus share the next instead of fetching one after another.
+async fn fetch_since(
+    last: &mut Option<Instant>,
+    arrived: Option<Instant>,
+    mirror: &std::path::Path,
+    app: &App,
+) -> anyhow::Result<()> {
+    if let (Some(last), Some(arrived)) = (*last, arrived)
+        && last >= arrived
+    {
+        return Ok(());
+    }
+    let started = Instant::now();
+    fetch(mirror, app).await?;
+    *last = Some(started);
+    Ok(())
 }
 
 async fn fetch(mirror: &std::path::Path, app: &App) -> anyhow::Result<()> {

@@ -163,6 +163,41 @@ async fn a_repeated_command_is_answered_from_its_job_without_asking_git() {
     s.app.stop().await;
 }
 
+/// Deploy commands that queue behind one fetch share the next one, and each still gets what its
+/// branch named when it arrived, or newer: never an older commit.
+#[tokio::test]
+async fn deploy_commands_arriving_together_share_a_fetch_and_see_the_newest_commit() {
+    let s = start_ok().await;
+    queued_id(&s.say(ALICE, "main to staging").await);
+    let newer = s.repo.commit("second", "main");
+    // Eight distinct requests (an ignored field differs), so none is a retry of another.
+    let requests: Vec<Signed> = (0..8)
+        .map(|i| {
+            let mut body = command_body(TEAM, ALICE, "main to staging");
+            body.extend_from_slice(format!("&attempt_of_bench={i}").as_bytes());
+            signed(body, now())
+        })
+        .collect();
+    let answers = futures::future::join_all(
+        requests
+            .iter()
+            .map(|request| s.post("/slack/commands", request, &[])),
+    )
+    .await;
+    for (status, answer) in &answers {
+        assert_eq!(*status, 200, "{answer}");
+        queued_id(answer["text"].as_str().unwrap());
+    }
+    let jobs = s.app.jobs().await;
+    assert_eq!(jobs.len(), 9, "{jobs:#?}");
+    let fresh = jobs.iter().filter(|j| j["sha"] == newer.as_str()).count();
+    assert_eq!(
+        fresh, 8,
+        "every command after the push deploys it: {jobs:#?}"
+    );
+    s.app.stop().await;
+}
+
 #[tokio::test]
 async fn an_approval_clicked_after_it_expired_is_refused_and_never_runs() {
     const CAROL: &str = "U0CAROL";
