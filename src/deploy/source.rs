@@ -23,9 +23,16 @@ pub struct ReleaseInfo {
 
 pub struct Mirrors {
     dir: PathBuf,
-    /// One fetch at a time per app; different apps fetch in parallel. The lock holds when the
-    /// app's last successful fetch started.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Instant>>>>>,
+    /// One fetch at a time per app; different apps fetch in parallel. The lock holds what the
+    /// app's last successful fetch found.
+    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Fetched>>>>>,
+}
+
+/// A successful fetch: when it started, and the commits its branches and tags named then.
+struct Fetched {
+    started: Instant,
+    /// `refs/heads/..` and `refs/tags/..` to the commit each names (tags peeled).
+    commits: HashMap<String, Sha>,
 }
 
 impl Mirrors {
@@ -61,29 +68,29 @@ impl Mirrors {
         let lock = self.lock(app);
         let mut fetched = lock.lock().await;
         let mirror = self.ensure(app).await?;
-        fetch_since(&mut fetched, Some(arrived), &mirror, app).await?;
-        for candidate in [
-            format!("refs/heads/{name}^{{commit}}"),
-            format!("refs/tags/{name}^{{commit}}"),
-            format!("{name}^{{commit}}"),
-        ] {
-            let out = git(
-                Some(&mirror),
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "--quiet",
-                    "--end-of-options",
-                    &candidate,
-                ],
-            )
-            .run()
-            .await;
-            if let Ok(out) = out
-                && let Ok(sha) = Sha::parse(String::from_utf8_lossy(&out).trim())
-            {
-                return Ok(sha);
+        let commits = fetch_since(&mut fetched, Some(arrived), &mirror, app).await?;
+        for kind in ["heads", "tags"] {
+            if let Some(sha) = commits.get(&format!("refs/{kind}/{name}")) {
+                return Ok(sha.clone());
             }
+        }
+        // A commit id, whole or abbreviated.
+        let out = git(
+            Some(&mirror),
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                "--end-of-options",
+                &format!("{name}^{{commit}}"),
+            ],
+        )
+        .run()
+        .await;
+        if let Ok(out) = out
+            && let Ok(sha) = Sha::parse(String::from_utf8_lossy(&out).trim())
+        {
+            return Ok(sha);
         }
         bail!("{name} is not a branch, tag or commit of {}", app.clone_url)
     }
@@ -157,7 +164,7 @@ impl Mirrors {
         })
     }
 
-    fn lock(&self, app: &App) -> Arc<tokio::sync::Mutex<Option<Instant>>> {
+    fn lock(&self, app: &App) -> Arc<tokio::sync::Mutex<Option<Fetched>>> {
         let mut locks = self.locks.lock().expect("mirror lock map poisoned");
         locks.entry(app.name.to_string()).or_default().clone()
     }
@@ -180,24 +187,58 @@ impl Mirrors {
     }
 }
 
-/// Fetches, unless a fetch that started after `arrived` has succeeded since (`last`: when the
-/// app's last successful fetch started; with no `arrived` it always fetches). Requests that
-/// queue behind one fetch thus share the next instead of fetching one after another.
-async fn fetch_since(
-    last: &mut Option<Instant>,
+/// Fetches, unless a fetch that started after `arrived` has succeeded since (`last`: the app's
+/// last successful fetch; with no `arrived` it always fetches), and returns the commits the
+/// branches and tags named at that fetch. Requests that queue behind one fetch thus share the
+/// next one, and read its refs without running git again.
+async fn fetch_since<'f>(
+    last: &'f mut Option<Fetched>,
     arrived: Option<Instant>,
     mirror: &std::path::Path,
     app: &App,
-) -> anyhow::Result<()> {
-    if let (Some(last), Some(arrived)) = (*last, arrived)
-        && last >= arrived
-    {
-        return Ok(());
+) -> anyhow::Result<&'f HashMap<String, Sha>> {
+    let fresh = matches!((&*last, arrived), (Some(f), Some(arrived)) if f.started >= arrived);
+    if !fresh {
+        let started = Instant::now();
+        fetch(mirror, app).await?;
+        *last = Some(Fetched {
+            started,
+            commits: ref_commits(mirror).await?,
+        });
     }
-    let started = Instant::now();
-    fetch(mirror, app).await?;
-    *last = Some(started);
-    Ok(())
+    Ok(&last.as_ref().expect("set above or fresh").commits)
+}
+
+/// Every branch and tag of the mirror and the commit it names (annotated tags peeled; refs
+/// that name no commit are left out), in one `git for-each-ref`.
+async fn ref_commits(mirror: &std::path::Path) -> anyhow::Result<HashMap<String, Sha>> {
+    let out = git(
+        Some(mirror),
+        &[
+            "for-each-ref",
+            "--format=%(refname)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)",
+            "refs/heads",
+            "refs/tags",
+        ],
+    )
+    .run()
+    .await
+    .context("listing the mirror's refs")?;
+    let mut commits = HashMap::new();
+    for line in String::from_utf8_lossy(&out).lines() {
+        let fields: Vec<&str> = line.split('\0').collect();
+        let sha = match fields.as_slice() {
+            [name, "commit", sha, ..] => Some((*name, *sha)),
+            [name, "tag", _, "commit", peeled] => Some((*name, *peeled)),
+            _ => None,
+        };
+        if let Some((name, sha)) = sha
+            && let Ok(sha) = Sha::parse(sha)
+        {
+            commits.insert(name.to_owned(), sha);
+        }
+    }
+    Ok(commits)
 }
 
 async fn fetch(mirror: &std::path::Path, app: &App) -> anyhow::Result<()> {

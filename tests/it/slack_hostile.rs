@@ -195,6 +195,23 @@ async fn deploy_commands_arriving_together_share_a_fetch_and_see_the_newest_comm
         fresh, 8,
         "every command after the push deploys it: {jobs:#?}"
     );
+    // Read from the fetch's ref list: an annotated tag names its commit; a commit id, whole or
+    // abbreviated, still resolves through git.
+    s.repo.tag("v9.9.9", &newer);
+    for text in [
+        "v9.9.9 to staging".to_owned(),
+        format!("{} to staging", &newer[..10]),
+    ] {
+        let id = queued_id(&s.say(ALICE, &text).await);
+        let job = s
+            .app
+            .jobs()
+            .await
+            .into_iter()
+            .find(|j| j["id"] == id)
+            .unwrap();
+        assert_eq!(job["sha"], newer.as_str(), "{text}: {job:#}");
+    }
     s.app.stop().await;
 }
 
