@@ -64,7 +64,10 @@ git init -q --bare "$work/shop.git"
 git init -q "$work/src"
 git -C "$work/src" -c user.name=bench -c user.email=bench@example.test commit -q --allow-empty -m first
 git -C "$work/src" push -q "$work/shop.git" HEAD:refs/heads/main
-RUST_LOG=warn "$bin" serve --role web --config "$work/slipway.toml" > "$work/slipway.log" 2>&1 &
+# The service's own PATH, as systemd gives it: a developer's PATH may put shims first (pyenv's
+# `git` shim is a shell script that costs more than the git it runs).
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin RUST_LOG=warn \
+  "$bin" serve --role web --config "$work/slipway.toml" > "$work/slipway.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 150); do
   kill -0 "$server_pid" 2>/dev/null || { cat "$work/slipway.log" >&2; die "slipway exited"; }

@@ -1130,3 +1130,27 @@ async fn concurrent_claims_and_finishes_each_get_their_own_answer_on_both_backen
         assert_eq!(next.job.id, ids[6]);
     }
 }
+
+/// "N ahead of you" counts the lane's older queued and running jobs, on both backends.
+#[tokio::test]
+async fn jobs_ahead_counts_older_queued_and_running_jobs_of_the_lane_on_both_backends() {
+    for f in fixtures(3).await {
+        let jobs = [job("staging"), job("staging"), job("qa"), job("staging")];
+        let Enqueued::Created(ids) = f.queue.enqueue(None, &jobs).await.unwrap() else {
+            panic!("not created")
+        };
+        let store = f.queue.store();
+        assert_eq!(store.jobs_ahead("shop/staging", ids[0]).await.unwrap(), 0);
+        assert_eq!(store.jobs_ahead("shop/staging", ids[3]).await.unwrap(), 2);
+        // Running counts; finished does not.
+        let lease = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(lease.job.id, ids[0]);
+        assert_eq!(store.jobs_ahead("shop/staging", ids[3]).await.unwrap(), 2);
+        let done = Outcome::Succeeded {
+            message: "done".into(),
+        };
+        assert!(f.queue.finish(&lease, &done).await.unwrap());
+        assert_eq!(store.jobs_ahead("shop/staging", ids[3]).await.unwrap(), 1);
+        assert_eq!(store.jobs_ahead("shop/qa", ids[3]).await.unwrap(), 1);
+    }
+}

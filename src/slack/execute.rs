@@ -262,12 +262,7 @@ impl Context<'_> {
             .job(id)
             .await?
             .ok_or_else(|| refused(format!("job #{id} vanished")))?;
-        let ahead = store
-            .active_jobs(Some(&job.lane()))
-            .await?
-            .iter()
-            .filter(|j| j.id < id)
-            .count();
+        let ahead = store.jobs_ahead(&job.lane(), id).await?;
         tracing::info!(slack.user = self.user.id, job.id = id, "queued from slack");
         Ok(messages::queued(&job, ahead))
     }

@@ -97,7 +97,7 @@ pub fn describe(job: &Job) -> String {
 }
 
 /// The answer to a request that queued job `job` with `ahead` jobs of its environment before it.
-pub fn queued(job: &Job, ahead: usize) -> String {
+pub fn queued(job: &Job, ahead: i64) -> String {
     let ahead = match ahead {
         0 => "nothing ahead of you".to_owned(),
         n => format!("{n} ahead of you"),

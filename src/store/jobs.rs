@@ -386,6 +386,20 @@ impl Store {
             .await?))
     }
 
+    /// How many jobs of `lane` older than job `id` are queued or running: those ahead of it. Two
+    /// index lookups (`jobs_queued_by_lane`, `jobs_one_running_per_lane`), not a read of the
+    /// lane's queue, so an answer stays cheap however long the queue is.
+    pub async fn jobs_ahead(&self, lane: &str, id: i64) -> Result<i64, StoreError> {
+        on_pool!(self, pool => Ok(sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM jobs WHERE lane = $1 AND state = 'queued' AND id < $2) \
+                  + (SELECT COUNT(*) FROM jobs WHERE lane = $1 AND state = 'running' AND id < $2)",
+        )
+        .bind(lane)
+        .bind(id)
+        .fetch_one(pool)
+        .await?))
+    }
+
     /// The jobs a delivery queued, oldest first (none when it is new or queued nothing).
     pub async fn delivery_jobs(&self, delivery: &str) -> Result<Vec<i64>, StoreError> {
         on_pool!(self, pool => Ok(sqlx::query_scalar(
