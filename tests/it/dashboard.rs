@@ -697,12 +697,7 @@ async fn rollback_approve_reject_and_cancel_go_through_the_shared_actions() {
         };
         ids.push(id);
         if n == 0 {
-            let mut waited = 0;
-            while app.state(id).await != "running" {
-                waited += 1;
-                assert!(waited < 600, "the approved job never started");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            app.wait_for_state(id, "running").await;
         }
     }
     assert_eq!(app.state(ids[1]).await, "rejected");

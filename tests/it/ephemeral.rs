@@ -66,19 +66,10 @@ async fn environment(app: &TestApp, env: &str) -> Option<Value> {
 
 async fn wait_until_running(app: &TestApp, id: i64) {
     for _ in 0..200 {
-        let job: Value = app
-            .http
-            .get(format!("{}/api/jobs/{id}", app.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["state"] == "running" {
-            return;
+        match app.state(id).await.as_str() {
+            "running" => return,
+            state => assert_eq!(state, "queued", "job {id}"),
         }
-        assert_eq!(job["state"], "queued", "{job:#}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("job {id} never started");

@@ -206,6 +206,17 @@ impl TestApp {
         job["state"].as_str().unwrap().to_owned()
     }
 
+    /// Waits (up to 30 s) until job `id` is in `state`.
+    pub async fn wait_for_state(&self, id: i64, state: &str) {
+        for _ in 0..600 {
+            if self.state(id).await == state {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("job {id} never became {state}");
+    }
+
     /// The status of `GET path`.
     pub async fn status_of(&self, path: &str) -> u16 {
         let res = self.http.get(format!("{}{path}", self.base)).send().await;

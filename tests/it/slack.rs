@@ -3,7 +3,6 @@
 //! Slack's Web API (wiremock) that records what slipway posts.
 
 use std::path::Path;
-use std::time::Duration;
 
 use serde_json::{Value, json};
 use slipway::slack::signature::sign;
@@ -491,7 +490,7 @@ async fn status_envs_history_and_cancel() {
 
     // qa's deploys wait for the gate: one runs, the next queues behind it.
     let running = queued_id(&s.say(BOSS, "main to qa").await);
-    wait_for_state(&s.app, running, "running").await;
+    s.app.wait_for_state(running, "running").await;
     let queued_text = s.say(ALICE, "deploy main to qa").await;
     assert!(queued_text.ends_with("(1 ahead of you)"), "{queued_text}");
     let queued = queued_id(&queued_text);
@@ -705,25 +704,6 @@ async fn slack_errors_never_fail_the_deploy() {
         "{metrics}"
     );
     s.app.stop().await;
-}
-
-async fn wait_for_state(app: &TestApp, id: i64, state: &str) {
-    for _ in 0..600 {
-        let job: Value = app
-            .http
-            .get(format!("{}/api/jobs/{id}", app.base))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if job["state"] == state {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("job {id} never became {state}");
 }
 
 #[tokio::test]
@@ -959,7 +939,7 @@ async fn cancelling_a_running_deploy_stops_it_before_the_switch() {
     // The next one waits at the closed gate until it is cancelled.
     std::fs::remove_file(&s.gate).unwrap();
     let running = queued_id(&s.say(BOSS, "main to qa").await);
-    wait_for_state(&s.app, running, "running").await;
+    s.app.wait_for_state(running, "running").await;
     let answer = s.say(ALICE, &format!("cancel {running}")).await;
     assert_eq!(
         answer,
@@ -1226,7 +1206,7 @@ async fn a_cancel_sent_to_one_replica_stops_the_job_another_runs() {
     };
     // The job is claimed before the other replica exists, so this replica runs it.
     let id = queued_id(&runner.say(BOSS, "main to qa").await);
-    wait_for_state(&runner.app, id, "running").await;
+    runner.app.wait_for_state(id, "running").await;
     let answerer = TestApp::spawn(other, &answers).await;
     let cancel = signed(command_body(TEAM, ALICE, &format!("cancel {id}")), now());
     let (status, answer) = post_to(
