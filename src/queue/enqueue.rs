@@ -39,6 +39,16 @@ struct OwnedDelivery {
     event: String,
 }
 
+impl Pending {
+    fn delivery(&self) -> Option<Delivery<'_>> {
+        self.delivery.as_ref().map(|d| Delivery {
+            id: &d.id,
+            source: &d.source,
+            event: &d.event,
+        })
+    }
+}
+
 impl Queue {
     /// Stores `jobs` (and `delivery`, if any) atomically: all of them or, when refused, nothing.
     /// A delivery seen before returns the jobs it created then. The answer comes after the
@@ -67,18 +77,7 @@ impl Queue {
     }
 
     /// Stores a batch in one transaction; one outcome per request, in order.
-    async fn write_batch(&self, batch: &[Pending]) -> Result<Vec<Enqueued>, StoreError> {
-        let requests: Vec<Request<'_>> = batch
-            .iter()
-            .map(|p| Request {
-                delivery: p.delivery.as_ref().map(|d| Delivery {
-                    id: &d.id,
-                    source: &d.source,
-                    event: &d.event,
-                }),
-                jobs: &p.jobs,
-            })
-            .collect();
+    async fn write_batch(&self, requests: &[Pending]) -> Result<Vec<Enqueued>, StoreError> {
         let now = now_ms();
         let backend = self.store.backend();
         let rows = json_rows(backend);
@@ -89,7 +88,7 @@ impl Queue {
         let mut repeat_of: Vec<Option<usize>> = vec![None; requests.len()];
         let mut fresh: Vec<(&str, &str, &str)> = Vec::new();
         for (i, r) in requests.iter().enumerate() {
-            if let Some(d) = r.delivery {
+            if let Some(d) = r.delivery() {
                 match first_with.get(d.id) {
                     Some(&first) => repeat_of[i] = Some(first),
                     None => {
@@ -120,7 +119,7 @@ impl Queue {
                     .collect()
             };
             for (i, r) in requests.iter().enumerate() {
-                if let Some(d) = r.delivery
+                if let Some(d) = r.delivery()
                     && first_with.get(d.id) == Some(&i)
                     && !inserted.contains(d.id)
                 {
@@ -136,7 +135,7 @@ impl Queue {
             // Human holds, all at once (a handful of rows at most).
             let holds = requests
                 .iter()
-                .flat_map(|r| r.jobs)
+                .flat_map(|r| &r.jobs)
                 .any(|j| matches!(j.kind, JobKind::Deploy | JobKind::Rollback));
             let held: HashMap<String, Lock> = if holds {
                 sqlx::query_as::<_, Lock>(HELD_LOCKS)
@@ -159,7 +158,7 @@ impl Queue {
                 // First decide, then write: a refused request must leave nothing behind.
                 let mut decided = Vec::with_capacity(r.jobs.len());
                 let mut refusal = None;
-                for job in r.jobs {
+                for job in &r.jobs {
                     let lane = format!("{}/{}", job.app, job.env);
                     let lock = if matches!(job.kind, JobKind::Deploy | JobKind::Rollback) {
                         held.get(&lane)
@@ -198,7 +197,7 @@ impl Queue {
                 }
                 if let Some(why) = refusal {
                     outcomes[i] = Some(Enqueued::Refused(why));
-                    if let Some(d) = r.delivery {
+                    if let Some(d) = r.delivery() {
                         refused.push(d.id);
                     }
                     continue;
@@ -253,7 +252,7 @@ impl Queue {
                         request: i,
                         job,
                         lane,
-                        delivery: r.delivery.map(|d| d.id),
+                        delivery: r.delivery().map(|d| d.id),
                         lock,
                     });
                 }
@@ -422,12 +421,6 @@ pub(super) const SUPERSEDE: &str = "UPDATE jobs SET state = 'superseded', finish
       UNION ALL \
       SELECT id FROM jobs WHERE state = 'awaiting_approval' AND lane = $3 AND id < $4) \
     AND kind = 'deploy' AND ($5 OR source IN ('github', 'release', 'reconcile'))";
-
-/// One request of a batch, borrowed from its pending entry.
-struct Request<'a> {
-    delivery: Option<Delivery<'a>>,
-    jobs: &'a [NewJob],
-}
 
 /// A job of the batch that will be stored.
 struct Planned<'a> {
