@@ -380,7 +380,7 @@ impl Workers {
                 journal.line("slipway", "release", line);
             }
             if let Some(text) = &released.announcement {
-                self.notifiers.announce(text, &self.metrics).await;
+                self.notifiers.announce(app, text, &self.metrics).await;
             }
             return Ok(Outcome::Succeeded {
                 message: format!("release {}: {}", job.git_ref, released.lines.join("; ")),

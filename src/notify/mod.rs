@@ -49,10 +49,10 @@ pub trait Notifier: Send + Sync {
     /// A short name for logs and the failure metric.
     fn name(&self) -> &'static str;
     fn notify<'a>(&'a self, news: &'a News<'a>) -> BoxFuture<'a, Result<(), String>>;
-    /// Something for the team to read that is not about one job's progress (a new release).
-    /// Notifiers that are not chats ignore it.
-    fn announce<'a>(&'a self, text: &'a str) -> BoxFuture<'a, Result<(), String>> {
-        let _ = text;
+    /// Something for `app`'s team to read that is not about one job's progress (a new
+    /// release). Notifiers that are not chats ignore it.
+    fn announce<'a>(&'a self, app: &'a App, text: &'a str) -> BoxFuture<'a, Result<(), String>> {
+        let _ = (app, text);
         Box::pin(async { Ok(()) })
     }
 }
@@ -105,8 +105,8 @@ impl Notifiers {
         }
     }
 
-    pub async fn announce(&self, text: &str, metrics: &Metrics) {
-        self.each(metrics, |n| n.announce(text)).await;
+    pub async fn announce(&self, app: &App, text: &str, metrics: &Metrics) {
+        self.each(metrics, |n| n.announce(app, text)).await;
     }
 
     async fn each<'a>(

@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use slack_morphism::SlackMessageContent;
 
 use super::{News, Notifier, Stage};
+use crate::config::App;
 use crate::mask::Masker;
 use crate::queue::Outcome;
 use crate::slack::api::{Posted, SlackApi};
@@ -41,9 +42,11 @@ impl Notifier for SlackNotifier {
         self.report(news).boxed()
     }
 
-    fn announce<'a>(&'a self, text: &'a str) -> BoxFuture<'a, Result<(), String>> {
+    /// In the app's channel, else `slack.channel` (a release is the app's, not an
+    /// environment's).
+    fn announce<'a>(&'a self, app: &'a App, text: &'a str) -> BoxFuture<'a, Result<(), String>> {
         async move {
-            let Some(channel) = &self.channel else {
+            let Some(channel) = app.channel.as_ref().or(self.channel.as_ref()) else {
                 return Ok(());
             };
             let text = messages::announcement(&self.masker.mask(text));

@@ -38,9 +38,30 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// Slack's limit on a section block's text, in characters.
+const SECTION_CHARS: usize = 3000;
+
 /// An announcement (a release and its notes) as plain text: nothing in it can ping or link.
+/// Escaped, then cut to fit a section block; a cut never splits an escape (`&lt;`) and ends
+/// in `…`, so the end of the text is what goes (a release's notes come last).
 pub fn announcement(text: &str) -> String {
-    escape(text)
+    let escaped = escape(text);
+    if escaped.chars().count() <= SECTION_CHARS {
+        return escaped;
+    }
+    let mut cut = String::new();
+    let mut chars = 0;
+    let mut buf = [0; 4];
+    for c in text.chars() {
+        let piece = escape(c.encode_utf8(&mut buf));
+        chars += piece.chars().count();
+        if chars > SECTION_CHARS - 1 {
+            break;
+        }
+        cut.push_str(&piece);
+    }
+    cut.push('…');
+    cut
 }
 
 /// `text` as inline code, escaped; a backtick (which would end the span) is shown as `ˋ`.

@@ -377,3 +377,18 @@ fn help_is_the_usage() {
     assert!(help().starts_with("Usage:"));
     assert!(help().contains("/deploy lock ENV REASON [for DURATION]"));
 }
+
+#[test]
+fn a_long_announcement_is_cut_after_escaping_never_inside_an_escape() {
+    let short = "v1 <!channel> & notes";
+    assert_eq!(announcement(short), "v1 &lt;!channel&gt; &amp; notes");
+    // 1000 `<` escape to 4000 characters: the cut keeps whole escapes and fits a section.
+    let long = format!("é{}", "<".repeat(1000));
+    let cut = announcement(&long);
+    assert_eq!(cut.chars().count(), 1 + 749 * 4 + 1, "{cut}");
+    assert!(cut.starts_with("é&lt;") && cut.ends_with("&lt;…"), "{cut}");
+    assert!(cut.chars().count() <= SECTION_CHARS);
+    // Exactly at the limit: nothing cut.
+    let full = "x".repeat(SECTION_CHARS);
+    assert_eq!(announcement(&full), full);
+}
