@@ -53,7 +53,7 @@ pub fn check_config(path: &Path) -> Result<String, String> {
                 .deploy
                 .as_ref()
                 .map_or(String::new(), |env| format!(", deploys {env}"));
-            let _ = writeln!(out, "  releases: tags {}{deploy}", r.tags.glob());
+            let _ = writeln!(out, "  releases: tags {}{deploy}", r.tags);
         }
         for e in app.ephemeral.values() {
             let hosts: Vec<_> = e.template.hosts.iter().map(ToString::to_string).collect();

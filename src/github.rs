@@ -1,6 +1,7 @@
 //! The calls slipway makes to GitHub's REST API: create a deployment, set its status (so a deploy
-//! shows on the repository's Environments page and on its pull requests), and list the branches
-//! with their head commits. Built on octocrab's typed builders.
+//! shows on the repository's Environments page and on its pull requests), list the branches
+//! with their head commits, and publish releases (find one by tag, compare two commits for its
+//! notes or have GitHub generate them, create it). Built on octocrab's typed builders.
 //!
 //! Boundaries: webhooks come in through `http/github.rs` and `gitops.rs`, not here; this module
 //! only talks outwards, and decides nothing: callers choose what to report and when.
@@ -18,6 +19,8 @@ use anyhow::Context;
 use octocrab::Octocrab;
 use octocrab::models::repos::DeploymentStatusState;
 use secrecy::{ExposeSecret, SecretString};
+
+use crate::domain::Sha;
 
 /// How long one request may take, answer included. GitHub answers in well under a second.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -87,6 +90,36 @@ pub struct NewRelease {
     pub prerelease: bool,
 }
 
+/// A release on GitHub.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub id: u64,
+    /// Its page.
+    pub url: String,
+}
+
+/// The commits a head has that a base has not (`GET /repos/{o}/{r}/compare/{base}...{head}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comparison {
+    /// All of them, also those GitHub did not list (it lists at most 250 in one answer).
+    pub total_commits: u64,
+    /// Oldest first.
+    pub commits: Vec<ComparedCommit>,
+    /// The comparison's page on GitHub.
+    pub url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComparedCommit {
+    pub sha: String,
+    /// The first line of its message.
+    pub title: String,
+    /// Its page on GitHub.
+    pub url: Option<String>,
+    /// `@login` of its GitHub author, else the name in the commit.
+    pub author: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Branch {
     pub name: String,
@@ -105,6 +138,8 @@ pub enum GitHubError {
         request: String,
         status: u16,
         message: String,
+        /// The `code` of each of GitHub's `errors` (e.g. `already_exists`), to branch on.
+        codes: Vec<String>,
     },
     #[error("GitHub did not answer {request} within {}s", timeout.as_secs_f32())]
     Timeout { request: String, timeout: Duration },
@@ -115,6 +150,14 @@ pub enum GitHubError {
         #[source]
         source: octocrab::Error,
     },
+}
+
+impl GitHubError {
+    /// GitHub refused to create something that exists (`422`, code `already_exists`): someone
+    /// else created it first.
+    pub fn already_exists(&self) -> bool {
+        matches!(self, Self::Status { status: 422, codes, .. } if codes.iter().any(|c| c == "already_exists"))
+    }
 }
 
 impl GitHub {
@@ -202,13 +245,20 @@ impl GitHub {
         Ok(())
     }
 
-    /// The id of the release of `tag`, if one exists.
-    pub async fn release_by_tag(&self, repo: &str, tag: &str) -> Result<Option<u64>, GitHubError> {
+    /// The release of `tag`, if one exists.
+    pub async fn release_by_tag(
+        &self,
+        repo: &str,
+        tag: &str,
+    ) -> Result<Option<Release>, GitHubError> {
         let (owner, name) = split_repo(repo)?;
         let request = format!("GET /repos/{owner}/{name}/releases/tags/{tag}");
         let repo = self.octocrab.repos(owner, name);
         match self.call(request, repo.releases().get_by_tag(tag)).await {
-            Ok(release) => Ok(Some(release.id.into_inner())),
+            Ok(release) => Ok(Some(Release {
+                id: release.id.into_inner(),
+                url: release.html_url.to_string(),
+            })),
             Err(GitHubError::Status { status: 404, .. }) => Ok(None),
             Err(err) => Err(err),
         }
@@ -233,12 +283,78 @@ impl GitHub {
         Ok(self.call(request, generate.send()).await?.body)
     }
 
-    /// Publishes a release of `r.tag` at `r.sha`; returns its id and its page's URL.
-    pub async fn create_release(
+    /// The commits `head` has that `base` has not, as GitHub lists them in one answer (at most
+    /// 250; [`Comparison::total_commits`] counts them all).
+    pub async fn compare(
         &self,
         repo: &str,
-        r: &NewRelease,
-    ) -> Result<(u64, String), GitHubError> {
+        base: &Sha,
+        head: &Sha,
+    ) -> Result<Comparison, GitHubError> {
+        /// Only what the notes use: octocrab's `CommitComparison` requires every field of the
+        /// base and merge-base commits too, so a field GitHub leaves out or nulls that slipway
+        /// never reads would fail the release.
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            total_commits: u64,
+            html_url: String,
+            commits: Vec<AnswerCommit>,
+        }
+        #[derive(serde::Deserialize)]
+        struct AnswerCommit {
+            sha: String,
+            html_url: Option<String>,
+            commit: GitCommit,
+            author: Option<Login>,
+        }
+        #[derive(serde::Deserialize)]
+        struct GitCommit {
+            message: String,
+            author: Option<Name>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Login {
+            login: String,
+        }
+        #[derive(serde::Deserialize)]
+        struct Name {
+            name: String,
+        }
+        let (owner, name) = split_repo(repo)?;
+        // Commit ids, not names: nothing from a tag's name reaches the path.
+        let route = format!("/repos/{owner}/{name}/compare/{base}...{head}");
+        let request = format!("GET {route}");
+        let answer: Answer = self
+            .call(request, self.octocrab.get(route, None::<&()>))
+            .await?;
+        Ok(Comparison {
+            total_commits: answer.total_commits,
+            url: answer.html_url,
+            commits: answer
+                .commits
+                .into_iter()
+                .map(|c| ComparedCommit {
+                    title: c
+                        .commit
+                        .message
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    author: c
+                        .author
+                        .map(|a| format!("@{}", a.login))
+                        .or(c.commit.author.map(|a| a.name)),
+                    sha: c.sha,
+                    url: c.html_url,
+                })
+                .collect(),
+        })
+    }
+
+    /// Publishes a release of `r.tag` at `r.sha`. A release of the tag that exists already is
+    /// refused: [`GitHubError::already_exists`].
+    pub async fn create_release(&self, repo: &str, r: &NewRelease) -> Result<Release, GitHubError> {
         let (owner, name) = split_repo(repo)?;
         let request = format!("POST /repos/{owner}/{name}/releases");
         let repo = self.octocrab.repos(owner, name);
@@ -252,7 +368,10 @@ impl GitHub {
             .prerelease(r.prerelease)
             .send();
         let release = self.call(request, create).await?;
-        Ok((release.id.into_inner(), release.html_url.to_string()))
+        Ok(Release {
+            id: release.id.into_inner(),
+            url: release.html_url.to_string(),
+        })
     }
 
     /// Every branch with its head sha, following pagination (per_page=100) to the end.
@@ -293,6 +412,12 @@ impl GitHub {
                 request,
                 status: source.status_code.as_u16(),
                 message: self.explain(&source),
+                codes: source
+                    .errors
+                    .iter()
+                    .flatten()
+                    .filter_map(|e| e.get("code")?.as_str().map(str::to_owned))
+                    .collect(),
             }),
             Ok(Err(source)) => Err(GitHubError::Request { request, source }),
             Err(_) => Err(GitHubError::Timeout {
@@ -627,6 +752,109 @@ mod tests {
         let branches = client(&server).branches("acme/shop").await.unwrap();
         assert_eq!(branches.len(), 237);
         assert_eq!(branches, all);
+    }
+
+    #[tokio::test]
+    async fn compare_lists_titles_links_and_authors_and_counts_them_all() {
+        let server = MockServer::start().await;
+        let (base, head) = ("a".repeat(40), "b".repeat(40));
+        let commit = |sha: &str, message: &str, author: Value| {
+            json!({
+                "sha": sha, "node_id": "C_1", "html_url": format!("https://github.com/acme/shop/commit/{sha}"),
+                "commit": { "message": message, "author": { "name": "Ada Lovelace", "email": "ada@example.com", "date": "2026-11-02T10:00:00Z" } },
+                "author": author, "committer": null, "parents": []
+            })
+        };
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/acme/shop/compare/{base}...{head}")))
+            .and(query_param_is_missing("page"))
+            .and(header("authorization", AUTH))
+            .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+                "url": "https://api.github.com/repos/acme/shop/compare/a...b",
+                "html_url": "https://github.com/acme/shop/compare/a...b",
+                "status": "ahead", "ahead_by": 300, "behind_by": 0, "total_commits": 300,
+                "commits": [
+                    commit(&"c".repeat(40), "faster deploys\n\nwith details", json!({ "login": "octocat", "id": 1 })),
+                    // A commit whose email GitHub does not know: no GitHub author.
+                    commit(&"d".repeat(40), "fix", Value::Null),
+                ],
+                "files": []
+            })))
+            .expect(1)
+            .mount(&server)
+            .await;
+        let comparison = client(&server)
+            .compare(
+                "acme/shop",
+                &Sha::parse(&base).unwrap(),
+                &Sha::parse(&head).unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            comparison,
+            Comparison {
+                total_commits: 300,
+                url: "https://github.com/acme/shop/compare/a...b".into(),
+                commits: vec![
+                    ComparedCommit {
+                        sha: "c".repeat(40),
+                        title: "faster deploys".into(),
+                        url: Some(format!(
+                            "https://github.com/acme/shop/commit/{}",
+                            "c".repeat(40)
+                        )),
+                        author: Some("@octocat".into()),
+                    },
+                    ComparedCommit {
+                        sha: "d".repeat(40),
+                        title: "fix".into(),
+                        url: Some(format!(
+                            "https://github.com/acme/shop/commit/{}",
+                            "d".repeat(40)
+                        )),
+                        author: Some("Ada Lovelace".into()),
+                    },
+                ],
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn a_release_that_exists_already_is_told_apart_from_other_refusals() {
+        let server = MockServer::start().await;
+        let refusal = |code: &str| {
+            ResponseTemplate::new(422).set_body_json(json!({
+                "message": "Validation Failed",
+                "errors": [{ "resource": "Release", "code": code, "field": "tag_name" }],
+                "documentation_url": "https://docs.github.com/rest/releases/releases#create-a-release",
+                "status": "422"
+            }))
+        };
+        let release = NewRelease {
+            tag: "v1.0.0".into(),
+            sha: "a".repeat(40),
+            notes: "notes".into(),
+            prerelease: false,
+        };
+        let body = json!({
+            "tag_name": "v1.0.0", "target_commitish": "a".repeat(40), "name": "v1.0.0",
+            "body": "notes", "draft": false, "prerelease": false
+        });
+        for (code, exists) in [("already_exists", true), ("invalid", false)] {
+            let _mock = Mock::given(method("POST"))
+                .and(path("/repos/acme/shop/releases"))
+                .and(body_json(&body))
+                .respond_with(refusal(code))
+                .expect(1)
+                .mount_as_scoped(&server)
+                .await;
+            let err = client(&server)
+                .create_release("acme/shop", &release)
+                .await
+                .unwrap_err();
+            assert_eq!(err.already_exists(), exists, "{code}: {err}");
+        }
     }
 
     #[tokio::test]

@@ -375,7 +375,9 @@ impl Workers {
         let github = self.github.as_ref();
         if job.kind == JobKind::Release {
             let mirrors = self.engine.mirrors();
-            let released = crate::releases::run(job, app, mirrors, github, &self.queue).await?;
+            let links = &self.config.github;
+            let released =
+                crate::releases::run(job, app, mirrors, github, &self.queue, links).await?;
             for line in &released.lines {
                 journal.line("slipway", "release", line);
             }

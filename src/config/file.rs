@@ -268,6 +268,7 @@ pub struct App {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Releases {
+    /// `"semver"` (semver versions, with or without a leading `v`) or a glob (`"v*"`).
     pub tags: String,
     pub deploy: Option<String>,
     #[serde(default)]

@@ -28,6 +28,7 @@ use globset::{Glob, GlobMatcher};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::{GitRef, HostSpec, Name};
+use crate::releases::tags::TagMatcher;
 use crate::store::JobKind;
 
 pub const DEFAULT_PATH: &str = "config/slipway.toml";
@@ -175,8 +176,9 @@ pub struct App {
 /// `[apps.<app>.releases]`: what a tag push does.
 #[derive(Debug)]
 pub struct Releases {
-    /// Tags that make releases (a glob, e.g. `v*`); also how the previous release is found.
-    pub tags: GlobMatcher,
+    /// Tags that make releases: `semver`, or a glob such as `v*`; only they count as the
+    /// previous release.
+    pub tags: TagMatcher,
     /// Deploy each release to this environment.
     pub deploy: Option<Name>,
     pub notes: Notes,
@@ -594,10 +596,7 @@ impl Config {
             }
             let releases = app.releases.and_then(|r| {
                 let at = format!("apps.{app_key}.releases");
-                let tags = errors.check(
-                    &format!("{at}.tags"),
-                    Glob::new(&r.tags).map(|g| g.compile_matcher()),
-                );
+                let tags = errors.check(&format!("{at}.tags"), TagMatcher::parse(&r.tags));
                 let deploy = match r.deploy.as_deref().map(Name::parse) {
                     None => Some(None),
                     Some(Ok(env)) if environments.contains_key(&env) => Some(Some(env)),

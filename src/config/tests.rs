@@ -603,3 +603,17 @@ fn apps_and_environments_may_name_their_own_channel() {
         ]
     );
 }
+
+#[test]
+fn release_tags_are_semver_or_a_glob() {
+    let with =
+        |tags: &str| format!("{GOOD}[apps.shop.releases]\ntags = {tags:?}\ndeploy = \"staging\"\n");
+    let config = load(&with("semver")).unwrap();
+    let releases = config.app("shop").unwrap().releases.as_ref().unwrap();
+    assert!(matches!(releases.tags, TagMatcher::Semver));
+    assert!(releases.tags.is_match("v2.0.0-rc.1") && !releases.tags.is_match("v2"));
+    let config = load(&with("release-*")).unwrap();
+    let releases = config.app("shop").unwrap().releases.as_ref().unwrap();
+    assert!(releases.tags.is_match("release-7") && !releases.tags.is_match("v2.0.0"));
+    assert_eq!(problems(&with("v[")), ["apps.shop.releases.tags"]);
+}

@@ -2,7 +2,7 @@
 //! wanted commit is missing, and produces one `git archive` per deploy that is streamed to every
 //! host. Hosts need no access to the repository.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -12,12 +12,16 @@ use tokio::process::Command;
 
 use crate::config::App;
 use crate::domain::{GitRef, Sha};
+use crate::releases::tags::{self, Tag, TagMatcher};
 
 /// See [`Mirrors::release_info`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseInfo {
-    pub previous: Option<String>,
-    pub commits: Vec<String>,
+    /// The commit released: the pushed sha, peeled (a push of an annotated tag names the tag
+    /// object, not its commit).
+    pub commit: Sha,
+    /// The release the notes start from ([`tags::previous`]).
+    pub previous: Option<Tag>,
     pub on_branch: Option<bool>,
 }
 
@@ -48,9 +52,9 @@ impl Mirrors {
         let lock = self.lock(app);
         let mut fetched = lock.lock().await;
         let mirror = self.ensure(app).await?;
-        if !has_commit(&mirror, sha.as_str()).await {
+        if commit_of(&mirror, sha.as_str()).await.is_none() {
             fetch_since(&mut fetched, None, &mirror, app).await?;
-            if !has_commit(&mirror, sha.as_str()).await {
+            if commit_of(&mirror, sha.as_str()).await.is_none() {
                 bail!("commit {sha} is not in {}", app.clone_url);
             }
         }
@@ -75,35 +79,21 @@ impl Mirrors {
             }
         }
         // A commit id, whole or abbreviated.
-        let out = git(
-            Some(&mirror),
-            &[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                "--end-of-options",
-                &format!("{name}^{{commit}}"),
-            ],
-        )
-        .run()
-        .await;
-        if let Ok(out) = out
-            && let Ok(sha) = Sha::parse(String::from_utf8_lossy(&out).trim())
-        {
+        if let Some(sha) = commit_of(&mirror, name.as_str()).await {
             return Ok(sha);
         }
         bail!("{name} is not a branch, tag or commit of {}", app.clone_url)
     }
 
-    /// What a release of `tag` at `sha` needs from the repository, after fetching: the nearest
-    /// earlier tag matching `pattern` (a glob) that `sha` contains, the subjects of the commits
-    /// since (at most 100), and whether `branch` (if given) contains `sha`.
+    /// What a release of `tag` at `sha` (a commit or an annotated tag object) needs from the
+    /// repository, after fetching: the commit, the previous release among the tags `matcher`
+    /// accepts, and whether `branch` (if given) contains the commit.
     pub async fn release_info(
         &self,
         app: &App,
         tag: &GitRef,
         sha: &Sha,
-        pattern: &str,
+        matcher: &TagMatcher,
         branch: Option<&GitRef>,
     ) -> anyhow::Result<ReleaseInfo> {
         let arrived = Instant::now();
@@ -111,55 +101,26 @@ impl Mirrors {
         let mut fetched = lock.lock().await;
         let mirror = self.ensure(app).await?;
         fetch_since(&mut fetched, Some(arrived), &mirror, app).await?;
-        if !has_commit(&mirror, sha.as_str()).await {
+        let Some(commit) = commit_of(&mirror, sha.as_str()).await else {
             bail!("commit {sha} is not in {}", app.clone_url);
-        }
+        };
         let on_branch = match branch {
             None => None,
             Some(branch) => {
                 let head = format!("refs/heads/{branch}");
                 let is = git(
                     Some(&mirror),
-                    &["merge-base", "--is-ancestor", sha.as_str(), &head],
+                    &["merge-base", "--is-ancestor", commit.as_str(), &head],
                 )
                 .run()
                 .await;
                 Some(is.is_ok())
             }
         };
-        let previous = git(
-            Some(&mirror),
-            &[
-                "describe",
-                "--tags",
-                "--abbrev=0",
-                &format!("--match={pattern}"),
-                &format!("--exclude={tag}"),
-                sha.as_str(),
-            ],
-        )
-        .run()
-        .await
-        .ok()
-        .map(|out| String::from_utf8_lossy(&out).trim().to_owned())
-        .filter(|t| !t.is_empty());
-        let range = match &previous {
-            Some(previous) => format!("refs/tags/{previous}..{sha}"),
-            None => sha.to_string(),
-        };
-        let log = git(
-            Some(&mirror),
-            &["log", "--max-count=100", "--format=%s (%h)", &range, "--"],
-        )
-        .run()
-        .await
-        .with_context(|| format!("listing the commits of {range}"))?;
+        let tags = tags_of(&mirror, &commit).await?;
         Ok(ReleaseInfo {
-            previous,
-            commits: String::from_utf8_lossy(&log)
-                .lines()
-                .map(str::to_owned)
-                .collect(),
+            previous: tags::previous(matcher, tag.as_str(), &tags).cloned(),
+            commit,
             on_branch,
         })
     }
@@ -209,6 +170,22 @@ async fn fetch_since<'f>(
     Ok(&last.as_ref().expect("set above or fresh").commits)
 }
 
+/// What [`parse_ref`] reads: a ref's name, its object and, for an annotated tag, the object it
+/// points at, and when it was made.
+const REF_FORMAT: &str = "%(refname)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)%00%(creatordate:unix)";
+
+/// A [`REF_FORMAT`] line: the ref's name, the commit it names (an annotated tag peeled) and its
+/// creation time; `None` for a ref that names no commit.
+fn parse_ref(line: &str) -> Option<(&str, Sha, i64)> {
+    let fields: Vec<&str> = line.split('\0').collect();
+    let (name, sha, created) = match fields.as_slice() {
+        [name, "commit", sha, _, _, created] => (*name, *sha, *created),
+        [name, "tag", _, "commit", peeled, created] => (*name, *peeled, *created),
+        _ => return None,
+    };
+    Some((name, Sha::parse(sha).ok()?, created.parse().unwrap_or(0)))
+}
+
 /// Every branch and tag of the mirror and the commit it names (annotated tags peeled; refs
 /// that name no commit are left out), in one `git for-each-ref`.
 async fn ref_commits(mirror: &std::path::Path) -> anyhow::Result<HashMap<String, Sha>> {
@@ -216,7 +193,7 @@ async fn ref_commits(mirror: &std::path::Path) -> anyhow::Result<HashMap<String,
         Some(mirror),
         &[
             "for-each-ref",
-            "--format=%(refname)%00%(objecttype)%00%(objectname)%00%(*objecttype)%00%(*objectname)",
+            &format!("--format={REF_FORMAT}"),
             "refs/heads",
             "refs/tags",
         ],
@@ -224,21 +201,52 @@ async fn ref_commits(mirror: &std::path::Path) -> anyhow::Result<HashMap<String,
     .run()
     .await
     .context("listing the mirror's refs")?;
-    let mut commits = HashMap::new();
-    for line in String::from_utf8_lossy(&out).lines() {
-        let fields: Vec<&str> = line.split('\0').collect();
-        let sha = match fields.as_slice() {
-            [name, "commit", sha, ..] => Some((*name, *sha)),
-            [name, "tag", _, "commit", peeled] => Some((*name, *peeled)),
-            _ => None,
-        };
-        if let Some((name, sha)) = sha
-            && let Ok(sha) = Sha::parse(sha)
-        {
-            commits.insert(name.to_owned(), sha);
-        }
-    }
-    Ok(commits)
+    Ok(String::from_utf8_lossy(&out)
+        .lines()
+        .filter_map(parse_ref)
+        .map(|(name, sha, _)| (name.to_owned(), sha))
+        .collect())
+}
+
+/// The mirror's tags that name commits, each marked with whether `commit` contains it.
+async fn tags_of(mirror: &std::path::Path, commit: &Sha) -> anyhow::Result<Vec<Tag>> {
+    let all = git(
+        Some(mirror),
+        &[
+            "for-each-ref",
+            &format!("--format={REF_FORMAT}"),
+            "refs/tags",
+        ],
+    )
+    .run()
+    .await
+    .context("listing the mirror's tags")?;
+    let merged = git(
+        Some(mirror),
+        &[
+            "for-each-ref",
+            "--format=%(refname)",
+            &format!("--merged={commit}"),
+            "refs/tags",
+        ],
+    )
+    .run()
+    .await
+    .with_context(|| format!("listing the tags {} contains", commit.short()))?;
+    let merged = String::from_utf8_lossy(&merged);
+    let contained: HashSet<&str> = merged.lines().collect();
+    Ok(String::from_utf8_lossy(&all)
+        .lines()
+        .filter_map(parse_ref)
+        .filter_map(|(name, commit, created)| {
+            Some(Tag {
+                name: name.strip_prefix("refs/tags/")?.to_owned(),
+                contained: contained.contains(name),
+                commit,
+                created,
+            })
+        })
+        .collect())
 }
 
 async fn fetch(mirror: &std::path::Path, app: &App) -> anyhow::Result<()> {
@@ -277,12 +285,23 @@ async fn fetch(mirror: &std::path::Path, app: &App) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn has_commit(mirror: &std::path::Path, sha: &str) -> bool {
-    let object = format!("{sha}^{{commit}}");
-    git(Some(mirror), &["cat-file", "-e", &object])
-        .run()
-        .await
-        .is_ok()
+/// The commit `rev` (a commit id, whole or abbreviated, or a tag object's) names, if the
+/// mirror has it.
+async fn commit_of(mirror: &std::path::Path, rev: &str) -> Option<Sha> {
+    let out = git(
+        Some(mirror),
+        &[
+            "rev-parse",
+            "--verify",
+            "--quiet",
+            "--end-of-options",
+            &format!("{rev}^{{commit}}"),
+        ],
+    )
+    .run()
+    .await
+    .ok()?;
+    Sha::parse(String::from_utf8_lossy(&out).trim()).ok()
 }
 
 struct Git(Command);
@@ -312,5 +331,109 @@ impl Git {
             bail!("git failed ({}): {}", out.status, stderr.trim());
         }
         Ok(out.stdout)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// Runs git in `dir` as a fixed author; returns its output, trimmed.
+    fn run(dir: &std::path::Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=Ada", "-c", "user.email=ada@example.com"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn commit(work: &std::path::Path, message: &str) -> String {
+        run(work, &["commit", "--quiet", "--allow-empty", "-m", message]);
+        run(work, &["rev-parse", "HEAD"])
+    }
+
+    /// An annotated tag; returns the tag object's id (what GitHub's push event names).
+    fn tag(work: &std::path::Path, name: &str) -> String {
+        run(work, &["tag", "-a", "-m", name, name]);
+        run(work, &["rev-parse", name])
+    }
+
+    #[tokio::test]
+    async fn release_info_peels_annotated_tags_and_finds_the_previous_release() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = dir.path().join("work");
+        std::fs::create_dir(&work).unwrap();
+        run(&work, &["init", "--quiet", "-b", "main"]);
+        let v110 = commit(&work, "first");
+        tag(&work, "v1.1.0");
+        let v120 = commit(&work, "second");
+        tag(&work, "v1.2.0-rc.1");
+        let v120_object = tag(&work, "v1.2.0");
+        // A backport on a maintenance branch from v1.1.0.
+        run(&work, &["checkout", "--quiet", "-b", "maint", "v1.1.0"]);
+        let v111 = commit(&work, "backport");
+        let v111_object = tag(&work, "v1.1.1");
+        let toml = dir.path().join("slipway.toml");
+        std::fs::write(
+            &toml,
+            format!(
+                "[github]\nwebhook_secret = \"a-long-enough-secret\"\n[apps.shop]\n\
+                 repo = \"acme/shop\"\nclone_url = \"file://{}\"\n",
+                work.display()
+            ),
+        )
+        .unwrap();
+        let config = Config::load(&toml).unwrap();
+        let app = config.app("shop").unwrap();
+        let mirrors = Mirrors::new(&dir.path().join("data"));
+        let sha = |s: &str| Sha::parse(s).unwrap();
+        let info = |tag: &str, pushed: &str, matcher: &str, branch: Option<&str>| {
+            let (tag, pushed) = (GitRef::parse(tag).unwrap(), sha(pushed));
+            let matcher = TagMatcher::parse(matcher).unwrap();
+            let branch = branch.map(|b| GitRef::parse(b).unwrap());
+            let mirrors = &mirrors;
+            async move {
+                mirrors
+                    .release_info(app, &tag, &pushed, &matcher, branch.as_ref())
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_ne!(v120_object, v120);
+        for matcher in ["semver", "v*"] {
+            let released = info("v1.2.0", &v120_object, matcher, Some("main")).await;
+            assert_eq!(released.commit, sha(&v120));
+            assert_eq!(released.on_branch, Some(true));
+            // The highest lower final version (the rc on the same commit skipped), although on
+            // another branch: its compare lists what v1.2.0 has and it has not.
+            let previous = released.previous.unwrap();
+            assert_eq!(
+                (previous.name.as_str(), &previous.commit),
+                ("v1.1.1", &sha(&v111))
+            );
+
+            let backport = info("v1.1.1", &v111_object, matcher, Some("main")).await;
+            assert_eq!(backport.commit, sha(&v111));
+            assert_eq!(backport.on_branch, Some(false));
+            let previous = backport.previous.unwrap();
+            assert_eq!(
+                (previous.name.as_str(), &previous.commit),
+                ("v1.1.0", &sha(&v110))
+            );
+        }
+        // Tags that are not versions follow history: build-side (on maint) is not contained.
+        run(&work, &["tag", "build-a", &v110]);
+        run(&work, &["tag", "build-side", &v111]);
+        run(&work, &["tag", "build-b", &v120]);
+        let build = info("build-b", &v120, "build-*", None).await;
+        assert_eq!(build.previous.unwrap().name, "build-a");
+        // The first release: no earlier matching tag.
+        let first = info("v1.1.0", &v110, "semver", None).await;
+        assert_eq!((first.previous, first.on_branch), (None, None));
     }
 }

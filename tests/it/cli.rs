@@ -127,7 +127,7 @@ fn the_commented_ephemeral_release_and_schedule_examples_load_when_uncommented()
         "{summary}"
     );
     assert!(
-        summary.contains("releases: tags v*, deploys staging"),
+        summary.contains("releases: tags semver, deploys staging"),
         "{summary}"
     );
     assert!(

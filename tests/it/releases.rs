@@ -47,6 +47,51 @@ pub async fn fake_releases(server: &MockServer) {
         .await;
 }
 
+/// GitHub's compare of `base...head` (commit ids) listing `commits` (id, message), each by
+/// @octocat; asserted to be asked exactly once.
+async fn fake_compare(server: &MockServer, base: &str, head: &str, commits: &[(&str, &str)]) {
+    let commits: Vec<Value> = commits
+        .iter()
+        .map(|(sha, message)| {
+            json!({
+                "sha": sha, "node_id": "C_1",
+                "html_url": format!("https://github.com/acme/shop/commit/{sha}"),
+                "commit": { "message": message, "author": { "name": "Octo Cat", "email": "o@example.com", "date": "2026-11-22T10:00:00Z" } },
+                "author": { "login": "octocat", "id": 1 }, "committer": null, "parents": []
+            })
+        })
+        .collect();
+    Mock::given(method("GET"))
+        .and(path(format!("/repos/acme/shop/compare/{base}...{head}")))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "url": format!("https://api.github.com/repos/acme/shop/compare/{base}...{head}"),
+            "html_url": format!("https://github.com/acme/shop/compare/{base}...{head}"),
+            "status": "ahead", "ahead_by": commits.len(), "behind_by": 0,
+            "total_commits": commits.len(), "commits": commits, "files": []
+        })))
+        .expect(1)
+        .named("compare")
+        .mount(server)
+        .await;
+}
+
+/// The bodies of the requests ("POST /path") a fake serving both GitHub and Slack got, each
+/// checked to carry the GitHub token.
+async fn bodies(server: &MockServer, request: &str) -> Vec<Value> {
+    server
+        .received_requests()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| format!("{} {}", r.method, r.url.path()) == request)
+        .map(|r| {
+            let auth = r.headers.get("authorization").unwrap();
+            assert_eq!(auth, &format!("Bearer {TOKEN}"), "{request}");
+            serde_json::from_slice(&r.body).unwrap()
+        })
+        .collect()
+}
+
 fn config(dir: &std::path::Path, repo: &GitRepo, api: &str) -> String {
     let head = config_head(dir).replace(
         "[github]\n",
@@ -66,6 +111,19 @@ async fn tag_pushed(app: &TestApp, delivery: &str, tag: &str, sha: &str) -> Valu
     let (status, answer) = app.webhook("push", delivery, &body, None).await;
     assert_eq!(status, 202, "{answer}");
     app.finished(job_id(&answer)).await
+}
+
+/// A repository whose main has one commit, tagged v2.0.0; the app (releasing to production)
+/// and the finished release job of the tag's push; the commit.
+async fn release_v2(github: &MockServer) -> (TestApp, Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "main");
+    repo.tag("v2.0.0", &sha);
+    let config = config(dir.path(), &repo, &github.uri());
+    let app = TestApp::spawn(dir, &config).await;
+    let job = tag_pushed(&app, "v2-1", "v2.0.0", &sha).await;
+    (app, job, sha)
 }
 
 #[tokio::test]
@@ -173,13 +231,7 @@ async fn an_existing_release_is_not_created_again() {
         .respond_with(ResponseTemplate::new(200).set_body_json(release(9, "v2.0.0", false)))
         .mount(&github)
         .await;
-    let dir = tempfile::tempdir().unwrap();
-    let repo = GitRepo::new(dir.path());
-    let sha = repo.commit("first", "main");
-    repo.tag("v2.0.0", &sha);
-    let config = config(dir.path(), &repo, &github.uri());
-    let app = TestApp::spawn(dir, &config).await;
-    let job = tag_pushed(&app, "e-1", "v2.0.0", &sha).await;
+    let (app, job, _) = release_v2(&github).await;
     assert_eq!(job["state"], "succeeded", "{job:#}");
     app.stop().await;
     let posts: Vec<String> = received(&github)
@@ -218,14 +270,32 @@ async fn a_published_release_is_announced_in_slack_with_its_notes() {
     repo.tag("v1.0.0", &first);
     let second = repo.commit("faster <!channel> deploys", "main");
     repo.tag("v1.1.0", &second);
-    let config = config(dir.path(), &repo, &fake.uri()).replace(
-        "branch = \"main\"\n",
-        "branch = \"main\"\nnotes = \"commits\"\n",
-    ) + &format!(
-        "[slack]\nsigning_secret = \"slack-signing-secret-for-tests\"\nbot_token = \"xoxb-test\"\n\
+    fake_compare(
+        &fake,
+        &first,
+        &second,
+        &[(&second, "faster <!channel> deploys\n\nthe details")],
+    )
+    .await;
+    // The app has its own channel: the announcement goes there, not to slack.channel.
+    let config = config(dir.path(), &repo, &fake.uri())
+        .replace(
+            "branch = \"main\"\n",
+            "branch = \"main\"\nnotes = \"commits\"\n",
+        )
+        .replace(
+            "[github]\n",
+            "[github]\npublic_url = \"https://slipway.example.test\"\n",
+        )
+        .replace(
+            "repo = \"acme/shop\"\n",
+            "repo = \"acme/shop\"\nchannel = \"C0SHOP\"\n",
+        )
+        + &format!(
+            "[slack]\nsigning_secret = \"slack-signing-secret-for-tests\"\nbot_token = \"xoxb-test\"\n\
              api_url = \"{}/api\"\nteam_id = \"T0TEAM\"\nchannel = \"C0DEPLOYS\"\n",
-        fake.uri()
-    );
+            fake.uri()
+        );
     let app = TestApp::spawn(dir, &config).await;
     let job = tag_pushed(&app, "a-1", "v1.1.0", &second).await;
     assert_eq!(job["state"], "succeeded", "{job:#}");
@@ -239,38 +309,45 @@ async fn a_published_release_is_announced_in_slack_with_its_notes() {
     app.finished(deploy_id).await;
     app.stop().await;
 
-    let posts: Vec<String> = fake
+    let posts: Vec<(String, String)> = fake
         .received_requests()
         .await
         .unwrap()
         .into_iter()
         .filter(|r| r.url.path() == "/api/chat.postMessage")
         .map(|r| {
-            serde_json::from_slice::<Value>(&r.body).unwrap()["text"]
-                .as_str()
-                .unwrap()
-                .to_owned()
+            let body = serde_json::from_slice::<Value>(&r.body).unwrap();
+            let field = |name: &str| body[name].as_str().unwrap().to_owned();
+            (field("channel"), field("text"))
         })
         .collect();
     let announced = posts
         .iter()
-        .find(|t| t.starts_with(":package:"))
+        .find(|(_, t)| t.starts_with(":package:"))
         .unwrap_or_else(|| panic!("no announcement in {posts:#?}"));
     assert_eq!(
         *announced,
-        format!(
-            ":package: shop release: `v1.1.0` (since v1.0.0) ({})\n\
-             https://github.com/acme/shop/releases/tag/v1.1.0\nChanges since v1.0.0:\n\n\
-             * faster &lt;!channel&gt; deploys ({})\n\nqueued the deploy of v1.1.0 to production (job {deploy_id})",
-            &second[..8],
-            &second[..7],
+        (
+            "C0SHOP".to_owned(),
+            format!(
+                ":package: shop release: `v1.1.0` (since v1.0.0) ({})\n\
+                 https://github.com/acme/shop/releases/tag/v1.1.0\n\
+                 queued the deploy of v1.1.0 to production (job {deploy_id}); its progress: \
+                 https://slipway.example.test/api/jobs/{deploy_id}\n\
+                 Changes since v1.0.0:\n\n\
+                 * faster &lt;!channel&gt; deploys ([`{}`](https://github.com/acme/shop/commit/{second})) by @octocat\n",
+                &second[..8],
+                &second[..7],
+            )
         )
     );
 }
 
-/// Issue #6 end to end, on a real sshd host: a tag push publishes the release, its production
-/// deploy waits for a deployer's approval in Slack, then deploys; a redelivery adds nothing; and
-/// pushes to main while a staging deploy runs leave only the newest one waiting.
+/// Issue #6 end to end, on a real sshd host: an annotated tag's push (GitHub names the tag
+/// object, not the commit) publishes the release with the commits GitHub's compare lists since
+/// the previous one, its production deploy of the tag's commit waits for a deployer's approval
+/// in Slack, then deploys; a redelivery adds nothing; and pushes to main while a staging deploy
+/// runs leave only the newest one waiting.
 #[tokio::test]
 async fn a_tag_waits_for_approval_then_deploys_over_ssh_and_main_pushes_supersede() {
     use crate::sshd::Fleet;
@@ -304,6 +381,10 @@ async fn a_tag_waits_for_approval_then_deploys_over_ssh_and_main_pushes_supersed
     repo.tag("v1.0.0", &first);
     let second = repo.commit("faster deploys", "main");
     repo.tag("v1.1.0", &second);
+    let tag_object = crate::helpers::git(&repo.bare, &["rev-parse", "refs/tags/v1.1.0"]);
+    let tag_object = tag_object.trim();
+    assert_ne!(tag_object, second, "an annotated tag");
+    fake_compare(&fake, &first, &second, &[(&second, "faster deploys")]).await;
     let head = config_head(dir.path()).replace(
         "[github]\n",
         &format!(
@@ -320,7 +401,8 @@ async fn a_tag_waits_for_approval_then_deploys_over_ssh_and_main_pushes_supersed
          [apps.shop.environments.staging]\nhosts = {hosts}\nssh = {ssh}\ndeploy_path = \"/srv/staging\"\n\
          steps = [\"sleep 2\"]\n\
          [[apps.shop.triggers]]\npush = \"main\"\ndeploy = \"staging\"\n\
-         [apps.shop.releases]\ntags = \"v*\"\ndeploy = \"production\"\nbranch = \"main\"\n",
+         [apps.shop.releases]\ntags = \"semver\"\ndeploy = \"production\"\nbranch = \"main\"\n\
+         notes = \"commits\"\n",
         api = fake.uri(),
         clone = repo.clone_url(),
         hosts = fleet.hosts_toml(),
@@ -329,8 +411,19 @@ async fn a_tag_waits_for_approval_then_deploys_over_ssh_and_main_pushes_supersed
     let srv = fleet.hosts[0].srv.clone();
     let app = TestApp::spawn(dir, &config).await;
 
-    let release = tag_pushed(&app, "t-1", "v1.1.0", &second).await;
+    let release = tag_pushed(&app, "t-1", "v1.1.0", tag_object).await;
     assert_eq!(release["state"], "succeeded", "{release:#}");
+    assert_eq!(
+        bodies(&fake, "POST /repos/acme/shop/releases").await,
+        [json!({
+            "tag_name": "v1.1.0", "target_commitish": second, "name": "v1.1.0",
+            "body": format!(
+                "Changes since v1.0.0:\n\n* faster deploys ([`{}`](https://github.com/acme/shop/commit/{second})) by @octocat\n",
+                &second[..7]
+            ),
+            "draft": false, "prerelease": false
+        })]
+    );
     let deploy = app
         .jobs()
         .await
@@ -338,9 +431,13 @@ async fn a_tag_waits_for_approval_then_deploys_over_ssh_and_main_pushes_supersed
         .find(|j| j["kind"] == "deploy")
         .unwrap();
     let id = deploy["id"].as_i64().unwrap();
-    assert_eq!(deploy["state"], "awaiting_approval", "{deploy:#}");
+    assert_eq!(
+        (deploy["state"].as_str(), deploy["sha"].as_str()),
+        (Some("awaiting_approval"), Some(second.as_str())),
+        "{deploy:#}"
+    );
     // Redelivered: nothing new.
-    let body = push_body(REPO, "refs/tags/v1.1.0", &second, false);
+    let body = push_body(REPO, "refs/tags/v1.1.0", tag_object, false);
     let (status, _) = app.webhook("push", "t-1", &body, None).await;
     assert_eq!(status, 200);
     assert_eq!(app.jobs().await.len(), 2);
@@ -376,6 +473,12 @@ async fn a_tag_waits_for_approval_then_deploys_over_ssh_and_main_pushes_supersed
         current.ends_with(deployed["release_id"].as_str().unwrap()),
         "{current:?}"
     );
+    // The steps and GitHub's Deployment name the commit, not the tag object.
+    let built = std::fs::read_to_string(srv.join("prod/current/BUILD_INFO")).unwrap();
+    assert!(built.ends_with(&format!("|{second}|v1.1.0\n")), "{built}");
+    let deployments = bodies(&fake, "POST /repos/acme/shop/deployments").await;
+    assert_eq!(deployments.len(), 1, "{deployments:?}");
+    assert_eq!(deployments[0]["ref"], second);
 
     // Three pushes to main while the first staging deploy runs: the second never runs.
     let mut ids = Vec::new();
@@ -400,4 +503,95 @@ async fn a_tag_waits_for_approval_then_deploys_over_ssh_and_main_pushes_supersed
         [json!("succeeded"), json!("superseded"), json!("succeeded")]
     );
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_release_someone_creates_meanwhile_is_left_as_it_is_and_still_deploys() {
+    let github = fake_github().await;
+    // The look-up finds none; the create loses a race (422 already_exists); the second
+    // look-up finds theirs.
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/shop/releases/tags/v2.0.0"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(json!({ "message": "Not Found" })))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .expect(1)
+        .mount(&github)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/repos/acme/shop/releases/tags/v2.0.0"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(release(9, "v2.0.0", false)))
+        .expect(1)
+        .mount(&github)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/shop/releases/generate-notes"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({ "name": "v2.0.0", "body": "notes" })),
+        )
+        .expect(1)
+        .mount(&github)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/repos/acme/shop/releases"))
+        .respond_with(ResponseTemplate::new(422).set_body_json(json!({
+            "message": "Validation Failed",
+            "errors": [{ "resource": "Release", "code": "already_exists", "field": "tag_name" }],
+            "status": "422"
+        })))
+        .expect(1)
+        .mount(&github)
+        .await;
+    let (app, job, sha) = release_v2(&github).await;
+    assert_eq!(job["state"], "succeeded", "{job:#}");
+    assert!(
+        job.to_string()
+            .contains("GitHub Release v2.0.0 was created meanwhile (id 9): left as it is"),
+        "{job:#}"
+    );
+    let deploy = app.jobs().await.into_iter().find(|j| j["kind"] == "deploy");
+    assert_eq!(deploy.expect("a deploy")["sha"], sha);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn deleted_and_unmatched_tags_queue_nothing_and_say_why() {
+    let github = fake_github().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "main");
+    let config = config(dir.path(), &repo, &github.uri());
+    let app = TestApp::spawn(dir, &config).await;
+    let deleted = "tag v1.0.0 was deleted: releases are left as they are";
+    let cases = [
+        (
+            "push",
+            push_body(REPO, "refs/tags/v1.0.0", &"0".repeat(40), true),
+            deleted,
+        ),
+        (
+            "delete",
+            json!({ "ref": "v1.0.0", "ref_type": "tag", "pusher_type": "user",
+                    "repository": { "full_name": REPO }, "sender": { "login": "octocat" } })
+            .to_string()
+            .into_bytes(),
+            deleted,
+        ),
+        (
+            "push",
+            push_body(REPO, "refs/tags/nightly-1", &sha, false),
+            "tag nightly-1 does not match apps.shop.releases.tags",
+        ),
+    ];
+    for (i, (event, body, why)) in cases.iter().enumerate() {
+        let (status, answer) = app.webhook(event, &format!("d-{i}"), body, None).await;
+        assert_eq!(
+            (status, &answer),
+            (202, &json!({ "ignored": why })),
+            "{event}"
+        );
+    }
+    assert_eq!(app.jobs().await, Vec::<Value>::new());
+    app.stop().await;
+    assert_eq!(received(&github).await, []);
 }
