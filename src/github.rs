@@ -18,6 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use octocrab::Octocrab;
 use octocrab::models::repos::DeploymentStatusState;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::domain::Sha;
@@ -27,6 +28,15 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// GitHub's largest page.
 const PER_PAGE: u8 = 100;
+
+/// What a tag keeps as it is in a path: unreserved characters and `/` (git refuses `.` and `..`
+/// components, so a `/` cannot climb); everything else is percent-encoded.
+const PATH_KEEPS: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~')
+    .remove(b'/');
 
 /// GitHub refuses (422) a deployment status whose description is longer.
 const STATUS_DESCRIPTION_MAX: usize = 140;
@@ -252,9 +262,12 @@ impl GitHub {
         tag: &str,
     ) -> Result<Option<Release>, GitHubError> {
         let (owner, name) = split_repo(repo)?;
+        // octocrab puts the tag into the path as it is: a `#` or `%` in it (git allows both)
+        // would ask for another release.
+        let tag = utf8_percent_encode(tag, PATH_KEEPS).to_string();
         let request = format!("GET /repos/{owner}/{name}/releases/tags/{tag}");
         let repo = self.octocrab.repos(owner, name);
-        match self.call(request, repo.releases().get_by_tag(tag)).await {
+        match self.call(request, repo.releases().get_by_tag(&tag)).await {
             Ok(release) => Ok(Some(Release {
                 id: release.id.into_inner(),
                 url: release.html_url.to_string(),
@@ -818,6 +831,25 @@ mod tests {
                 ],
             }
         );
+    }
+
+    #[tokio::test]
+    async fn a_tag_is_one_path_part_whatever_its_characters() {
+        let server = MockServer::start().await;
+        Mock::given(method("GET"))
+            .and(path("/repos/acme/shop/releases/tags/rel/v1%232%25x%2By"))
+            .and(header("authorization", AUTH))
+            .respond_with(
+                ResponseTemplate::new(404).set_body_json(json!({ "message": "Not Found" })),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+        let found = client(&server)
+            .release_by_tag("acme/shop", "rel/v1#2%x+y")
+            .await
+            .unwrap();
+        assert_eq!(found, None);
     }
 
     #[tokio::test]
