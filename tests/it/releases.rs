@@ -441,6 +441,8 @@ async fn a_tag_waits_for_approval_then_deploys_over_ssh_and_main_pushes_supersed
     let (status, _) = app.webhook("push", "t-1", &body, None).await;
     assert_eq!(status, 200);
     assert_eq!(app.jobs().await.len(), 2);
+    let created = bodies(&fake, "POST /repos/acme/shop/releases").await;
+    assert_eq!(created.len(), 1, "{created:?}");
 
     // Carol approves in Slack; the tag deploys to the sshd host.
     let payload = json!({
