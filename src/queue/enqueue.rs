@@ -310,23 +310,23 @@ impl Queue {
                             supersede.insert(p.lane.clone(), (id, job.kind, job.ephemeral.is_some()));
                         }
                     }
-                    jobs.push(JobRow {
+                    jobs.push(JobRow(
                         id,
-                        kind: job.kind.as_str(),
-                        app: job.app.as_str(),
-                        env: job.env.as_str(),
-                        lane: p.lane,
-                        git_ref: job.git_ref.as_ref().map_or("", GitRef::as_str),
-                        sha: job.sha.as_ref().map_or("", Sha::as_str),
-                        requested_by: &job.requested_by,
-                        source: job.source,
-                        delivery_id: p.delivery,
-                        state: state.as_str(),
-                        target_release: job.target_release.as_ref().map(ReleaseId::as_str),
-                        finished_at: p.lock.map(|_| now),
-                        approvals_needed: approval.map_or(0, |(n, _)| n),
-                        approve_by: approval.map(|(_, within)| now + within.as_millis() as i64),
-                    });
+                        job.kind.as_str(),
+                        job.app.as_str(),
+                        job.env.as_str(),
+                        p.lane,
+                        job.git_ref.as_ref().map_or("", GitRef::as_str),
+                        job.sha.as_ref().map_or("", Sha::as_str),
+                        &job.requested_by,
+                        job.source,
+                        p.delivery,
+                        state.as_str(),
+                        job.target_release.as_ref().map(ReleaseId::as_str),
+                        p.lock.map(|_| now),
+                        approval.map_or(0, |(n, _)| n),
+                        approval.map(|(_, within)| now + within.as_millis() as i64),
+                    ));
                     if let Some(Enqueued::Created(created)) = &mut outcomes[p.request] {
                         created.push(id);
                     }
@@ -335,13 +335,11 @@ impl Queue {
                     "INSERT INTO jobs (id, kind, app, env, lane, git_ref, sha, requested_by, \
                      source, delivery_id, state, max_attempts, created_at, target_release, \
                      finished_at, approvals_needed, approve_by) \
-                     SELECT CAST(value ->> 'id' AS BIGINT), value ->> 'kind', value ->> 'app', \
-                     value ->> 'env', value ->> 'lane', value ->> 'git_ref', value ->> 'sha', \
-                     value ->> 'requested_by', value ->> 'source', value ->> 'delivery_id', \
-                     value ->> 'state', $2, $3, value ->> 'target_release', \
-                     CAST(value ->> 'finished_at' AS BIGINT), \
-                     CAST(value ->> 'approvals_needed' AS BIGINT), \
-                     CAST(value ->> 'approve_by' AS BIGINT) FROM {rows}"
+                     SELECT CAST(value ->> 0 AS BIGINT), value ->> 1, value ->> 2, \
+                     value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, \
+                     value ->> 8, value ->> 9, value ->> 10, $2, $3, value ->> 11, \
+                     CAST(value ->> 12 AS BIGINT), CAST(value ->> 13 AS BIGINT), \
+                     CAST(value ->> 14 AS BIGINT) FROM {rows}"
                 );
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(json(&jobs)?)
@@ -433,22 +431,25 @@ struct Planned<'a> {
     lock: Option<&'a Lock>,
 }
 
-/// A `jobs` row as the batch's JSON array carries it.
+/// A `jobs` row as the batch's JSON array carries it: an array read by position
+/// (`value ->> 0`), not an object, because SQLite's JSON functions find an array element faster
+/// than an object's key and the row is shorter (the batch's SQLite thread is the one every
+/// webhook waits for). The order is the `INSERT`'s.
 #[derive(Serialize)]
-struct JobRow<'a> {
-    id: i64,
-    kind: &'static str,
-    app: &'a str,
-    env: &'a str,
-    lane: String,
-    git_ref: &'a str,
-    sha: &'a str,
-    requested_by: &'a str,
-    source: &'a str,
-    delivery_id: Option<&'a str>,
-    state: &'static str,
-    target_release: Option<&'a str>,
-    finished_at: Option<i64>,
-    approvals_needed: u32,
-    approve_by: Option<i64>,
-}
+struct JobRow<'a>(
+    i64,             // 0 id
+    &'static str,    // 1 kind
+    &'a str,         // 2 app
+    &'a str,         // 3 env
+    String,          // 4 lane
+    &'a str,         // 5 git_ref
+    &'a str,         // 6 sha
+    &'a str,         // 7 requested_by
+    &'a str,         // 8 source
+    Option<&'a str>, // 9 delivery_id
+    &'static str,    // 10 state
+    Option<&'a str>, // 11 target_release
+    Option<i64>,     // 12 finished_at
+    u32,             // 13 approvals_needed
+    Option<i64>,     // 14 approve_by
+);
