@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use slipway::clock::SystemClock;
 use slipway::config::{self, Config};
 use slipway::mask::Masker;
 use slipway::store::{JobKind, JobState, Store};
@@ -101,7 +103,7 @@ async fn housekeeping(
     now: i64,
     dry_run: bool,
 ) -> anyhow::Result<()> {
-    let parts = slipway::app::assemble(config).await?;
+    let parts = slipway::app::assemble(config, Arc::new(SystemClock)).await?;
     let apps: Vec<_> = match &only {
         Some(name) => vec![
             parts
@@ -204,7 +206,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Deploy { app, env, git_ref } => {
-            let parts = slipway::app::assemble(config).await?;
+            let parts = slipway::app::assemble(config, Arc::new(SystemClock)).await?;
             let id = slipway::requests::deploy(
                 &parts.queue,
                 &parts.config,
@@ -221,7 +223,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             return finish(&parts, id).await;
         }
         Command::Rollback { app, env, to } => {
-            let parts = slipway::app::assemble(config).await?;
+            let parts = slipway::app::assemble(config, Arc::new(SystemClock)).await?;
             let id = slipway::requests::rollback(
                 &parts.queue,
                 &parts.config,

@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use std::borrow::Cow;
 
+use crate::clock::Clock;
 use crate::config::{App, Config, Environment};
 use crate::deploy::journal::Journal;
 use crate::deploy::{Engine, Request};
@@ -42,6 +43,8 @@ pub struct Workers {
     pub notifiers: Notifiers,
     /// GitHub's API, when a token is configured (reconcile reads branches through it).
     pub github: Option<GitHub>,
+    /// What cleanup takes as now (idle times, TTLs).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Workers {
@@ -392,7 +395,7 @@ impl Workers {
             app,
             job.kind,
             github,
-            now_ms(),
+            self.clock.now_ms(),
             false,
         )
         .await?;
