@@ -191,8 +191,18 @@ pub fn job(app: &App, kind: JobKind, requested_by: &str, source: &'static str) -
     }
 }
 
+/// What a housekeeping pass did.
+#[derive(Debug, Default)]
+pub struct Done {
+    /// One line per action, saying what was done.
+    pub lines: Vec<String>,
+    /// The idle warnings given now, for the team to read. Each environment is warned once per
+    /// idle spell (its `warned_at`, cleared by a push or a keep), so these are said once.
+    pub warnings: Vec<String>,
+}
+
 /// Runs `kind` (cleanup or reconcile) for `app` as of `now`: reads the environments (and, to
-/// reconcile, the branches from GitHub), decides, acts. One line per action.
+/// reconcile, the branches from GitHub), decides, acts.
 pub async fn run(
     queue: &Queue,
     engine: Option<&Engine>,
@@ -201,7 +211,7 @@ pub async fn run(
     github: Option<&GitHub>,
     now: i64,
     dry_run: bool,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Done> {
     let rows = queue.store().ephemeral_envs().await?;
     let actions = if kind == JobKind::Reconcile {
         let github = github.ok_or_else(|| {
@@ -212,13 +222,14 @@ pub async fn run(
     } else {
         plan_cleanup(app, &rows, now)
     };
-    let mut lines = act(queue, app, &rows, &actions, now, dry_run).await?;
+    let mut done = act(queue, app, &rows, &actions, now, dry_run).await?;
     if let (JobKind::Cleanup, Some(engine)) = (kind, engine) {
         for template in app.ephemeral.values() {
-            lines.extend(sweep(queue, engine, app, template, dry_run).await?);
+            done.lines
+                .extend(sweep(queue, engine, app, template, dry_run).await?);
         }
     }
-    Ok(lines)
+    Ok(done)
 }
 
 /// A directory or route file on the hosts that no existing environment owns.
@@ -347,8 +358,7 @@ async fn sweep(
     Ok(lines)
 }
 
-/// Carries out `actions` (unless `dry_run`): queues the jobs and records warnings. Returns one
-/// line per action, saying what was done.
+/// Carries out `actions` (unless `dry_run`): queues the jobs and records warnings.
 pub async fn act(
     queue: &Queue,
     app: &App,
@@ -356,8 +366,9 @@ pub async fn act(
     actions: &[Action],
     now: i64,
     dry_run: bool,
-) -> Result<Vec<String>, StoreError> {
-    let mut lines = Vec::with_capacity(actions.len());
+) -> Result<Done, StoreError> {
+    let mut done = Done::default();
+    let lines = &mut done.lines;
     for action in actions {
         if dry_run {
             lines.push(format!("would {action}"));
@@ -365,12 +376,16 @@ pub async fn act(
         }
         let job = match action {
             Action::Note { .. } => None,
-            Action::Warn { env, .. } => {
+            Action::Warn { env, why } => {
                 if let Some(row) = rows
                     .iter()
                     .find(|r| r.app == app.name.as_str() && r.env == *env)
                 {
                     queue.store().mark_warned(row.id, now).await?;
+                    done.warnings.push(format!(
+                        "{}/{env} (branch {}, {}): {why}",
+                        app.name, row.branch, row.hostname
+                    ));
                 }
                 None
             }
@@ -408,7 +423,7 @@ pub async fn act(
         };
         lines.push(line);
     }
-    Ok(lines)
+    Ok(done)
 }
 
 fn identity(app: &App, row: &EphemeralRow) -> Option<Identity> {

@@ -115,14 +115,22 @@ async fn housekeeping(
     };
     for app in apps {
         let (github, engine) = (parts.workers.github.as_ref(), &parts.workers.engine);
-        let lines =
+        let done =
             slipway::housekeeping::run(&parts.queue, Some(engine), app, kind, github, now, dry_run)
                 .await?;
-        if lines.is_empty() {
+        if done.lines.is_empty() {
             println!("{}: nothing to do", app.name);
         }
-        for line in lines {
+        for line in done.lines {
             println!("{}: {line}", app.name);
+        }
+        // Told to the team as the worker's cleanup would: this pass marked them warned.
+        for warning in &done.warnings {
+            parts
+                .workers
+                .notifiers
+                .announce(warning, &parts.metrics)
+                .await;
         }
     }
     Ok(())

@@ -389,7 +389,7 @@ impl Workers {
                 message: format!("release {}: {}", job.git_ref, released.lines.join("; ")),
             });
         }
-        let lines = housekeeping::run(
+        let done = housekeeping::run(
             &self.queue,
             Some(&self.engine),
             app,
@@ -399,15 +399,18 @@ impl Workers {
             false,
         )
         .await?;
-        for line in &lines {
+        for line in &done.lines {
             journal.line("slipway", job.kind.as_str(), line);
+        }
+        for warning in &done.warnings {
+            self.notifiers.announce(warning, &self.metrics).await;
         }
         Ok(Outcome::Succeeded {
             message: format!(
                 "{} of {}: {} action(s)",
                 job.kind.as_str(),
                 app.name,
-                lines.len()
+                done.lines.len()
             ),
         })
     }

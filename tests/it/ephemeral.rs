@@ -1,16 +1,20 @@
 //! Ephemeral environments from `demo/*` branches: real sshd, git and nginx (the lifecycle and
 //! routing), or the local target where only the bookkeeping is under test.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use slipway::clock::Clock;
 
 use crate::apps::add_web_app;
 use crate::helpers::{
-    GitRepo, REPO, TestApp, config_head, hostile_branch_names, job_id, push_body, run_slipway,
+    GitRepo, REPO, ShiftedClock, TestApp, config_head, hostile_branch_names, job_id, push_body,
+    run_slipway,
 };
 use crate::nginx::Nginx;
+use crate::slack::{BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEAM, fake_slack, json_answer};
 use crate::sshd::Fleet;
 
 const PROXY_PORT: u16 = 8080;
@@ -62,6 +66,17 @@ async fn environment(app: &TestApp, env: &str) -> Option<Value> {
         .await
         .into_iter()
         .find(|e| e["env"] == env)
+}
+
+/// Waits (up to 10 s) until environment `env` (`None`: it does not exist) is as `done` wants.
+async fn environment_when(app: &TestApp, env: &str, done: impl Fn(Option<&Value>) -> bool) {
+    for _ in 0..100 {
+        if done(environment(app, env).await.as_ref()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("environment {env} never got there");
 }
 
 async fn wait_until_running(app: &TestApp, id: i64) {
@@ -235,6 +250,23 @@ fn local_config(dir: &Path, repo: &GitRepo, ports: &str, build: &str) -> String 
         dir.display(),
         dir.display(),
     )
+}
+
+/// A service on the local target ([`local_config`] with `ports` and `build`, then `extra`;
+/// `{dir}` in them is the test's directory) reading `clock`: it, that directory, its repository.
+async fn local_app(
+    ports: &str,
+    build: &str,
+    extra: &str,
+    clock: Arc<dyn Clock>,
+) -> (TestApp, PathBuf, GitRepo) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let repo = GitRepo::new(&root);
+    let at_root = |text: &str| text.replace("{dir}", &root.display().to_string());
+    let config = local_config(&root, &repo, ports, &at_root(build)) + &at_root(extra);
+    let app = TestApp::spawn_with_clock(dir, &config, clock).await;
+    (app, root, repo)
 }
 
 #[tokio::test]
@@ -420,13 +452,7 @@ async fn cleanup_warns_then_tears_down_idle_environments_but_not_kept_ones() {
         "{done}"
     );
     assert!(done.contains("(job "), "{done}");
-    for _ in 0..100 {
-        if environment(&app, "demo-idle").await.is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(environment(&app, "demo-idle").await.is_none());
+    environment_when(&app, "demo-idle", |e| e.is_none()).await;
     assert!(!root.join("envs/demo-idle").exists());
     assert_eq!(
         environment(&app, "demo-kept").await.unwrap()["state"],
@@ -485,5 +511,96 @@ async fn cleanup_sweeps_hosts_for_directories_and_routes_of_no_environment() {
         assert!(host.srv.join("routes/other.conf").exists());
     }
     assert_eq!(cleanup(&[]), "shop: nothing to do\n");
+    app.stop().await;
+}
+
+/// Waits (up to 30 s) until `more` cleanup jobs beyond those queued so far have succeeded.
+/// None may fail.
+async fn more_cleanups_done(app: &TestApp, more: usize) {
+    let cleanups = |jobs: Vec<Value>| -> Vec<Value> {
+        let cleanups: Vec<Value> = jobs
+            .into_iter()
+            .filter(|j| j["kind"] == "cleanup")
+            .collect();
+        for job in &cleanups {
+            assert_ne!(job["state"], "failed", "{job:#}");
+        }
+        cleanups
+    };
+    let want = cleanups(app.jobs().await).len() + more;
+    for _ in 0..300 {
+        let done = cleanups(app.jobs().await);
+        if done.iter().filter(|j| j["state"] == "succeeded").count() >= want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{more} more cleanup jobs never succeeded");
+}
+
+/// The texts slipway posted to Slack that contain `part`.
+async fn posted(fake: &wiremock::MockServer, part: &str) -> Vec<String> {
+    let requests = fake.received_requests().await.unwrap();
+    requests
+        .into_iter()
+        .filter(|r| r.url.path() == "/api/chat.postMessage")
+        .filter_map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).ok()?;
+            let text = body["text"].as_str()?.to_owned();
+            text.contains(part).then_some(text)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn scheduled_cleanup_tells_the_team_once_before_it_tears_down() {
+    let fake = fake_slack(json_answer(include_str!(
+        "../fixtures/slack/chat.postMessage.ok.json"
+    )))
+    .await;
+    // A cleanup tick every second, run by the service's own scheduler and workers.
+    let extra = format!(
+        "ttl = \"7d\"\nwarn_before = \"1d\"\n\
+         [slack]\nsigning_secret = \"{SIGNING_SECRET}\"\nbot_token = \"{BOT_TOKEN}\"\n\
+         api_url = \"{}/api\"\nteam_id = \"{TEAM}\"\nchannel = \"{CHANNEL}\"\n\
+         [[schedules]]\nname = \"cleanup\"\ncron = \"* * * * * *\"\njob = \"cleanup\"\n",
+        fake.uri()
+    );
+    let clock = Arc::new(ShiftedClock::default());
+    let (app, root, repo) = local_app("21900-21909", "\"true\"", &extra, clock.clone()).await;
+    let sha = repo.commit("first", "demo/idle");
+    assert_eq!(
+        pushed(&app, "idle-1", "demo/idle", &sha).await["state"],
+        "succeeded"
+    );
+    more_cleanups_done(&app, 1).await;
+    assert_eq!(posted(&fake, "idle for").await, Vec::<String>::new());
+
+    // Six and a half days later: warned, once, however many ticks pass.
+    clock.ahead_by_days(6.5);
+    environment_when(&app, "demo-idle", |e| {
+        e.is_some_and(|e| !e["warned_at"].is_null())
+    })
+    .await;
+    more_cleanups_done(&app, 2).await;
+    assert_eq!(
+        posted(&fake, "idle for").await,
+        [
+            "shop/demo-idle (branch demo/idle, demo-idle.app.example.test): idle for 6days 12h; \
+          torn down in 12h unless pushed to or kept"
+        ]
+    );
+
+    // Past the TTL: the next tick queues the teardown, and it runs.
+    clock.ahead_by_days(8.0);
+    environment_when(&app, "demo-idle", |e| e.is_none()).await;
+    assert!(!root.join("envs/demo-idle").exists());
+    let jobs = app.jobs().await;
+    let teardown = jobs.iter().find(|j| j["kind"] == "teardown").unwrap();
+    assert_eq!(
+        (&teardown["state"], &teardown["requested_by"]),
+        (&Value::from("succeeded"), &Value::from("housekeeping"))
+    );
+    assert_eq!(posted(&fake, "idle for").await.len(), 1);
     app.stop().await;
 }
