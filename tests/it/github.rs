@@ -284,3 +284,50 @@ async fn reconcile_brings_up_lost_branches_and_removes_vanished_ones() {
     assert_eq!(run_slipway(&path, &["reconcile"]), "shop: nothing to do\n");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_ephemeral_deploy_that_gets_no_port_is_a_failed_github_deployment() {
+    let github = fake_github().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha_a = repo.commit("a", "demo/a");
+    let sha_b = repo.commit("b", "demo/b");
+    // One port for the template: demo/a takes it.
+    let config = config(dir.path(), &repo, &github.uri())
+        .replace("ports = \"21300-21309\"", "ports = \"21310-21310\"");
+    let app = TestApp::spawn(dir, &config).await;
+    let (_, answer) = app.push("port-1", "demo/a", &sha_a).await;
+    assert_eq!(app.finished(job_id(&answer)).await["state"], "succeeded");
+    let (_, answer) = app.push("port-2", "demo/b", &sha_b).await;
+    let job = app.finished(job_id(&answer)).await;
+    let why = "every port of 21310-21310 is in use; tear an environment down or widen `ports`";
+    assert_eq!(
+        (&job["state"], &job["error"]),
+        (&Value::from("failed"), &Value::from(why))
+    );
+    let id = job["id"].as_i64().unwrap();
+    app.stop().await;
+
+    let log = format!("http://slipway.test/api/jobs/{id}");
+    let got = received(&github).await;
+    assert_eq!(
+        got[3..],
+        [
+            (
+                "POST /repos/acme/shop/deployments".to_owned(),
+                json!({ "ref": sha_b, "environment": "demo-b",
+                        "description": "deploy demo/b by Codertocat", "transient_environment": true,
+                        "production_environment": false, "auto_merge": false, "required_contexts": [] }),
+            ),
+            (
+                "POST /repos/acme/shop/deployments/101/statuses".to_owned(),
+                json!({ "state": "in_progress", "environment_url": "https://demo-b.app.example.test",
+                        "log_url": log, "description": format!("job {id} running") }),
+            ),
+            (
+                "POST /repos/acme/shop/deployments/101/statuses".to_owned(),
+                json!({ "state": "failure", "log_url": log, "description": why }),
+            ),
+        ]
+    );
+}
