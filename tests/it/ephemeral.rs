@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
-use slipway::clock::Clock;
+use slipway::clock::{Clock, SystemClock};
 
 use crate::apps::add_web_app;
 use crate::helpers::{
@@ -511,6 +511,80 @@ async fn cleanup_sweeps_hosts_for_directories_and_routes_of_no_environment() {
         assert!(host.srv.join("routes/other.conf").exists());
     }
     assert_eq!(cleanup(&[]), "shop: nothing to do\n");
+    app.stop().await;
+}
+
+/// GitHub's `delete` event for `branch` (its documented shape; fields we do not read left out).
+fn delete_event(branch: &str) -> Vec<u8> {
+    let body = serde_json::json!({
+        "ref": branch, "ref_type": "branch", "pusher_type": "user",
+        "repository": { "full_name": REPO, "fork": false }, "sender": { "login": "octocat" }
+    });
+    serde_json::to_vec(&body).unwrap()
+}
+
+#[tokio::test]
+async fn a_deleted_branch_is_torn_down_once_for_its_push_and_delete_events() {
+    // While `hold` exists, a build waits for `gate`: it keeps the environment's lane busy, so
+    // the teardown waits in the queue when the second event arrives.
+    let build = "\"while [ -e {dir}/hold ] && [ ! -e {dir}/gate ]; do sleep 0.05; done\"";
+    let (app, root, repo) = local_app("21800-21809", build, "", Arc::new(SystemClock)).await;
+    let sha1 = repo.commit("first", "demo/bye");
+    assert_eq!(
+        pushed(&app, "bye-1", "demo/bye", &sha1).await["state"],
+        "succeeded"
+    );
+    std::fs::write(root.join("hold"), "").unwrap();
+    let sha2 = repo.commit("second", "demo/bye");
+    let (status, answer) = app.push("bye-2", "demo/bye", &sha2).await;
+    assert_eq!(status, 202, "{answer}");
+    let deploy = job_id(&answer);
+    wait_until_running(&app, deploy).await;
+
+    // The branch is deleted: GitHub sends a push with `deleted: true`, then a `delete` event.
+    let (status, answer) = delete_branch(&app, "bye-3", "demo/bye").await;
+    assert_eq!(status, 202, "{answer}");
+    let teardown = job_id(&answer);
+    let (status, answer) = app
+        .webhook("delete", "bye-4", &delete_event("demo/bye"), None)
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(
+        (&answer["job_ids"], &answer["duplicate"]),
+        (&serde_json::json!([teardown]), &Value::Bool(false)),
+        "the second event is answered with the teardown on its way"
+    );
+
+    std::fs::write(root.join("gate"), "").unwrap();
+    assert_eq!(app.finished(deploy).await["state"], "succeeded");
+    let job = app.finished(teardown).await;
+    assert_eq!(
+        (job["state"].as_str(), job["kind"].as_str()),
+        (Some("succeeded"), Some("teardown")),
+        "{job:#}"
+    );
+    assert!(environment(&app, "demo-bye").await.is_none());
+    assert!(!root.join("envs/demo-bye").exists());
+    // Once it is gone, another delete event has nothing to queue.
+    let (status, answer) = app
+        .webhook("delete", "bye-5", &delete_event("demo/bye"), None)
+        .await;
+    assert_eq!((status, &answer["job_ids"]), (202, &serde_json::json!([])));
+
+    let jobs = app.jobs().await;
+    let kinds: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|j| (j["kind"].as_str().unwrap(), j["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|(kind, _)| *kind == "teardown").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().all(|(_, state)| *state == "succeeded"),
+        "{kinds:?}"
+    );
     app.stop().await;
 }
 
