@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 use slipway::clock::{Clock, SystemClock};
 
-use crate::apps::add_web_app;
+use crate::apps::{add_web_app, page};
 use crate::helpers::{
     GitRepo, REPO, ShiftedClock, TestApp, config_head, hostile_branch_names, job_id, push_body,
     run_slipway,
@@ -158,10 +158,10 @@ async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
             .unwrap()
     };
     assert_eq!(built(&release1), format!("{release1}|{sha1}|demo/xyz\n"));
-    assert_eq!(
-        via_proxy_until(&addr, hostname, 200).await,
-        (200, format!("release {release1}\n"))
-    );
+    // The hostname serves the app's page, which names the pushed commit.
+    let (status, body) = via_proxy_until(&addr, hostname, 200).await;
+    assert_eq!((status, body.as_str()), (200, page(&job).as_str()));
+    assert!(body.contains(&sha1), "{body}");
     let env = environment(&app, "demo-xyz").await.expect("recorded");
     assert_eq!(
         (&env["state"], &env["branch"], &env["sha"], &env["hostname"]),
@@ -181,9 +181,11 @@ async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
     assert_eq!(job["state"], "succeeded", "{job:#}");
     let release2 = job["release_id"].as_str().unwrap().to_owned();
     assert_eq!(built(&release2), format!("{release2}|{sha2}|demo/xyz\n"));
+    let second = page(&job);
+    assert_eq!(second, format!("release {release2} of {sha2}\n"));
     assert_eq!(
         via_proxy_until(&addr, hostname, 200).await,
-        (200, format!("release {release2}\n"))
+        (200, second.clone())
     );
     let env = environment(&app, "demo-xyz").await.unwrap();
     assert_eq!(
@@ -200,10 +202,7 @@ async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
         environment(&app, "broken-x").await.unwrap()["state"],
         "failed"
     );
-    assert_eq!(
-        via_proxy(&addr, hostname).await,
-        (200, format!("release {release2}\n"))
-    );
+    assert_eq!(via_proxy(&addr, hostname).await, (200, second));
 
     // Deleting the branch tears the environment down: no route, no directory, port freed.
     let (status, answer) = delete_branch(&app, "demo-3", "demo/xyz").await;
