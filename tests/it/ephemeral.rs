@@ -677,3 +677,21 @@ async fn scheduled_cleanup_tells_the_team_once_before_it_tears_down() {
     assert_eq!(posted(&fake, "idle for").await.len(), 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_branch_that_names_no_environment_is_ignored_with_the_reason() {
+    let (app, _root, repo) = local_app("22000-22009", "\"true\"", "", Arc::new(SystemClock)).await;
+    let sha = repo.commit("first", "demo/___");
+    let (status, answer) = app.push("nameless-1", "demo/___", &sha).await;
+    assert_eq!(
+        (status, answer),
+        (
+            202,
+            serde_json::json!({ "ignored": "branch \"demo/___\" has no letters or digits \
+                after \"demo/\" to name an environment after" })
+        )
+    );
+    assert!(app.jobs().await.is_empty());
+    assert!(environments(&app).await.is_empty());
+    app.stop().await;
+}
