@@ -368,19 +368,21 @@ pub async fn act(
     dry_run: bool,
 ) -> Result<Done, StoreError> {
     let mut done = Done::default();
-    let lines = &mut done.lines;
-    for action in actions {
-        if dry_run {
-            lines.push(format!("would {action}"));
-            continue;
-        }
+    if dry_run {
+        done.lines = actions.iter().map(|a| format!("would {a}")).collect();
+        return Ok(done);
+    }
+    let row_of = |env: &str| {
+        rows.iter()
+            .find(|r| r.app == app.name.as_str() && r.env == env)
+    };
+    // Each action's job, by the action's index.
+    let mut jobs = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
         let job = match action {
             Action::Note { .. } => None,
             Action::Warn { env, why } => {
-                if let Some(row) = rows
-                    .iter()
-                    .find(|r| r.app == app.name.as_str() && r.env == *env)
-                {
+                if let Some(row) = row_of(env) {
                     queue.store().mark_warned(row.id, now).await?;
                     done.warnings.push(format!(
                         "{}/{env} (branch {}, {}): {why}",
@@ -389,39 +391,43 @@ pub async fn act(
                 }
                 None
             }
-            Action::TearDown { env, .. } => rows
-                .iter()
-                .find(|r| r.app == app.name.as_str() && r.env == *env)
-                .and_then(|row| {
-                    let id = identity(app, row)?;
-                    let branch = GitRef::parse(&row.branch).ok()?;
-                    Some(ephemeral_job(
-                        app,
-                        id,
-                        &branch,
-                        None,
-                        "housekeeping",
-                        "schedule",
-                    ))
-                }),
+            Action::TearDown { env, .. } => row_of(env).and_then(|row| {
+                let id = identity(app, row)?;
+                let branch = GitRef::parse(&row.branch).ok()?;
+                Some(ephemeral_job(
+                    app,
+                    id,
+                    &branch,
+                    None,
+                    "housekeeping",
+                    "schedule",
+                ))
+            }),
             Action::Deploy { branch, sha, .. } => ephemeral::template_for(app, branch.as_str())
                 .and_then(|t| ephemeral::identify(t, branch.as_str()).ok())
                 .map(|id| {
                     ephemeral_job(app, id, branch, Some(sha.clone()), "reconcile", "reconcile")
                 }),
         };
-        let Some(job) = job else {
-            lines.push(action.to_string());
-            continue;
-        };
-        let line = match queue.enqueue(None, &[job]).await? {
+        jobs.extend(job.map(|job| (i, job)));
+    }
+    // One request per job, all at once: they share the queue's group commits (a transaction
+    // carries up to 256) and each keeps its own outcome, so one refusal stops no other.
+    let outcomes = futures::future::join_all(
+        jobs.iter()
+            .map(|(_, job)| queue.enqueue(None, std::slice::from_ref(job))),
+    )
+    .await;
+    done.lines = actions.iter().map(ToString::to_string).collect();
+    for ((i, _), outcome) in jobs.iter().zip(outcomes) {
+        let action = &actions[*i];
+        done.lines[*i] = match outcome? {
             Enqueued::Created(ids) | Enqueued::Duplicate(ids) => match ids.first() {
                 Some(id) => format!("{action} (job {id})"),
                 None => format!("{action} (nothing to do)"),
             },
             Enqueued::Refused(why) => format!("{action}: refused: {why}"),
         };
-        lines.push(line);
     }
     Ok(done)
 }
