@@ -131,6 +131,7 @@ async fn main() {
         lines = slipway::housekeeping::run(&queue, None, app, JobKind::Cleanup, None, now, false)
             .await
             .unwrap()
+            .lines
             .len();
     }
     report(m, lines);
@@ -148,6 +149,7 @@ async fn main() {
         )
         .await
         .unwrap()
+        .lines
         .len();
     }
     report(m, lines);
@@ -164,6 +166,7 @@ async fn main() {
     )
     .await
     .unwrap()
+    .lines
     .len();
     report(m, lines);
 }

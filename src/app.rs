@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::deploy::Engine;
 use crate::github::GitHub;
@@ -51,10 +52,13 @@ pub struct Parts {
     pub vitals: Arc<Vitals>,
     /// Slack's Web API, when `[slack]` is configured.
     pub slack: Option<SlackApi>,
+    /// What housekeeping, the scheduler and keeps take as now.
+    pub clock: Arc<dyn Clock>,
 }
 
-/// Opens (and migrates) the database and builds the queue and the worker pool.
-pub async fn assemble(config: Config) -> anyhow::Result<Parts> {
+/// Opens (and migrates) the database and builds the queue and the worker pool, which (like
+/// the scheduler and the API's keeps) read the time from `clock`.
+pub async fn assemble(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts> {
     let config = Arc::new(config);
     let store = Store::open(&config.database.url)
         .await
@@ -79,6 +83,7 @@ pub async fn assemble(config: Config) -> anyhow::Result<Parts> {
         metrics: metrics.clone(),
         vitals: vitals.clone(),
         github,
+        clock: clock.clone(),
     });
     Ok(Parts {
         config,
@@ -87,6 +92,7 @@ pub async fn assemble(config: Config) -> anyhow::Result<Parts> {
         metrics,
         vitals,
         slack,
+        clock,
     })
 }
 
@@ -102,9 +108,9 @@ pub enum Role {
     Scheduler,
 }
 
-/// Starts the server on `listener` and the worker pool.
+/// Starts the server on `listener` and the worker pool, on the system's clock.
 pub async fn start(config: Config, listener: TcpListener) -> anyhow::Result<Running> {
-    start_as(config, listener, Role::All).await
+    start_as(config, listener, Role::All, Arc::new(SystemClock)).await
 }
 
 /// Starts what `role` runs: the full HTTP API, the worker pool, the scheduler.
@@ -112,6 +118,7 @@ pub async fn start_as(
     config: Config,
     listener: TcpListener,
     role: Role,
+    clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Running> {
     let Parts {
         config,
@@ -120,13 +127,15 @@ pub async fn start_as(
         metrics,
         vitals,
         slack,
-    } = assemble(config).await?;
+        clock,
+    } = assemble(config, clock).await?;
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let scheduler = match role {
         Role::All | Role::Scheduler => tokio::spawn(crate::scheduler::run(
             queue.clone(),
             config.clone(),
+            clock.clone(),
             shutdown.clone(),
         )),
         Role::Web | Role::Worker => tokio::spawn(async {}),
@@ -139,6 +148,7 @@ pub async fn start_as(
         mirrors: workers.engine.mirrors().clone(),
         masker: workers.masker.clone(),
         slack,
+        clock,
         shutdown: shutdown.clone(),
     };
     let router = match role {
@@ -203,7 +213,7 @@ pub async fn serve(config: Config, role: Role) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.server.listen)
         .await
         .with_context(|| format!("binding {}", config.server.listen))?;
-    let running = start_as(config, listener, role).await?;
+    let running = start_as(config, listener, role, Arc::new(SystemClock)).await?;
     let shutdown = running.shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

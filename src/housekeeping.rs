@@ -191,8 +191,18 @@ pub fn job(app: &App, kind: JobKind, requested_by: &str, source: &'static str) -
     }
 }
 
+/// What a housekeeping pass did.
+#[derive(Debug, Default)]
+pub struct Done {
+    /// One line per action, saying what was done.
+    pub lines: Vec<String>,
+    /// The idle warnings given now, for the team to read. Each environment is warned once per
+    /// idle spell (its `warned_at`, cleared by a push or a keep), so these are said once.
+    pub warnings: Vec<String>,
+}
+
 /// Runs `kind` (cleanup or reconcile) for `app` as of `now`: reads the environments (and, to
-/// reconcile, the branches from GitHub), decides, acts. One line per action.
+/// reconcile, the branches from GitHub), decides, acts.
 pub async fn run(
     queue: &Queue,
     engine: Option<&Engine>,
@@ -201,7 +211,7 @@ pub async fn run(
     github: Option<&GitHub>,
     now: i64,
     dry_run: bool,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<Done> {
     let rows = queue.store().ephemeral_envs().await?;
     let actions = if kind == JobKind::Reconcile {
         let github = github.ok_or_else(|| {
@@ -212,13 +222,14 @@ pub async fn run(
     } else {
         plan_cleanup(app, &rows, now)
     };
-    let mut lines = act(queue, app, &rows, &actions, now, dry_run).await?;
+    let mut done = act(queue, app, &rows, &actions, now, dry_run).await?;
     if let (JobKind::Cleanup, Some(engine)) = (kind, engine) {
         for template in app.ephemeral.values() {
-            lines.extend(sweep(queue, engine, app, template, dry_run).await?);
+            done.lines
+                .extend(sweep(queue, engine, app, template, dry_run).await?);
         }
     }
-    Ok(lines)
+    Ok(done)
 }
 
 /// A directory or route file on the hosts that no existing environment owns.
@@ -347,8 +358,7 @@ async fn sweep(
     Ok(lines)
 }
 
-/// Carries out `actions` (unless `dry_run`): queues the jobs and records warnings. Returns one
-/// line per action, saying what was done.
+/// Carries out `actions` (unless `dry_run`): queues the jobs and records warnings.
 pub async fn act(
     queue: &Queue,
     app: &App,
@@ -356,59 +366,70 @@ pub async fn act(
     actions: &[Action],
     now: i64,
     dry_run: bool,
-) -> Result<Vec<String>, StoreError> {
-    let mut lines = Vec::with_capacity(actions.len());
-    for action in actions {
-        if dry_run {
-            lines.push(format!("would {action}"));
-            continue;
-        }
+) -> Result<Done, StoreError> {
+    let mut done = Done::default();
+    if dry_run {
+        done.lines = actions.iter().map(|a| format!("would {a}")).collect();
+        return Ok(done);
+    }
+    let row_of = |env: &str| {
+        rows.iter()
+            .find(|r| r.app == app.name.as_str() && r.env == env)
+    };
+    // Each action's job, by the action's index.
+    let mut jobs = Vec::new();
+    for (i, action) in actions.iter().enumerate() {
         let job = match action {
             Action::Note { .. } => None,
-            Action::Warn { env, .. } => {
-                if let Some(row) = rows
-                    .iter()
-                    .find(|r| r.app == app.name.as_str() && r.env == *env)
-                {
+            Action::Warn { env, why } => {
+                if let Some(row) = row_of(env) {
                     queue.store().mark_warned(row.id, now).await?;
+                    done.warnings.push(format!(
+                        "{}/{env} (branch {}, {}): {why}",
+                        app.name, row.branch, row.hostname
+                    ));
                 }
                 None
             }
-            Action::TearDown { env, .. } => rows
-                .iter()
-                .find(|r| r.app == app.name.as_str() && r.env == *env)
-                .and_then(|row| {
-                    let id = identity(app, row)?;
-                    let branch = GitRef::parse(&row.branch).ok()?;
-                    Some(ephemeral_job(
-                        app,
-                        id,
-                        &branch,
-                        None,
-                        "housekeeping",
-                        "schedule",
-                    ))
-                }),
+            Action::TearDown { env, .. } => row_of(env).and_then(|row| {
+                let id = identity(app, row)?;
+                let branch = GitRef::parse(&row.branch).ok()?;
+                Some(ephemeral_job(
+                    app,
+                    id,
+                    &branch,
+                    None,
+                    "housekeeping",
+                    "schedule",
+                ))
+            }),
             Action::Deploy { branch, sha, .. } => ephemeral::template_for(app, branch.as_str())
                 .and_then(|t| ephemeral::identify(t, branch.as_str()).ok())
                 .map(|id| {
                     ephemeral_job(app, id, branch, Some(sha.clone()), "reconcile", "reconcile")
                 }),
         };
-        let Some(job) = job else {
-            lines.push(action.to_string());
-            continue;
-        };
-        let line = match queue.enqueue(None, &[job]).await? {
+        jobs.extend(job.map(|job| (i, job)));
+    }
+    // One request per job, all at once: they share the queue's group commits (a transaction
+    // carries up to 256) and each keeps its own outcome, so one refusal stops no other.
+    let outcomes = futures::future::join_all(
+        jobs.iter()
+            .map(|(_, job)| queue.enqueue(None, std::slice::from_ref(job))),
+    )
+    .await;
+    done.lines = actions.iter().map(ToString::to_string).collect();
+    for ((i, _), outcome) in jobs.iter().zip(outcomes) {
+        let action = &actions[*i];
+        done.lines[*i] = match outcome? {
             Enqueued::Created(ids) | Enqueued::Duplicate(ids) => match ids.first() {
                 Some(id) => format!("{action} (job {id})"),
                 None => format!("{action} (nothing to do)"),
             },
             Enqueued::Refused(why) => format!("{action}: refused: {why}"),
         };
-        lines.push(line);
     }
-    Ok(lines)
+    Ok(done)
 }
 
 fn identity(app: &App, row: &EphemeralRow) -> Option<Identity> {

@@ -2,8 +2,10 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use slipway::clock::SystemClock;
 use slipway::config::{self, Config};
 use slipway::mask::Masker;
 use slipway::store::{JobKind, JobState, Store};
@@ -101,7 +103,7 @@ async fn housekeeping(
     now: i64,
     dry_run: bool,
 ) -> anyhow::Result<()> {
-    let parts = slipway::app::assemble(config).await?;
+    let parts = slipway::app::assemble(config, Arc::new(SystemClock)).await?;
     let apps: Vec<_> = match &only {
         Some(name) => vec![
             parts
@@ -113,14 +115,22 @@ async fn housekeeping(
     };
     for app in apps {
         let (github, engine) = (parts.workers.github.as_ref(), &parts.workers.engine);
-        let lines =
+        let done =
             slipway::housekeeping::run(&parts.queue, Some(engine), app, kind, github, now, dry_run)
                 .await?;
-        if lines.is_empty() {
+        if done.lines.is_empty() {
             println!("{}: nothing to do", app.name);
         }
-        for line in lines {
+        for line in done.lines {
             println!("{}: {line}", app.name);
+        }
+        // Told to the team as the worker's cleanup would: this pass marked them warned.
+        for warning in &done.warnings {
+            parts
+                .workers
+                .notifiers
+                .announce(warning, &parts.metrics)
+                .await;
         }
     }
     Ok(())
@@ -204,7 +214,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Deploy { app, env, git_ref } => {
-            let parts = slipway::app::assemble(config).await?;
+            let parts = slipway::app::assemble(config, Arc::new(SystemClock)).await?;
             let id = slipway::requests::deploy(
                 &parts.queue,
                 &parts.config,
@@ -221,7 +231,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<ExitCode> {
             return finish(&parts, id).await;
         }
         Command::Rollback { app, env, to } => {
-            let parts = slipway::app::assemble(config).await?;
+            let parts = slipway::app::assemble(config, Arc::new(SystemClock)).await?;
             let id = slipway::requests::rollback(
                 &parts.queue,
                 &parts.config,

@@ -95,6 +95,8 @@ pub struct Delivery<'a> {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Enqueued {
+    /// The jobs that will carry the request out: stored now, or (a teardown already on its
+    /// way) stored before.
     Created(Vec<i64>),
     /// The delivery was seen before; these are the jobs it created then.
     Duplicate(Vec<i64>),

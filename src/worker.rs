@@ -17,6 +17,7 @@ use tracing::Instrument;
 
 use std::borrow::Cow;
 
+use crate::clock::Clock;
 use crate::config::{App, Config, Environment};
 use crate::deploy::journal::Journal;
 use crate::deploy::{Engine, Request};
@@ -42,6 +43,8 @@ pub struct Workers {
     pub notifiers: Notifiers,
     /// GitHub's API, when a token is configured (reconcile reads branches through it).
     pub github: Option<GitHub>,
+    /// What cleanup takes as now (idle times, TTLs).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Workers {
@@ -250,9 +253,14 @@ impl Workers {
         }
         let (env, ephemeral) = match self.environment(app, job).await {
             Ok(Resolved::Static(env)) => (Cow::Borrowed(env), None),
-            Ok(Resolved::Ephemeral(resolved)) => {
-                let (env, row) = *resolved;
-                (Cow::Owned(env), Some(row))
+            Ok(Resolved::Ephemeral(instance)) => {
+                let port = instance.row.port().unwrap_or(0);
+                (Cow::Owned(instance.environment(app, port)), Some(instance))
+            }
+            Ok(Resolved::Gone) => {
+                let message = format!("{} is already gone: nothing to tear down", job.env);
+                journal.line("slipway", job.kind.as_str(), &message);
+                return Outcome::Succeeded { message };
             }
             Err(outcome) => return outcome,
         };
@@ -265,17 +273,42 @@ impl Workers {
         self.notifiers
             .tell(&news(Stage::Started), &self.metrics)
             .await;
+        // An ephemeral deploy takes its port once it is reported started, so not getting one
+        // ends it like any failure: GitHub and Slack hear of it.
+        let with_port;
+        let target = match &ephemeral {
+            Some(instance) if matches!(job.kind, JobKind::Deploy | JobKind::Rollback) => {
+                match self.take_port(instance).await {
+                    Ok(port) => {
+                        with_port = instance.environment(app, port);
+                        Ok(&with_port)
+                    }
+                    Err(outcome) => Err(outcome),
+                }
+            }
+            _ => Ok(env.as_ref()),
+        };
         // The run, and beside it the reports of its progress, which end before the end's.
-        let done = CancellationToken::new();
-        let (outcome, ()) = tokio::join!(
-            async {
-                let outcome = self.run_job(lease, app, &env, journal, stop).await;
-                done.cancel();
+        let outcome = match target {
+            Ok(target) => {
+                let done = CancellationToken::new();
+                let (outcome, ()) = tokio::join!(
+                    async {
+                        let outcome = self.run_job(lease, app, target, journal, stop).await;
+                        done.cancel();
+                        outcome
+                    },
+                    self.notifiers.follow(
+                        (job, app, target),
+                        journal.progress(),
+                        &done,
+                        &self.metrics
+                    ),
+                );
                 outcome
-            },
-            self.notifiers
-                .follow((job, app, &env), journal.progress(), &done, &self.metrics),
-        );
+            }
+            Err(outcome) => outcome,
+        };
         // A job interrupted by shutdown goes back to the queue: it has not ended.
         if stop.interrupted() {
             return outcome;
@@ -288,8 +321,8 @@ impl Workers {
             },
             (outcome, _) => outcome,
         };
-        if let Some(row) = ephemeral {
-            self.settle(job, &row, &outcome).await;
+        if let Some(instance) = ephemeral {
+            self.settle(job, &instance.row, &outcome).await;
         }
         self.notifiers
             .tell(&news(Stage::Finished(&outcome)), &self.metrics)
@@ -297,8 +330,9 @@ impl Workers {
         outcome
     }
 
-    /// The environment a job runs against: a configured one, or an ephemeral one made from
-    /// its template, its row and (deploys) a port allocated now if it has none yet.
+    /// The environment a job runs against: a configured one, or an ephemeral one's template
+    /// and row. A teardown of one that no longer exists has nothing to do (the branch's `push`
+    /// and `delete` events can both ask for it).
     async fn environment<'c>(&self, app: &'c App, job: &Job) -> Result<Resolved<'c>, Outcome> {
         if let Some(env) = Name::parse(&job.env)
             .ok()
@@ -306,10 +340,9 @@ impl Workers {
         {
             return Ok(Resolved::Static(env));
         }
-        let store = self.queue.store();
-        let now = now_ms();
-        let row = match store.ephemeral_env(&job.app, &job.env).await {
+        let row = match self.queue.store().ephemeral_env(&job.app, &job.env).await {
             Ok(Some(row)) => row,
+            Ok(None) if job.kind == JobKind::Teardown => return Ok(Resolved::Gone),
             Ok(None) => {
                 return Err(failed(format!(
                     "{}/{} is not configured and no ephemeral environment of that name exists",
@@ -327,42 +360,35 @@ impl Workers {
                 job.app, row.template
             )));
         };
-        let port = match job.kind {
-            JobKind::Teardown | JobKind::Cleanup | JobKind::Reconcile | JobKind::Release => {
-                row.port().unwrap_or(0)
-            }
-            JobKind::Deploy | JobKind::Rollback => {
-                let policy = PortPolicy {
-                    template: &row.template,
-                    range: template.ports.clone(),
-                    max: template.max,
-                };
-                let port = match store.allocate_port(row.id, &policy).await {
-                    Ok(Ok(port)) => port,
-                    Ok(Err(why)) => {
-                        let from = [EnvState::Provisioning, EnvState::Failed];
-                        if let Err(err) = store
-                            .set_env_state(row.id, &from, EnvState::Failed, None, now)
-                            .await
-                        {
-                            tracing::error!(error = %err, "could not mark the environment failed");
-                        }
-                        return Err(failed(why));
-                    }
-                    Err(err) => return Err(failed(format!("allocating a port: {err}"))),
-                };
-                let (from, to) = match row.sha {
-                    Some(_) => (&[EnvState::Live, EnvState::Failed][..], EnvState::Updating),
-                    None => (&[EnvState::Failed][..], EnvState::Provisioning),
-                };
-                if let Err(err) = store.set_env_state(row.id, from, to, None, now).await {
-                    return Err(failed(format!("updating the environment: {err}")));
-                }
-                port
-            }
+        Ok(Resolved::Ephemeral(Box::new(Instance {
+            template,
+            name,
+            row,
+        })))
+    }
+
+    /// The port of the ephemeral environment a deploy ships to: its own, or one allocated now.
+    /// The environment is marked as being provisioned or updated.
+    async fn take_port(&self, instance: &Instance<'_>) -> Result<u16, Outcome> {
+        let (row, store) = (&instance.row, self.queue.store());
+        let policy = PortPolicy {
+            template: &row.template,
+            range: instance.template.ports.clone(),
+            max: instance.template.max,
         };
-        let env = template.environment(&app.name, &name, row.slug(), &row.hostname, port);
-        Ok(Resolved::Ephemeral(Box::new((env, row))))
+        let port = match store.allocate_port(row.id, &policy).await {
+            Ok(Ok(port)) => port,
+            Ok(Err(why)) => return Err(failed(why)),
+            Err(err) => return Err(failed(format!("allocating a port: {err}"))),
+        };
+        let (from, to) = match row.sha {
+            Some(_) => (&[EnvState::Live, EnvState::Failed][..], EnvState::Updating),
+            None => (&[EnvState::Failed][..], EnvState::Provisioning),
+        };
+        if let Err(err) = store.set_env_state(row.id, from, to, None, now_ms()).await {
+            return Err(failed(format!("updating the environment: {err}")));
+        }
+        Ok(port)
     }
 
     /// Cleanup, reconcile or release of `app`: decide, queue the jobs, log each action.
@@ -388,25 +414,28 @@ impl Workers {
                 message: format!("release {}: {}", job.git_ref, released.lines.join("; ")),
             });
         }
-        let lines = housekeeping::run(
+        let done = housekeeping::run(
             &self.queue,
             Some(&self.engine),
             app,
             job.kind,
             github,
-            now_ms(),
+            self.clock.now_ms(),
             false,
         )
         .await?;
-        for line in &lines {
+        for line in &done.lines {
             journal.line("slipway", job.kind.as_str(), line);
+        }
+        for warning in &done.warnings {
+            self.notifiers.announce(warning, &self.metrics).await;
         }
         Ok(Outcome::Succeeded {
             message: format!(
                 "{} of {}: {} action(s)",
                 job.kind.as_str(),
                 app.name,
-                lines.len()
+                done.lines.len()
             ),
         })
     }
@@ -498,7 +527,25 @@ impl Workers {
 /// The environment a job runs against.
 enum Resolved<'c> {
     Static(&'c Environment),
-    Ephemeral(Box<(Environment, EphemeralRow)>),
+    Ephemeral(Box<Instance<'c>>),
+    /// An ephemeral environment that no longer exists (only a teardown gets this).
+    Gone,
+}
+
+/// An ephemeral environment: its template and its row.
+struct Instance<'c> {
+    template: &'c crate::config::Ephemeral,
+    name: Name,
+    row: EphemeralRow,
+}
+
+impl Instance<'_> {
+    /// Its environment when served on `port`.
+    fn environment(&self, app: &App, port: u16) -> Environment {
+        let row = &self.row;
+        self.template
+            .environment(&app.name, &self.name, row.slug(), &row.hostname, port)
+    }
 }
 
 fn failed(error: String) -> Outcome {

@@ -135,7 +135,9 @@ pub async fn keep(
     authorize(&state, &headers)?;
     let body: KeepBody = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid body: {e}")))?;
-    let until = crate::store::now_ms()
+    let until = state
+        .clock
+        .now_ms()
         .saturating_add(i64::try_from(body.duration.as_millis()).unwrap_or(i64::MAX));
     if !state.queue.store().keep_env(&app, &env, until).await? {
         return Err(ApiError::NotFound(format!(

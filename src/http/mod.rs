@@ -48,6 +48,8 @@ pub struct AppState {
     pub masker: Masker,
     /// Slack's Web API, when `[slack]` is configured.
     pub slack: Option<SlackApi>,
+    /// What a keep's `for` counts from.
+    pub clock: Arc<dyn crate::clock::Clock>,
     /// The service's shutdown: long-lived answers (a job's live view) end when it fires, so an
     /// open page never holds up a graceful stop.
     pub shutdown: CancellationToken,

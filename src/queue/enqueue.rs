@@ -8,6 +8,10 @@
 //! reused), one superseding `UPDATE` per environment. Only ephemeral environments, which push
 //! storms rarely touch, cost statements per job.
 //!
+//! A teardown of an ephemeral environment whose teardown is already queued or running (a
+//! deleted branch arrives as a `push` and as a `delete` event) stores no second job: its request
+//! is answered with the first one's id.
+//!
 //! Each request keeps its own outcome: one refused (a hold, a branch conflict) stores nothing,
 //! not even its delivery, and does not disturb the others. An error of the database fails the
 //! whole batch (nothing of it is committed) and every request in it hears that error.
@@ -19,7 +23,7 @@ use serde::Serialize;
 use super::{Delivery, Enqueued, NOTIFY_CHANNEL, NewJob, Queue, json, json_rows};
 use crate::domain::{GitRef, ReleaseId, Sha};
 use crate::store::{
-    Backend, HELD_LOCKS, JobKind, JobState, Lock, StoreError, WritePool, now_ms, on_pool,
+    Backend, EnvState, HELD_LOCKS, JobKind, JobState, Lock, StoreError, WritePool, now_ms, on_pool,
 };
 
 /// The most requests one transaction carries; more wait for the next.
@@ -151,6 +155,11 @@ impl Queue {
 
             let mut planned: Vec<Planned<'_>> = Vec::new();
             let mut refused: Vec<&str> = Vec::new();
+            // Teardowns asked for again while one is on its way (a deleted branch is both a
+            // `push` and a `delete` event): the request is answered with that job's id. Stored
+            // ones by id; ones of this batch by their place in `planned`.
+            let mut tearing: HashMap<String, usize> = HashMap::new();
+            let mut joined: Vec<(usize, usize)> = Vec::new();
             for (i, r) in requests.iter().enumerate() {
                 if outcomes[i].is_some() || repeat_of[i].is_some() {
                     continue;
@@ -171,10 +180,10 @@ impl Queue {
                         refusal = Some(format!("{}; it must be unlocked first", lock.describe()));
                         break;
                     }
-                    let existing: Option<(i64, String)> = match (lock, &job.ephemeral) {
+                    let existing: Option<(i64, String, String)> = match (lock, &job.ephemeral) {
                         (None, Some(_)) => {
                             sqlx::query_as(
-                                "SELECT id, branch FROM ephemeral_envs \
+                                "SELECT id, branch, state FROM ephemeral_envs \
                                  WHERE app = $1 AND env = $2 AND state <> 'gone'",
                             )
                             .bind(job.app.as_str())
@@ -184,7 +193,7 @@ impl Queue {
                         }
                         _ => None,
                     };
-                    if let (Some((_, branch)), Some(e)) = (&existing, &job.ephemeral)
+                    if let (Some((_, branch, _)), Some(e)) = (&existing, &job.ephemeral)
                         && branch != e.branch.as_str()
                     {
                         refusal = Some(format!(
@@ -202,9 +211,30 @@ impl Queue {
                     }
                     continue;
                 }
-                outcomes[i] = Some(Enqueued::Created(Vec::new()));
+                let mut created = Vec::new();
                 for (job, lane, lock, existing) in decided {
                     if let (None, Some(e)) = (lock, &job.ephemeral) {
+                        if job.kind == JobKind::Teardown {
+                            if let Some(&k) = tearing.get(&lane) {
+                                joined.push((i, k));
+                                continue;
+                            }
+                            if let Some((_, _, state)) = &existing
+                                && state == EnvState::TearingDown.as_str()
+                            {
+                                let on_its_way: Option<i64> = sqlx::query_scalar(
+                                    "SELECT id FROM jobs WHERE lane = $1 AND kind = 'teardown' \
+                                     AND state IN ('queued', 'running') ORDER BY id DESC LIMIT 1",
+                                )
+                                .bind(&lane)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                                if let Some(id) = on_its_way {
+                                    created.push(id);
+                                    continue;
+                                }
+                            }
+                        }
                         match (job.kind, existing) {
                             (JobKind::Deploy, None) => {
                                 sqlx::query(
@@ -221,7 +251,7 @@ impl Queue {
                                 .execute(&mut *tx)
                                 .await?;
                             }
-                            (JobKind::Deploy, Some((id, _))) => {
+                            (JobKind::Deploy, Some((id, ..))) => {
                                 // A push during a teardown brings the environment back once
                                 // the teardown is done.
                                 sqlx::query(
@@ -234,7 +264,7 @@ impl Queue {
                                 .execute(&mut *tx)
                                 .await?;
                             }
-                            (_, Some((id, _))) => {
+                            (_, Some((id, ..))) => {
                                 sqlx::query(
                                     "UPDATE ephemeral_envs SET state = 'tearing_down', \
                                      updated_at = $1 WHERE id = $2",
@@ -248,6 +278,9 @@ impl Queue {
                             (_, None) => continue,
                         }
                     }
+                    if job.kind == JobKind::Teardown && job.ephemeral.is_some() {
+                        tearing.insert(lane.clone(), planned.len());
+                    }
                     planned.push(Planned {
                         request: i,
                         job,
@@ -256,6 +289,7 @@ impl Queue {
                         lock,
                     });
                 }
+                outcomes[i] = Some(Enqueued::Created(created));
             }
 
             if !planned.is_empty() {
@@ -285,6 +319,11 @@ impl Queue {
                 let mut events = Vec::with_capacity(planned.len() * 2);
                 // Per environment: the newest job that replaces older queued deploys.
                 let mut supersede: HashMap<String, (i64, JobKind, bool)> = HashMap::new();
+                for &(request, k) in &joined {
+                    if let Some(Enqueued::Created(created)) = &mut outcomes[request] {
+                        created.push(ids[k]);
+                    }
+                }
                 for (p, id) in planned.into_iter().zip(ids) {
                     let job = p.job;
                     let approval = job

@@ -455,6 +455,30 @@ async fn ephemeral_environments_come_and_go_with_their_jobs_on_both_backends() {
             store.job(second[0]).await.unwrap().unwrap().state,
             JobState::Superseded
         );
+        // Asked again while it waits (a deleted branch is a push and a delete event): the
+        // request is answered with the same teardown.
+        let again = f
+            .queue
+            .enqueue(None, &[ephemeral_job("demo-a", "demo/a", false)])
+            .await
+            .unwrap();
+        assert_eq!(again, Enqueued::Created(down.clone()));
+        // Twice in one batch (the test's runtime has one thread: both requests are pending
+        // before the writer runs): one teardown, both answered with it.
+        let teardown_b = [ephemeral_job("demo-b", "demo/demo-b", false)];
+        let (one, two) = tokio::join!(
+            f.queue.enqueue(None, &teardown_b),
+            f.queue.enqueue(None, &teardown_b),
+        );
+        let (one, two) = (one.unwrap(), two.unwrap());
+        assert_eq!(one, two);
+        let Enqueued::Created(ids) = one else {
+            panic!("not created: {one:?}")
+        };
+        assert_eq!(
+            store.job(ids[0]).await.unwrap().unwrap().kind,
+            JobKind::Teardown
+        );
         let row = store
             .ephemeral_env("shop", "demo-a")
             .await

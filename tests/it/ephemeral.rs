@@ -1,16 +1,20 @@
 //! Ephemeral environments from `demo/*` branches: real sshd, git and nginx (the lifecycle and
 //! routing), or the local target where only the bookkeeping is under test.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::Value;
+use slipway::clock::{Clock, SystemClock};
 
-use crate::apps::add_web_app;
+use crate::apps::{add_web_app, page};
 use crate::helpers::{
-    GitRepo, REPO, TestApp, config_head, hostile_branch_names, job_id, push_body, run_slipway,
+    GitRepo, REPO, ShiftedClock, TestApp, config_head, hostile_branch_names, job_id, push_body,
+    run_slipway,
 };
 use crate::nginx::Nginx;
+use crate::slack::{BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEAM, fake_slack, json_answer};
 use crate::sshd::Fleet;
 
 const PROXY_PORT: u16 = 8080;
@@ -62,6 +66,17 @@ async fn environment(app: &TestApp, env: &str) -> Option<Value> {
         .await
         .into_iter()
         .find(|e| e["env"] == env)
+}
+
+/// Waits (up to 10 s) until environment `env` (`None`: it does not exist) is as `done` wants.
+async fn environment_when(app: &TestApp, env: &str, done: impl Fn(Option<&Value>) -> bool) {
+    for _ in 0..100 {
+        if done(environment(app, env).await.as_ref()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("environment {env} never got there");
 }
 
 async fn wait_until_running(app: &TestApp, id: i64) {
@@ -143,10 +158,10 @@ async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
             .unwrap()
     };
     assert_eq!(built(&release1), format!("{release1}|{sha1}|demo/xyz\n"));
-    assert_eq!(
-        via_proxy_until(&addr, hostname, 200).await,
-        (200, format!("release {release1}\n"))
-    );
+    // The hostname serves the app's page, which names the pushed commit.
+    let (status, body) = via_proxy_until(&addr, hostname, 200).await;
+    assert_eq!((status, body.as_str()), (200, page(&job).as_str()));
+    assert!(body.contains(&sha1), "{body}");
     let env = environment(&app, "demo-xyz").await.expect("recorded");
     assert_eq!(
         (&env["state"], &env["branch"], &env["sha"], &env["hostname"]),
@@ -166,9 +181,11 @@ async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
     assert_eq!(job["state"], "succeeded", "{job:#}");
     let release2 = job["release_id"].as_str().unwrap().to_owned();
     assert_eq!(built(&release2), format!("{release2}|{sha2}|demo/xyz\n"));
+    let second = page(&job);
+    assert_eq!(second, format!("release {release2} of {sha2}\n"));
     assert_eq!(
         via_proxy_until(&addr, hostname, 200).await,
-        (200, format!("release {release2}\n"))
+        (200, second.clone())
     );
     let env = environment(&app, "demo-xyz").await.unwrap();
     assert_eq!(
@@ -185,10 +202,7 @@ async fn a_demo_branch_gets_its_own_routed_environment_until_it_is_deleted() {
         environment(&app, "broken-x").await.unwrap()["state"],
         "failed"
     );
-    assert_eq!(
-        via_proxy(&addr, hostname).await,
-        (200, format!("release {release2}\n"))
-    );
+    assert_eq!(via_proxy(&addr, hostname).await, (200, second));
 
     // Deleting the branch tears the environment down: no route, no directory, port freed.
     let (status, answer) = delete_branch(&app, "demo-3", "demo/xyz").await;
@@ -235,6 +249,23 @@ fn local_config(dir: &Path, repo: &GitRepo, ports: &str, build: &str) -> String 
         dir.display(),
         dir.display(),
     )
+}
+
+/// A service on the local target ([`local_config`] with `ports` and `build`, then `extra`;
+/// `{dir}` in them is the test's directory) reading `clock`: it, that directory, its repository.
+async fn local_app(
+    ports: &str,
+    build: &str,
+    extra: &str,
+    clock: Arc<dyn Clock>,
+) -> (TestApp, PathBuf, GitRepo) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let repo = GitRepo::new(&root);
+    let at_root = |text: &str| text.replace("{dir}", &root.display().to_string());
+    let config = local_config(&root, &repo, ports, &at_root(build)) + &at_root(extra);
+    let app = TestApp::spawn_with_clock(dir, &config, clock).await;
+    (app, root, repo)
 }
 
 #[tokio::test]
@@ -420,13 +451,7 @@ async fn cleanup_warns_then_tears_down_idle_environments_but_not_kept_ones() {
         "{done}"
     );
     assert!(done.contains("(job "), "{done}");
-    for _ in 0..100 {
-        if environment(&app, "demo-idle").await.is_none() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(environment(&app, "demo-idle").await.is_none());
+    environment_when(&app, "demo-idle", |e| e.is_none()).await;
     assert!(!root.join("envs/demo-idle").exists());
     assert_eq!(
         environment(&app, "demo-kept").await.unwrap()["state"],
@@ -485,5 +510,188 @@ async fn cleanup_sweeps_hosts_for_directories_and_routes_of_no_environment() {
         assert!(host.srv.join("routes/other.conf").exists());
     }
     assert_eq!(cleanup(&[]), "shop: nothing to do\n");
+    app.stop().await;
+}
+
+/// GitHub's `delete` event for `branch` (its documented shape; fields we do not read left out).
+fn delete_event(branch: &str) -> Vec<u8> {
+    let body = serde_json::json!({
+        "ref": branch, "ref_type": "branch", "pusher_type": "user",
+        "repository": { "full_name": REPO, "fork": false }, "sender": { "login": "octocat" }
+    });
+    serde_json::to_vec(&body).unwrap()
+}
+
+#[tokio::test]
+async fn a_deleted_branch_is_torn_down_once_for_its_push_and_delete_events() {
+    // While `hold` exists, a build waits for `gate`: it keeps the environment's lane busy, so
+    // the teardown waits in the queue when the second event arrives.
+    let build = "\"while [ -e {dir}/hold ] && [ ! -e {dir}/gate ]; do sleep 0.05; done\"";
+    let (app, root, repo) = local_app("21800-21809", build, "", Arc::new(SystemClock)).await;
+    let sha1 = repo.commit("first", "demo/bye");
+    assert_eq!(
+        pushed(&app, "bye-1", "demo/bye", &sha1).await["state"],
+        "succeeded"
+    );
+    std::fs::write(root.join("hold"), "").unwrap();
+    let sha2 = repo.commit("second", "demo/bye");
+    let (status, answer) = app.push("bye-2", "demo/bye", &sha2).await;
+    assert_eq!(status, 202, "{answer}");
+    let deploy = job_id(&answer);
+    wait_until_running(&app, deploy).await;
+
+    // The branch is deleted: GitHub sends a push with `deleted: true`, then a `delete` event.
+    let (status, answer) = delete_branch(&app, "bye-3", "demo/bye").await;
+    assert_eq!(status, 202, "{answer}");
+    let teardown = job_id(&answer);
+    let (status, answer) = app
+        .webhook("delete", "bye-4", &delete_event("demo/bye"), None)
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(
+        (&answer["job_ids"], &answer["duplicate"]),
+        (&serde_json::json!([teardown]), &Value::Bool(false)),
+        "the second event is answered with the teardown on its way"
+    );
+
+    std::fs::write(root.join("gate"), "").unwrap();
+    assert_eq!(app.finished(deploy).await["state"], "succeeded");
+    let job = app.finished(teardown).await;
+    assert_eq!(
+        (job["state"].as_str(), job["kind"].as_str()),
+        (Some("succeeded"), Some("teardown")),
+        "{job:#}"
+    );
+    assert!(environment(&app, "demo-bye").await.is_none());
+    assert!(!root.join("envs/demo-bye").exists());
+    // Once it is gone, another delete event has nothing to queue.
+    let (status, answer) = app
+        .webhook("delete", "bye-5", &delete_event("demo/bye"), None)
+        .await;
+    assert_eq!((status, &answer["job_ids"]), (202, &serde_json::json!([])));
+
+    let jobs = app.jobs().await;
+    let kinds: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|j| (j["kind"].as_str().unwrap(), j["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|(kind, _)| *kind == "teardown").count(),
+        1,
+        "{kinds:?}"
+    );
+    assert!(
+        kinds.iter().all(|(_, state)| *state == "succeeded"),
+        "{kinds:?}"
+    );
+    app.stop().await;
+}
+
+/// Waits (up to 30 s) until `more` cleanup jobs beyond those queued so far have succeeded.
+/// None may fail.
+async fn more_cleanups_done(app: &TestApp, more: usize) {
+    let cleanups = |jobs: Vec<Value>| -> Vec<Value> {
+        let cleanups: Vec<Value> = jobs
+            .into_iter()
+            .filter(|j| j["kind"] == "cleanup")
+            .collect();
+        for job in &cleanups {
+            assert_ne!(job["state"], "failed", "{job:#}");
+        }
+        cleanups
+    };
+    let want = cleanups(app.jobs().await).len() + more;
+    for _ in 0..300 {
+        let done = cleanups(app.jobs().await);
+        if done.iter().filter(|j| j["state"] == "succeeded").count() >= want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{more} more cleanup jobs never succeeded");
+}
+
+/// The texts slipway posted to Slack that contain `part`.
+async fn posted(fake: &wiremock::MockServer, part: &str) -> Vec<String> {
+    let requests = fake.received_requests().await.unwrap();
+    requests
+        .into_iter()
+        .filter(|r| r.url.path() == "/api/chat.postMessage")
+        .filter_map(|r| {
+            let body: Value = serde_json::from_slice(&r.body).ok()?;
+            let text = body["text"].as_str()?.to_owned();
+            text.contains(part).then_some(text)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn scheduled_cleanup_tells_the_team_once_before_it_tears_down() {
+    let fake = fake_slack(json_answer(include_str!(
+        "../fixtures/slack/chat.postMessage.ok.json"
+    )))
+    .await;
+    // A cleanup tick every second, run by the service's own scheduler and workers.
+    let extra = format!(
+        "ttl = \"7d\"\nwarn_before = \"1d\"\n\
+         [slack]\nsigning_secret = \"{SIGNING_SECRET}\"\nbot_token = \"{BOT_TOKEN}\"\n\
+         api_url = \"{}/api\"\nteam_id = \"{TEAM}\"\nchannel = \"{CHANNEL}\"\n\
+         [[schedules]]\nname = \"cleanup\"\ncron = \"* * * * * *\"\njob = \"cleanup\"\n",
+        fake.uri()
+    );
+    let clock = Arc::new(ShiftedClock::default());
+    let (app, root, repo) = local_app("21900-21909", "\"true\"", &extra, clock.clone()).await;
+    let sha = repo.commit("first", "demo/idle");
+    assert_eq!(
+        pushed(&app, "idle-1", "demo/idle", &sha).await["state"],
+        "succeeded"
+    );
+    more_cleanups_done(&app, 1).await;
+    assert_eq!(posted(&fake, "idle for").await, Vec::<String>::new());
+
+    // Six and a half days later: warned, once, however many ticks pass.
+    clock.ahead_by_days(6.5);
+    environment_when(&app, "demo-idle", |e| {
+        e.is_some_and(|e| !e["warned_at"].is_null())
+    })
+    .await;
+    more_cleanups_done(&app, 2).await;
+    assert_eq!(
+        posted(&fake, "idle for").await,
+        [
+            "shop/demo-idle (branch demo/idle, demo-idle.app.example.test): idle for 6days 12h; \
+          torn down in 12h unless pushed to or kept"
+        ]
+    );
+
+    // Past the TTL: the next tick queues the teardown, and it runs.
+    clock.ahead_by_days(8.0);
+    environment_when(&app, "demo-idle", |e| e.is_none()).await;
+    assert!(!root.join("envs/demo-idle").exists());
+    let jobs = app.jobs().await;
+    let teardown = jobs.iter().find(|j| j["kind"] == "teardown").unwrap();
+    assert_eq!(
+        (&teardown["state"], &teardown["requested_by"]),
+        (&Value::from("succeeded"), &Value::from("housekeeping"))
+    );
+    assert_eq!(posted(&fake, "idle for").await.len(), 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_branch_that_names_no_environment_is_ignored_with_the_reason() {
+    let (app, _root, repo) = local_app("22000-22009", "\"true\"", "", Arc::new(SystemClock)).await;
+    let sha = repo.commit("first", "demo/___");
+    let (status, answer) = app.push("nameless-1", "demo/___", &sha).await;
+    assert_eq!(
+        (status, answer),
+        (
+            202,
+            serde_json::json!({ "ignored": "branch \"demo/___\" has no letters or digits \
+                after \"demo/\" to name an environment after" })
+        )
+    );
+    assert!(app.jobs().await.is_empty());
+    assert!(environments(&app).await.is_empty());
     app.stop().await;
 }

@@ -178,8 +178,9 @@ async fn every_deploy_and_teardown_is_a_github_deployment_with_statuses() {
     assert_eq!(got, expected);
 }
 
-/// GitHub's branch listing over two pages, as `GET /repos/acme/shop/branches` answers it.
-async fn list_branches(server: &MockServer, pages: [&[(&str, &str)]; 2]) {
+/// GitHub's branch listing over two pages, as `GET /repos/acme/shop/branches` answers it. A
+/// listing mounted later with a lower `priority` number answers instead.
+async fn list_branches(server: &MockServer, pages: [&[(&str, &str)]; 2], priority: u8) {
     use wiremock::matchers::{path, query_param, query_param_is_missing};
     let page = |branches: &[(&str, &str)]| {
         Value::Array(
@@ -204,12 +205,14 @@ async fn list_branches(server: &MockServer, pages: [&[(&str, &str)]; 2]) {
                 .set_body_json(page(pages[0]))
                 .insert_header("link", next.as_str()),
         )
+        .with_priority(priority)
         .mount(server)
         .await;
     Mock::given(method("GET"))
         .and(path("/repositories/42/branches"))
         .and(query_param("page", "2"))
         .respond_with(ResponseTemplate::new(200).set_body_json(page(pages[1])))
+        .with_priority(priority)
         .mount(server)
         .await;
 }
@@ -255,6 +258,7 @@ async fn reconcile_brings_up_lost_branches_and_removes_vanished_ones() {
             &[("main", &main_sha), ("feature/x", &main_sha)],
             &[("demo/lost", &lost_sha)],
         ],
+        5,
     )
     .await;
 
@@ -283,4 +287,141 @@ async fn reconcile_brings_up_lost_branches_and_removes_vanished_ones() {
     // Converged: a second pass has nothing to do.
     assert_eq!(run_slipway(&path, &["reconcile"]), "shop: nothing to do\n");
     app.stop().await;
+}
+
+#[tokio::test]
+async fn scheduled_reconcile_run_by_the_workers_brings_environments_to_their_branch_heads() {
+    let github = fake_github().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let main_sha = repo.commit("first", "main");
+    let sha1 = repo.commit("one", "demo/head");
+    // demo/head's push never arrived; GitHub lists it.
+    list_branches(
+        &github,
+        [&[("main", &main_sha)], &[("demo/head", &sha1)]],
+        5,
+    )
+    .await;
+    // A reconcile tick every second, run by the service's own scheduler and workers.
+    let config = config(dir.path(), &repo, &github.uri())
+        + "[[schedules]]\nname = \"reconcile\"\ncron = \"* * * * * *\"\njob = \"reconcile\"\n";
+    let app = TestApp::spawn(dir, &config).await;
+
+    let envs = wait_for(&app, |e| e.len() == 1 && e[0]["state"] == "live").await;
+    assert_eq!(
+        (&envs[0]["env"], &envs[0]["sha"]),
+        (&Value::from("demo-head"), &Value::from(sha1.as_str()))
+    );
+    // The branch moves on without a webhook: its environment follows the head.
+    let sha2 = repo.commit("two", "demo/head");
+    list_branches(
+        &github,
+        [&[("main", &main_sha)], &[("demo/head", &sha2)]],
+        1,
+    )
+    .await;
+    wait_for(&app, |e| {
+        e.len() == 1 && e[0]["state"] == "live" && e[0]["sha"] == sha2.as_str()
+    })
+    .await;
+    let jobs = app.jobs().await;
+    app.stop().await;
+
+    let reconciles: Vec<&Value> = jobs.iter().filter(|j| j["kind"] == "reconcile").collect();
+    assert!(
+        reconciles
+            .iter()
+            .any(|j| j["state"] == "succeeded" && j["source"] == "schedule"),
+        "{reconciles:#?}"
+    );
+    let deploys: Vec<(&str, &str, &str)> = jobs
+        .iter()
+        .filter(|j| j["kind"] == "deploy" && j["state"] == "succeeded")
+        .map(|j| {
+            let field = |k: &str| j[k].as_str().unwrap();
+            (field("env"), field("sha"), field("requested_by"))
+        })
+        .collect();
+    assert!(
+        deploys.contains(&("demo-head", sha1.as_str(), "reconcile"))
+            && deploys.contains(&("demo-head", sha2.as_str(), "reconcile")),
+        "{deploys:?}"
+    );
+    assert!(jobs.iter().all(|j| j["state"] != "failed"), "{jobs:#?}");
+}
+
+#[tokio::test]
+async fn an_ephemeral_deploy_that_gets_no_port_is_a_failed_github_deployment() {
+    let github = fake_github().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha_a = repo.commit("a", "demo/a");
+    let sha_b = repo.commit("b", "demo/b");
+    // One port for the template: demo/a takes it.
+    let config = config(dir.path(), &repo, &github.uri())
+        .replace("ports = \"21300-21309\"", "ports = \"21310-21310\"");
+    let app = TestApp::spawn(dir, &config).await;
+    let (_, answer) = app.push("port-1", "demo/a", &sha_a).await;
+    assert_eq!(app.finished(job_id(&answer)).await["state"], "succeeded");
+    let (_, answer) = app.push("port-2", "demo/b", &sha_b).await;
+    let job = app.finished(job_id(&answer)).await;
+    let why = "every port of 21310-21310 is in use; tear an environment down or widen `ports`";
+    assert_eq!(
+        (&job["state"], &job["error"]),
+        (&Value::from("failed"), &Value::from(why))
+    );
+    let id = job["id"].as_i64().unwrap();
+    app.stop().await;
+
+    let log = format!("http://slipway.test/api/jobs/{id}");
+    let got = received(&github).await;
+    assert_eq!(
+        got[3..],
+        [
+            (
+                "POST /repos/acme/shop/deployments".to_owned(),
+                json!({ "ref": sha_b, "environment": "demo-b",
+                        "description": "deploy demo/b by Codertocat", "transient_environment": true,
+                        "production_environment": false, "auto_merge": false, "required_contexts": [] }),
+            ),
+            (
+                "POST /repos/acme/shop/deployments/101/statuses".to_owned(),
+                json!({ "state": "in_progress", "environment_url": "https://demo-b.app.example.test",
+                        "log_url": log, "description": format!("job {id} running") }),
+            ),
+            (
+                "POST /repos/acme/shop/deployments/101/statuses".to_owned(),
+                json!({ "state": "failure", "log_url": log, "description": why }),
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn an_environment_named_production_is_a_production_deployment() {
+    let github = fake_github().await;
+    let dir = tempfile::tempdir().unwrap();
+    let repo = GitRepo::new(dir.path());
+    let sha = repo.commit("first", "release");
+    let config = config(dir.path(), &repo, &github.uri())
+        + &format!(
+            "[apps.shop.environments.production]\nhosts = [\"local\"]\ndeploy_path = \"{}/prod\"\n\
+             [[apps.shop.triggers]]\npush = \"release\"\ndeploy = \"production\"\n",
+            dir.path().display()
+        );
+    let app = TestApp::spawn(dir, &config).await;
+    let (_, answer) = app.push("prod-1", "release", &sha).await;
+    assert_eq!(app.finished(job_id(&answer)).await["state"], "succeeded");
+    app.stop().await;
+    let got = received(&github).await;
+    assert_eq!(
+        got[0],
+        (
+            "POST /repos/acme/shop/deployments".to_owned(),
+            json!({ "ref": sha, "environment": "production",
+                    "description": "deploy release by Codertocat", "transient_environment": false,
+                    "production_environment": true, "auto_merge": false, "required_contexts": [] }),
+        )
+    );
 }

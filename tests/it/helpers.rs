@@ -2,9 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use serde_json::Value;
+use slipway::app::Role;
+use slipway::clock::{Clock, SystemClock};
 use slipway::config::Config;
 use slipway::signature::sign_github;
 
@@ -100,6 +104,26 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// The system's clock moved ahead by what the test says (days, to make environments idle).
+#[derive(Default)]
+pub struct ShiftedClock {
+    ahead_ms: AtomicI64,
+}
+
+impl ShiftedClock {
+    /// From now on, the clock reads `days` ahead of the system's.
+    pub fn ahead_by_days(&self, days: f64) {
+        let ms = (days * 86_400_000.0) as i64;
+        self.ahead_ms.store(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ShiftedClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + chrono::Duration::milliseconds(self.ahead_ms.load(Ordering::SeqCst))
+    }
+}
+
 /// Everything one test owns: its directory, config and running service.
 pub struct TestApp {
     /// Kept so the test's files live as long as the service.
@@ -122,11 +146,22 @@ pub fn config_head(dir: &Path) -> String {
 impl TestApp {
     /// Starts the service with `config` (a full TOML text) written to the test's directory.
     pub async fn spawn(dir: tempfile::TempDir, config: &str) -> Self {
+        Self::spawn_with_clock(dir, config, Arc::new(SystemClock)).await
+    }
+
+    /// As [`TestApp::spawn`], with housekeeping, the scheduler and keeps reading `clock`.
+    pub async fn spawn_with_clock(
+        dir: tempfile::TempDir,
+        config: &str,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let path = dir.path().join("slipway.toml");
         std::fs::write(&path, config).unwrap();
         let config = Config::load(&path).unwrap_or_else(|e| panic!("test config: {e}"));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let running = slipway::app::start(config, listener).await.unwrap();
+        let running = slipway::app::start_as(config, listener, Role::All, clock)
+            .await
+            .unwrap();
         Self {
             base: format!("http://{}", running.addr),
             _dir: dir,
