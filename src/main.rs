@@ -129,7 +129,7 @@ async fn housekeeping(
             parts
                 .workers
                 .notifiers
-                .announce(warning, &parts.metrics)
+                .announce(app, warning, &parts.metrics)
                 .await;
         }
     }

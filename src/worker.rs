@@ -428,7 +428,7 @@ impl Workers {
             journal.line("slipway", job.kind.as_str(), line);
         }
         for warning in &done.warnings {
-            self.notifiers.announce(warning, &self.metrics).await;
+            self.notifiers.announce(app, warning, &self.metrics).await;
         }
         Ok(Outcome::Succeeded {
             message: format!(
