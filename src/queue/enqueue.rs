@@ -153,6 +153,31 @@ impl Queue {
                 HashMap::new()
             };
 
+            // The batch's ephemeral environments, read at once and then kept as the batch's own
+            // jobs change them (`envs`); the changes are written in one statement at the end
+            // (`touched`), so a push storm or a cleanup's teardowns cost no statement per job.
+            let lanes: Vec<(&str, &str)> = requests
+                .iter()
+                .flat_map(|r| &r.jobs)
+                .filter(|j| j.ephemeral.is_some())
+                .map(|j| (j.app.as_str(), j.env.as_str()))
+                .collect();
+            let mut envs: HashMap<String, (i64, String, String)> = if lanes.is_empty() {
+                HashMap::new()
+            } else {
+                let sql = format!(
+                    "SELECT id, app, env, branch, state FROM ephemeral_envs \
+                     WHERE state <> 'gone' AND (app, env) IN (SELECT value ->> 0, value ->> 1 FROM {rows})"
+                );
+                sqlx::query_as::<_, (i64, String, String, String, String)>(sqlx::AssertSqlSafe(sql))
+                    .bind(json(&lanes)?)
+                    .fetch_all(&mut *tx)
+                    .await?
+                    .into_iter()
+                    .map(|(id, app, env, branch, state)| (format!("{app}/{env}"), (id, branch, state)))
+                    .collect()
+            };
+            let mut touched: HashMap<i64, EnvChange> = HashMap::new();
             let mut planned: Vec<Planned<'_>> = Vec::new();
             let mut refused: Vec<&str> = Vec::new();
             // Teardowns asked for again while one is on its way (a deleted branch is both a
@@ -180,17 +205,8 @@ impl Queue {
                         refusal = Some(format!("{}; it must be unlocked first", lock.describe()));
                         break;
                     }
-                    let existing: Option<(i64, String, String)> = match (lock, &job.ephemeral) {
-                        (None, Some(_)) => {
-                            sqlx::query_as(
-                                "SELECT id, branch, state FROM ephemeral_envs \
-                                 WHERE app = $1 AND env = $2 AND state <> 'gone'",
-                            )
-                            .bind(job.app.as_str())
-                            .bind(job.env.as_str())
-                            .fetch_optional(&mut *tx)
-                            .await?
-                        }
+                    let existing = match (lock, &job.ephemeral) {
+                        (None, Some(_)) => envs.get(&lane).cloned(),
                         _ => None,
                     };
                     if let (Some((_, branch, _)), Some(e)) = (&existing, &job.ephemeral)
@@ -237,10 +253,11 @@ impl Queue {
                         }
                         match (job.kind, existing) {
                             (JobKind::Deploy, None) => {
-                                sqlx::query(
+                                let id: i64 = sqlx::query_scalar(
                                     "INSERT INTO ephemeral_envs (app, template, env, branch, \
                                      hostname, state, last_push_at, created_at, updated_at) \
-                                     VALUES ($1, $2, $3, $4, $5, 'provisioning', $6, $6, $6)",
+                                     VALUES ($1, $2, $3, $4, $5, 'provisioning', $6, $6, $6) \
+                                     RETURNING id",
                                 )
                                 .bind(job.app.as_str())
                                 .bind(e.template.as_str())
@@ -248,31 +265,45 @@ impl Queue {
                                 .bind(e.branch.as_str())
                                 .bind(&e.hostname)
                                 .bind(now)
-                                .execute(&mut *tx)
+                                .fetch_one(&mut *tx)
                                 .await?;
+                                envs.insert(
+                                    lane.clone(),
+                                    (id, e.branch.to_string(), EnvState::Provisioning.as_str().into()),
+                                );
                             }
-                            (JobKind::Deploy, Some((id, ..))) => {
+                            (JobKind::Deploy, Some((id, branch, state))) => {
                                 // A push during a teardown brings the environment back once
                                 // the teardown is done.
-                                sqlx::query(
-                                    "UPDATE ephemeral_envs SET last_push_at = $1, updated_at = $1, \
-                                     warned_at = NULL, state = CASE state WHEN 'tearing_down' \
-                                     THEN 'provisioning' ELSE state END WHERE id = $2",
-                                )
-                                .bind(now)
-                                .bind(id)
-                                .execute(&mut *tx)
-                                .await?;
+                                let after_teardown =
+                                    touched.get(&id).is_some_and(|c| c.last == Last::TearDown);
+                                touched.insert(
+                                    id,
+                                    EnvChange {
+                                        pushed: true,
+                                        last: if after_teardown { Last::Revive } else { Last::Push },
+                                    },
+                                );
+                                let state = if state == EnvState::TearingDown.as_str() {
+                                    EnvState::Provisioning.as_str().into()
+                                } else {
+                                    state
+                                };
+                                envs.insert(lane.clone(), (id, branch, state));
                             }
-                            (_, Some((id, ..))) => {
-                                sqlx::query(
-                                    "UPDATE ephemeral_envs SET state = 'tearing_down', \
-                                     updated_at = $1 WHERE id = $2",
-                                )
-                                .bind(now)
-                                .bind(id)
-                                .execute(&mut *tx)
-                                .await?;
+                            (_, Some((id, branch, _))) => {
+                                let pushed = touched.get(&id).is_some_and(|c| c.pushed);
+                                touched.insert(
+                                    id,
+                                    EnvChange {
+                                        pushed,
+                                        last: Last::TearDown,
+                                    },
+                                );
+                                envs.insert(
+                                    lane.clone(),
+                                    (id, branch, EnvState::TearingDown.as_str().into()),
+                                );
                             }
                             // Nothing exists to tear down.
                             (_, None) => continue,
@@ -292,6 +323,29 @@ impl Queue {
                 outcomes[i] = Some(Enqueued::Created(created));
             }
 
+            if !touched.is_empty() {
+                let changes: Vec<(i64, &str, bool)> = touched
+                    .iter()
+                    .map(|(id, c)| (*id, c.last.as_str(), c.pushed))
+                    .collect();
+                let sql = format!(
+                    "UPDATE ephemeral_envs SET updated_at = $2, \
+                     state = CASE c.last WHEN 'teardown' THEN 'tearing_down' \
+                       WHEN 'revive' THEN 'provisioning' \
+                       ELSE CASE ephemeral_envs.state WHEN 'tearing_down' THEN 'provisioning' \
+                         ELSE ephemeral_envs.state END END, \
+                     last_push_at = CASE WHEN c.pushed THEN $2 ELSE last_push_at END, \
+                     warned_at = CASE WHEN c.pushed THEN NULL ELSE warned_at END \
+                     FROM (SELECT CAST(value ->> 0 AS BIGINT) AS id, value ->> 1 AS last, \
+                       CAST(value ->> 2 AS BOOLEAN) AS pushed FROM {rows}) AS c \
+                     WHERE ephemeral_envs.id = c.id"
+                );
+                sqlx::query(sqlx::AssertSqlSafe(sql))
+                    .bind(json(&changes)?)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+            }
             if !planned.is_empty() {
                 let ids: Vec<i64> = match backend {
                     // The write lock is ours (`BEGIN IMMEDIATE`): the next ids are free.
@@ -492,3 +546,33 @@ struct JobRow<'a>(
     u32,             // 13 approvals_needed
     Option<i64>,     // 14 approve_by
 );
+
+/// What a batch's jobs did to an ephemeral environment's row, applied by one `UPDATE` to the
+/// row as it is then.
+#[derive(Debug, Clone, Copy)]
+struct EnvChange {
+    /// A push of the batch: its time is recorded and a pending idle warning dropped.
+    pushed: bool,
+    /// The batch's last job of the environment decides its state.
+    last: Last,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Last {
+    /// A push: an environment being torn down comes back once the teardown is done.
+    Push,
+    /// A push after a teardown of this batch: the environment comes back.
+    Revive,
+    /// A teardown (a deleted branch, a cleanup).
+    TearDown,
+}
+
+impl Last {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Push => "push",
+            Self::Revive => "revive",
+            Self::TearDown => "teardown",
+        }
+    }
+}

@@ -1178,3 +1178,93 @@ async fn jobs_ahead_counts_older_queued_and_running_jobs_of_the_lane_on_both_bac
         assert_eq!(store.jobs_ahead("shop/qa", ids[3]).await.unwrap(), 1);
     }
 }
+
+/// One batch that pushes and tears down the same environments ends where the same requests
+/// one by one would: the batch reads the rows once and writes them once, so the order inside
+/// it is kept in memory.
+#[tokio::test]
+async fn pushes_and_teardowns_in_one_batch_leave_the_environments_as_one_by_one_on_both_backends() {
+    use crate::store::EnvState;
+    for f in fixtures(3).await {
+        let store = f.queue.store();
+        // demo-live exists, live and warned about its idleness.
+        f.queue
+            .enqueue(None, &[ephemeral_job("demo-live", "demo/live", true)])
+            .await
+            .unwrap();
+        let live = store
+            .ephemeral_env("shop", "demo-live")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            store
+                .set_env_state(live.id, &[EnvState::Provisioning], EnvState::Live, None, 1)
+                .await
+                .unwrap()
+        );
+        store.mark_warned(live.id, 2).await.unwrap();
+
+        // Four requests in one batch (the test's runtime has one thread: all are pending
+        // before the writer runs).
+        let requests = [
+            // New, then torn down: it exists (its push is recorded), being torn down.
+            ephemeral_job("demo-new", "demo/new", true),
+            ephemeral_job("demo-new", "demo/new", false),
+            // Torn down, then pushed again: it comes back after the teardown.
+            ephemeral_job("demo-live", "demo/live", false),
+            ephemeral_job("demo-live", "demo/live", true),
+        ];
+        let answers = futures::future::join_all(
+            requests
+                .iter()
+                .map(|r| f.queue.enqueue(None, std::slice::from_ref(r))),
+        )
+        .await;
+        let mut batch = std::collections::HashSet::new();
+        for answer in answers {
+            let Enqueued::Created(ids) = answer.unwrap() else {
+                panic!("not created")
+            };
+            assert_eq!(ids.len(), 1);
+            batch.insert(store.job(ids[0]).await.unwrap().unwrap().created_at);
+        }
+        assert_eq!(batch.len(), 1, "the four requests were one batch");
+
+        let new = store
+            .ephemeral_env("shop", "demo-new")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(new.state, EnvState::TearingDown);
+        assert!(new.last_push_at > 0);
+        let again = store
+            .ephemeral_env("shop", "demo-live")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again.id, live.id);
+        assert_eq!(again.state, EnvState::Provisioning);
+        // The push dropped the idle warning and moved the idle clock.
+        assert_eq!(again.warned_at, None);
+        assert!(again.last_push_at >= live.last_push_at);
+        assert!(again.updated_at > 1);
+
+        // A push alone keeps a live environment live and records the push.
+        store
+            .set_env_state(again.id, &[EnvState::Provisioning], EnvState::Live, None, 3)
+            .await
+            .unwrap();
+        store.mark_warned(again.id, 4).await.unwrap();
+        f.queue
+            .enqueue(None, &[ephemeral_job("demo-live", "demo/live", true)])
+            .await
+            .unwrap();
+        let pushed = store
+            .ephemeral_env("shop", "demo-live")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((pushed.state, pushed.warned_at), (EnvState::Live, None));
+    }
+}
