@@ -449,20 +449,22 @@ impl Queue {
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
-                for (lane, (id, kind, ephemeral)) in &supersede {
+                if !supersede.is_empty() {
                     // The newest push wins: older queued deploys of the environment would only
                     // be overwritten (the `jobs_finished` trigger records why). A person's
-                    // queued deploy of a configured environment stays. The candidates come
-                    // from the two partial indexes (`state IN (..)` matches neither, and the
-                    // planner then walks every older job by id).
-                    sqlx::query(SUPERSEDE)
-                    .bind(now)
-                    .bind(format!("superseded by job {id} ({})", kind.as_str()))
-                    .bind(lane)
-                    .bind(id)
-                    .bind(ephemeral)
-                    .execute(&mut *tx)
-                    .await?;
+                    // queued deploy of a configured environment stays. One statement for every
+                    // environment of the batch (see [`supersede_sql`]).
+                    let lanes: Vec<(&str, i64, &str, bool)> = supersede
+                        .iter()
+                        .map(|(lane, (id, kind, ephemeral))| {
+                            (lane.as_str(), *id, kind.as_str(), *ephemeral)
+                        })
+                        .collect();
+                    sqlx::query(sqlx::AssertSqlSafe(supersede_sql(rows)))
+                        .bind(json(&lanes)?)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                 }
                 if let Backend::Postgres(_) = backend {
                     // Wakes idle workers of other replicas at commit (they also poll, should
@@ -504,14 +506,27 @@ impl Queue {
     }
 }
 
-/// Supersedes the deploys of lane `$3` older than job `$4` that wait (queued, or for approval),
-/// those slipway queued itself unless `$5` (an ephemeral environment: all of them).
-pub(super) const SUPERSEDE: &str = "UPDATE jobs SET state = 'superseded', finished_at = $1, \
-    summary = $2 WHERE id IN (\
-      SELECT id FROM jobs WHERE lane = $3 AND state = 'queued' AND id < $4 \
-      UNION ALL \
-      SELECT id FROM jobs WHERE state = 'awaiting_approval' AND lane = $3 AND id < $4) \
-    AND kind = 'deploy' AND ($5 OR source IN ('github', 'release', 'reconcile'))";
+/// Supersedes, for each `[lane, job id, kind, ephemeral]` of the JSON array `$1` (the rows
+/// `rows` reads, [`super::json_rows`]), the deploys of that lane older than that job that wait
+/// (queued, or for approval): those slipway queued itself, or all of them in an ephemeral
+/// environment. `$2` is the time. The candidates of each lane come from the two partial
+/// indexes (`state IN (..)` matches neither, and the planner would then walk every older job
+/// by id; a test reads SQLite's plan).
+pub(super) fn supersede_sql(rows: &str) -> String {
+    format!(
+        "UPDATE jobs SET state = 'superseded', finished_at = $2, \
+         summary = 'superseded by job ' || s.by_job || ' (' || s.by_kind || ')' \
+         FROM (SELECT value ->> 0 AS lane, CAST(value ->> 1 AS BIGINT) AS by_job, \
+           value ->> 2 AS by_kind, CAST(value ->> 3 AS BOOLEAN) AS ephemeral FROM {rows}) AS s \
+         WHERE jobs.id IN (\
+           SELECT q.id FROM jobs q WHERE q.lane = s.lane AND q.state = 'queued' AND q.id < s.by_job \
+           UNION ALL \
+           SELECT a.id FROM jobs a WHERE a.state = 'awaiting_approval' AND a.lane = s.lane \
+             AND a.id < s.by_job) \
+         AND jobs.kind = 'deploy' \
+         AND (s.ephemeral OR jobs.source IN ('github', 'release', 'reconcile'))"
+    )
+}
 
 /// A job of the batch that will be stored.
 struct Planned<'a> {

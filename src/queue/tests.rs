@@ -1061,13 +1061,10 @@ async fn superseding_searches_the_partial_indexes_on_sqlite() {
     };
     let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "EXPLAIN QUERY PLAN {}",
-        enqueue::SUPERSEDE
+        enqueue::supersede_sql(super::json_rows(store.backend()))
     )))
+    .bind(r#"[["shop/staging", 10, "deploy", false]]"#)
     .bind(0_i64)
-    .bind("")
-    .bind("shop/staging")
-    .bind(10_i64)
-    .bind(false)
     .fetch_all(pool)
     .await
     .unwrap();
