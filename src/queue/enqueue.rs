@@ -5,8 +5,10 @@
 //! RETURNING` (the rows a redelivery conflicts with are not returned: those requests are
 //! duplicates), the holds in one read, the jobs and their first events each in one `INSERT ..
 //! SELECT` over a JSON array (one SQL text for any batch size, so the prepared statement is
-//! reused), one superseding `UPDATE` per environment. Only ephemeral environments, which push
-//! storms rarely touch, cost statements per job.
+//! reused), one superseding `UPDATE` for all of the batch's environments. Ephemeral
+//! environments' rows are read in one query, followed in memory through the batch's jobs (a
+//! push then a teardown of one environment ends as the two requests one by one would) and
+//! written in one `UPDATE`; only a new environment costs a statement of its own (its `INSERT`).
 //!
 //! A teardown of an ephemeral environment whose teardown is already queued or running (a
 //! deleted branch arrives as a `push` and as a `delete` event) stores no second job: its request
