@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use crate::clock::Clock;
 use crate::config::{App, Config, Environment};
 use crate::domain::Name;
 use crate::queue::{Cancel, Decision, Delivery, Queue};
@@ -62,6 +63,8 @@ pub struct Actions<'a> {
     pub actor: Actor<'a>,
     /// The request as its channel identifies it, so that a retry queues nothing new.
     pub delivery: Option<Delivery<'a>>,
+    /// What a keep counts from: the clock cleanup compares `keep_until` with.
+    pub clock: &'a dyn Clock,
 }
 
 impl Actions<'_> {
@@ -227,7 +230,10 @@ impl Actions<'_> {
         duration: Duration,
     ) -> Result<i64, RequestError> {
         self.target(app, env).await?;
-        let until = now_ms().saturating_add(duration.as_millis() as i64);
+        let until = self
+            .clock
+            .now_ms()
+            .saturating_add(duration.as_millis() as i64);
         if self.queue.store().keep_env(app, env, until).await? {
             Ok(until)
         } else {

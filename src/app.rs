@@ -57,7 +57,7 @@ pub struct Parts {
 }
 
 /// Opens (and migrates) the database and builds the queue and the worker pool, which (like
-/// the scheduler and the API's keeps) read the time from `clock`.
+/// the scheduler and keeps from the API, Slack and the dashboard) read the time from `clock`.
 pub async fn assemble(config: Config, clock: Arc<dyn Clock>) -> anyhow::Result<Parts> {
     let config = Arc::new(config);
     let store = Store::open(&config.database.url)

@@ -61,6 +61,7 @@ fn actions<'a>(
         queue: &state.queue,
         actor,
         delivery: None,
+        clock: state.clock.as_ref(),
     })
 }
 

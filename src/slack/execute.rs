@@ -9,6 +9,7 @@
 
 use crate::actions::Cancelled;
 use crate::actions::{Actions, Actor};
+use crate::clock::Clock;
 use crate::config::{App, Config};
 use crate::deploy::source::Mirrors;
 use crate::domain::{GitRef, Name};
@@ -39,6 +40,7 @@ pub struct Context<'a> {
     pub user: User<'a>,
     /// This request, so that Slack's retry of it queues nothing new.
     pub delivery: Delivery<'a>,
+    pub clock: &'a dyn Clock,
 }
 
 /// Why a request was not carried out.
@@ -182,6 +184,7 @@ impl Context<'_> {
                 source: "slack",
             },
             delivery: Some(self.delivery),
+            clock: self.clock,
         }
     }
 

@@ -14,7 +14,10 @@ use crate::helpers::{
     run_slipway,
 };
 use crate::nginx::Nginx;
-use crate::slack::{BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEAM, fake_slack, json_answer};
+use crate::slack::{
+    BOT_TOKEN, CHANNEL, SIGNING_SECRET, TEAM, command_body, fake_slack, json_answer,
+    now as slack_now, post_to, signed,
+};
 use crate::sshd::Fleet;
 
 const PROXY_PORT: u16 = 8080;
@@ -625,19 +628,27 @@ async fn posted(fake: &wiremock::MockServer, part: &str) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn scheduled_cleanup_tells_the_team_once_before_it_tears_down() {
+/// A fake Slack Web API that accepts every message, and the `[slack]` section pointing at it.
+async fn slack_fake() -> (wiremock::MockServer, String) {
     let fake = fake_slack(json_answer(include_str!(
         "../fixtures/slack/chat.postMessage.ok.json"
     )))
     .await;
+    let section = format!(
+        "[slack]\nsigning_secret = \"{SIGNING_SECRET}\"\nbot_token = \"{BOT_TOKEN}\"\n\
+         api_url = \"{}/api\"\nteam_id = \"{TEAM}\"\nchannel = \"{CHANNEL}\"\n",
+        fake.uri()
+    );
+    (fake, section)
+}
+
+#[tokio::test]
+async fn scheduled_cleanup_tells_the_team_once_before_it_tears_down() {
+    let (fake, slack) = slack_fake().await;
     // A cleanup tick every second, run by the service's own scheduler and workers.
     let extra = format!(
-        "ttl = \"7d\"\nwarn_before = \"1d\"\n\
-         [slack]\nsigning_secret = \"{SIGNING_SECRET}\"\nbot_token = \"{BOT_TOKEN}\"\n\
-         api_url = \"{}/api\"\nteam_id = \"{TEAM}\"\nchannel = \"{CHANNEL}\"\n\
-         [[schedules]]\nname = \"cleanup\"\ncron = \"* * * * * *\"\njob = \"cleanup\"\n",
-        fake.uri()
+        "ttl = \"7d\"\nwarn_before = \"1d\"\n{slack}\
+         [[schedules]]\nname = \"cleanup\"\ncron = \"* * * * * *\"\njob = \"cleanup\"\n"
     );
     let clock = Arc::new(ShiftedClock::default());
     let (app, root, repo) = local_app("21900-21909", "\"true\"", &extra, clock.clone()).await;
@@ -693,5 +704,38 @@ async fn a_branch_that_names_no_environment_is_ignored_with_the_reason() {
     );
     assert!(app.jobs().await.is_empty());
     assert!(environments(&app).await.is_empty());
+    app.stop().await;
+}
+
+/// A keep asked for in Slack counts from the clock cleanup compares it with, as the API's does:
+/// with the service's clock days ahead of the system's, `keep ... 2h` lasts two hours of it.
+#[tokio::test]
+async fn a_keep_from_slack_counts_from_the_services_clock() {
+    let (_fake, extra) = slack_fake().await;
+    let clock = Arc::new(ShiftedClock::default());
+    clock.ahead_by_days(10.0);
+    let (app, _root, repo) = local_app("22100-22109", "\"true\"", &extra, clock.clone()).await;
+    let sha = repo.commit("first", "demo/kept");
+    assert_eq!(
+        pushed(&app, "kept-1", "demo/kept", &sha).await["state"],
+        "succeeded"
+    );
+    let before = clock.now_ms();
+    let request = signed(
+        command_body(TEAM, "U0KEEPER", "keep shop/demo-kept 2h"),
+        slack_now(),
+    );
+    let (status, answer) = post_to(&app.http, &app.base, "/slack/commands", &request, &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    let after = clock.now_ms();
+    let kept = environment(&app, "demo-kept").await.unwrap();
+    let until = kept["keep_until"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("{kept} {answer}"));
+    let two_hours = 2 * 3_600_000;
+    assert!(
+        (before + two_hours..=after + two_hours).contains(&until),
+        "keep_until {until} is not two hours after the service's clock ({before}..{after}): {answer}"
+    );
     app.stop().await;
 }
