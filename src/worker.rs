@@ -251,7 +251,7 @@ impl Workers {
                 Err(error) => failed(journal.mask(&format!("{error:#}"))),
             };
         }
-        let (env, ephemeral) = match self.environment(app, job).await {
+        let (mut env, ephemeral) = match self.environment(app, job).await {
             Ok(Resolved::Static(env)) => (Cow::Borrowed(env), None),
             Ok(Resolved::Ephemeral(instance)) => {
                 let port = instance.row.port().unwrap_or(0);
@@ -264,42 +264,35 @@ impl Workers {
             }
             Err(outcome) => return outcome,
         };
-        let news = |stage| News {
+        let started = News {
             job,
             app,
             env: &env,
-            stage,
+            stage: Stage::Started,
         };
-        self.notifiers
-            .tell(&news(Stage::Started), &self.metrics)
-            .await;
+        self.notifiers.tell(&started, &self.metrics).await;
         // An ephemeral deploy takes its port once it is reported started, so not getting one
-        // ends it like any failure: GitHub and Slack hear of it.
-        let with_port;
-        let target = match &ephemeral {
-            Some(instance) if matches!(job.kind, JobKind::Deploy | JobKind::Rollback) => {
-                match self.take_port(instance).await {
-                    Ok(port) => {
-                        with_port = instance.environment(app, port);
-                        Ok(&with_port)
-                    }
-                    Err(outcome) => Err(outcome),
-                }
-            }
-            _ => Ok(env.as_ref()),
+        // ends it like any failure: GitHub and Slack hear of it. From then on the environment
+        // is the one on that port (the run, and the end's report).
+        let ready = match &ephemeral {
+            Some(instance) if matches!(job.kind, JobKind::Deploy | JobKind::Rollback) => self
+                .take_port(instance)
+                .await
+                .map(|port| env = Cow::Owned(instance.environment(app, port))),
+            _ => Ok(()),
         };
         // The run, and beside it the reports of its progress, which end before the end's.
-        let outcome = match target {
-            Ok(target) => {
+        let outcome = match ready {
+            Ok(()) => {
                 let done = CancellationToken::new();
                 let (outcome, ()) = tokio::join!(
                     async {
-                        let outcome = self.run_job(lease, app, target, journal, stop).await;
+                        let outcome = self.run_job(lease, app, &env, journal, stop).await;
                         done.cancel();
                         outcome
                     },
                     self.notifiers.follow(
-                        (job, app, target),
+                        (job, app, &env),
                         journal.progress(),
                         &done,
                         &self.metrics
@@ -324,9 +317,13 @@ impl Workers {
         if let Some(instance) = ephemeral {
             self.settle(job, &instance.row, &outcome).await;
         }
-        self.notifiers
-            .tell(&news(Stage::Finished(&outcome)), &self.metrics)
-            .await;
+        let finished = News {
+            job,
+            app,
+            env: &env,
+            stage: Stage::Finished(&outcome),
+        };
+        self.notifiers.tell(&finished, &self.metrics).await;
         outcome
     }
 
