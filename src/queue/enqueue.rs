@@ -164,14 +164,14 @@ impl Queue {
                 .filter(|j| j.ephemeral.is_some())
                 .map(|j| (j.app.as_str(), j.env.as_str()))
                 .collect();
-            let mut envs: HashMap<String, (i64, String, String)> = if lanes.is_empty() {
+            let mut envs: HashMap<String, (i64, String, EnvState)> = if lanes.is_empty() {
                 HashMap::new()
             } else {
                 let sql = format!(
                     "SELECT id, app, env, branch, state FROM ephemeral_envs \
                      WHERE state <> 'gone' AND (app, env) IN (SELECT value ->> 0, value ->> 1 FROM {rows})"
                 );
-                sqlx::query_as::<_, (i64, String, String, String, String)>(sqlx::AssertSqlSafe(sql))
+                sqlx::query_as::<_, (i64, String, String, String, EnvState)>(sqlx::AssertSqlSafe(sql))
                     .bind(json(&lanes)?)
                     .fetch_all(&mut *tx)
                     .await?
@@ -238,7 +238,7 @@ impl Queue {
                                 continue;
                             }
                             if let Some((_, _, state)) = &existing
-                                && state == EnvState::TearingDown.as_str()
+                                && *state == EnvState::TearingDown
                             {
                                 let on_its_way: Option<i64> = sqlx::query_scalar(
                                     "SELECT id FROM jobs WHERE lane = $1 AND kind = 'teardown' \
@@ -271,7 +271,7 @@ impl Queue {
                                 .await?;
                                 envs.insert(
                                     lane.clone(),
-                                    (id, e.branch.to_string(), EnvState::Provisioning.as_str().into()),
+                                    (id, e.branch.to_string(), EnvState::Provisioning),
                                 );
                             }
                             (JobKind::Deploy, Some((id, branch, state))) => {
@@ -286,8 +286,8 @@ impl Queue {
                                         last: if after_teardown { Last::Revive } else { Last::Push },
                                     },
                                 );
-                                let state = if state == EnvState::TearingDown.as_str() {
-                                    EnvState::Provisioning.as_str().into()
+                                let state = if state == EnvState::TearingDown {
+                                    EnvState::Provisioning
                                 } else {
                                     state
                                 };
@@ -304,7 +304,7 @@ impl Queue {
                                 );
                                 envs.insert(
                                     lane.clone(),
-                                    (id, branch, EnvState::TearingDown.as_str().into()),
+                                    (id, branch, EnvState::TearingDown),
                                 );
                             }
                             // Nothing exists to tear down.
