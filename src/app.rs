@@ -12,7 +12,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::deploy::Engine;
 use crate::github::GitHub;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Services};
 use crate::mask::Masker;
 use crate::notify::github::Deployments;
 use crate::notify::slack::SlackNotifier;
@@ -140,7 +140,7 @@ pub async fn start_as(
         )),
         Role::Web | Role::Worker => tokio::spawn(async {}),
     };
-    let state = AppState {
+    let state = AppState::new(Services {
         config,
         queue,
         metrics,
@@ -148,9 +148,10 @@ pub async fn start_as(
         mirrors: workers.engine.mirrors().clone(),
         masker: workers.masker.clone(),
         slack,
+        slack_reads: Default::default(),
         clock,
         shutdown: shutdown.clone(),
-    };
+    });
     let router = match role {
         Role::All | Role::Web => http::router(state),
         Role::Worker | Role::Scheduler => http::probes(state),

@@ -8,6 +8,7 @@ pub mod actions;
 pub mod app;
 pub mod cli;
 pub mod clock;
+pub mod coalesce;
 pub mod config;
 pub mod dashboard;
 pub mod demo;

@@ -35,9 +35,28 @@ pub use error::ApiError;
 /// GitHub's own cap on webhook payloads.
 pub const MAX_BODY: usize = 25 * 1024 * 1024;
 
-/// What handlers share.
+/// What handlers share, behind one `Arc`: axum clones the state for every request (each
+/// `State` extractor and middleware takes its own), so a clone is one reference count, not one
+/// per service.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind [`AppState`].
+pub struct Services {
     pub config: Arc<Config>,
     pub queue: Queue,
     pub metrics: Arc<Metrics>,
@@ -48,6 +67,8 @@ pub struct AppState {
     pub masker: Masker,
     /// Slack's Web API, when `[slack]` is configured.
     pub slack: Option<SlackApi>,
+    /// Store reads that concurrent Slack commands share.
+    pub slack_reads: crate::slack::execute::Reads,
     /// What a keep's `for` counts from.
     pub clock: Arc<dyn crate::clock::Clock>,
     /// The service's shutdown: long-lived answers (a job's live view) end when it fires, so an

@@ -157,6 +157,7 @@ fn context<'a>(
         config: &state.config,
         queue: &state.queue,
         mirrors: &state.mirrors,
+        reads: &state.slack_reads,
         clock: state.clock.as_ref(),
         user,
         delivery: Delivery {

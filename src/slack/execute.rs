@@ -10,6 +10,7 @@
 use crate::actions::Cancelled;
 use crate::actions::{Actions, Actor};
 use crate::clock::Clock;
+use crate::coalesce::Latest;
 use crate::config::{App, Config};
 use crate::deploy::source::Mirrors;
 use crate::domain::{GitRef, Name};
@@ -32,11 +33,23 @@ pub struct User<'a> {
     pub name: &'a str,
 }
 
+/// Reads that concurrent Slack requests share ([`Latest`]): a burst of commands reads the
+/// environments once, and a burst of `status` reads the store once, each as fresh as a read of
+/// its own would have been.
+#[derive(Debug, Default)]
+pub struct Reads {
+    /// Every ephemeral environment, which the parser may name.
+    envs: Latest<Vec<EphemeralRow>>,
+    /// The answer to `status` for every environment.
+    status: Latest<String>,
+}
+
 /// What carrying out one request needs.
 pub struct Context<'a> {
     pub config: &'a Config,
     pub queue: &'a Queue,
     pub mirrors: &'a Mirrors,
+    pub reads: &'a Reads,
     pub user: User<'a>,
     /// This request, so that Slack's retry of it queues nothing new.
     pub delivery: Delivery<'a>,
@@ -72,7 +85,8 @@ fn refused(why: impl Into<String>) -> Failure {
 impl Context<'_> {
     /// Carries out the text after the slash command and returns the answer for the user.
     pub async fn command(&self, text: &str) -> Result<String, StoreError> {
-        let rows = self.queue.store().ephemeral_envs().await?;
+        let store = self.queue.store();
+        let rows = self.reads.envs.get(|| store.ephemeral_envs()).await?;
         let answer = match command::parse(text, &known(self.config, &rows)) {
             Ok(command) => self.run(command, &rows).await,
             Err(refusal) => Err(refused(refusal.to_string())),
@@ -153,7 +167,11 @@ impl Context<'_> {
                 self.rollback(app.as_str(), env.as_str(), to.as_deref())
                     .await
             }
-            Command::Status { env } => self.status(env, rows).await,
+            Command::Status { env: Some(lane) } => Ok(self.status(Some(&lane)).await?),
+            Command::Status { env: None } => {
+                let all = self.reads.status.get(|| self.status(None)).await?;
+                Ok(all.as_str().to_owned())
+            }
             Command::Envs => Ok(self.envs(rows)),
             Command::History { app, env } => {
                 let lane = format!("{app}/{env}");
@@ -270,11 +288,12 @@ impl Context<'_> {
         Ok(messages::queued(&job, ahead))
     }
 
-    async fn status(&self, env: Option<Lane>, rows: &[EphemeralRow]) -> Result<String, Failure> {
+    /// The answer to `status`: of one environment, or of all.
+    async fn status(&self, only: Option<&Lane>) -> Result<String, StoreError> {
         let store = self.queue.store();
-        let lanes: Vec<(String, String)> = match &env {
+        let lanes: Vec<(String, String)> = match only {
             Some(lane) => vec![(lane.app.to_string(), lane.env.to_string())],
-            None => overview::lanes(self.config, rows),
+            None => overview::lanes(self.config, &store.ephemeral_envs().await?),
         };
         let mut statuses = Vec::with_capacity(lanes.len());
         for (app, env) in &lanes {
@@ -284,7 +303,7 @@ impl Context<'_> {
                 live,
             });
         }
-        let only = env.map(|lane| format!("{}/{}", lane.app, lane.env));
+        let only = only.map(|lane| format!("{}/{}", lane.app, lane.env));
         let active = store.active_jobs(only.as_deref()).await?;
         Ok(messages::status(&statuses, &active))
     }
