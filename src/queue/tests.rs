@@ -808,6 +808,124 @@ async fn the_newest_automatic_deploy_replaces_waiting_ones_but_not_a_persons() {
     }
 }
 
+/// Each job's state, whether it has finished, and its events' states, by position.
+async fn outcome(store: &Store, ids: &[i64]) -> Vec<(JobState, bool, Vec<String>)> {
+    let mut out = Vec::new();
+    for &id in ids {
+        let job = store.job(id).await.unwrap().unwrap();
+        let events = store.job_events(id).await.unwrap();
+        let events = events.into_iter().map(|e| e.state).collect();
+        out.push((job.state, job.finished_at.is_some(), events));
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_batch_replaces_its_own_older_waiting_deploys_as_one_by_one_on_both_backends() {
+    let push = |sha: &str| NewJob {
+        source: "github",
+        supersede: true,
+        sha: Some(Sha::parse(&sha.repeat(40)).unwrap()),
+        ..job("staging")
+    };
+    let requests = [
+        push("a"),
+        NewJob {
+            source: "cli",
+            ..job("staging")
+        },
+        NewJob {
+            approval: Some((1, Duration::from_secs(600))),
+            ..push("b")
+        },
+        NewJob {
+            supersede: false,
+            ..push("c")
+        },
+        NewJob {
+            source: "cli",
+            ..job("production")
+        },
+        push("d"),
+    ];
+    let (one_by_one, batched) = (fixtures(3).await, fixtures(3).await);
+    for (alone, together) in one_by_one.iter().zip(&batched) {
+        // One waiting push stored before, in each.
+        let mut stored = Vec::new();
+        for f in [alone, together] {
+            let Enqueued::Created(ids) = f.queue.enqueue(None, &[push("0")]).await.unwrap() else {
+                panic!("not created")
+            };
+            stored.push(ids[0]);
+        }
+        assert_eq!(stored[0], stored[1]);
+
+        let mut ids = vec![stored[0]];
+        for r in &requests {
+            let Enqueued::Created(created) = alone
+                .queue
+                .enqueue(None, std::slice::from_ref(r))
+                .await
+                .unwrap()
+            else {
+                panic!("not created")
+            };
+            ids.extend(created);
+        }
+        // The test's runtime has one thread: all are pending before the writer runs.
+        let answers = futures::future::join_all(
+            requests
+                .iter()
+                .map(|r| together.queue.enqueue(None, std::slice::from_ref(r))),
+        )
+        .await;
+        let mut batch_ids = vec![stored[1]];
+        for answer in answers {
+            let Enqueued::Created(created) = answer.unwrap() else {
+                panic!("not created")
+            };
+            batch_ids.extend(created);
+        }
+        assert_eq!(ids, batch_ids);
+        let store = together.queue.store();
+        let created: std::collections::HashSet<i64> =
+            futures::future::join_all(batch_ids[1..].iter().map(|id| store.job(*id)))
+                .await
+                .into_iter()
+                .map(|j| j.unwrap().unwrap().created_at)
+                .collect();
+        assert_eq!(created.len(), 1, "the requests were one batch");
+
+        let expected = outcome(alone.queue.store(), &ids).await;
+        let states: Vec<JobState> = expected.iter().map(|(s, _, _)| *s).collect();
+        // d replaced every waiting automatic deploy of staging, the stored one, the one
+        // awaiting approval and the `queue = "every"` push included; the people's jobs stay.
+        use JobState::{Queued, Superseded};
+        assert_eq!(
+            states,
+            [
+                Superseded, Superseded, Queued, Superseded, Superseded, Queued, Queued
+            ]
+        );
+        assert_eq!(outcome(store, &batch_ids).await, expected);
+        assert_eq!(expected[3].2, ["queued", "awaiting_approval", "superseded"]);
+        // One by one, each push replaced the ones before it; in a batch, its newest did.
+        for (i, (state, finished, _)) in expected.iter().enumerate() {
+            if *state == Superseded {
+                assert!(finished);
+                let events = store.job_events(batch_ids[i]).await.unwrap();
+                assert_eq!(
+                    events.last().unwrap().message,
+                    format!("superseded by job {} (deploy)", ids[6])
+                );
+            }
+        }
+        // What the workers see: the person's job, then the newest push, then production's.
+        let first = claim(&together.queue, LONG).await.unwrap();
+        assert_eq!(first.job.id, ids[2]);
+    }
+}
+
 #[tokio::test]
 async fn approvals_gate_jobs_on_both_backends() {
     for f in fixtures(3).await {
