@@ -161,10 +161,9 @@ async fn fetch_since<'f>(
     let fresh = matches!((&*last, arrived), (Some(f), Some(arrived)) if f.started >= arrived);
     if !fresh {
         let started = Instant::now();
-        fetch(mirror, app).await?;
         *last = Some(Fetched {
             started,
-            commits: ref_commits(mirror).await?,
+            commits: fetch(mirror, app).await?,
         });
     }
     Ok(&last.as_ref().expect("set above or fresh").commits)
@@ -184,28 +183,6 @@ fn parse_ref(line: &str) -> Option<(&str, Sha, i64)> {
         _ => return None,
     };
     Some((name, Sha::parse(sha).ok()?, created.parse().unwrap_or(0)))
-}
-
-/// Every branch and tag of the mirror and the commit it names (annotated tags peeled; refs
-/// that name no commit are left out), in one `git for-each-ref`.
-async fn ref_commits(mirror: &std::path::Path) -> anyhow::Result<HashMap<String, Sha>> {
-    let out = git(
-        Some(mirror),
-        &[
-            "for-each-ref",
-            &format!("--format={REF_FORMAT}"),
-            "refs/heads",
-            "refs/tags",
-        ],
-    )
-    .run()
-    .await
-    .context("listing the mirror's refs")?;
-    Ok(String::from_utf8_lossy(&out)
-        .lines()
-        .filter_map(parse_ref)
-        .map(|(name, sha, _)| (name.to_owned(), sha))
-        .collect())
 }
 
 /// The mirror's tags that name commits, each marked with whether `commit` contains it.
@@ -249,23 +226,23 @@ async fn tags_of(mirror: &std::path::Path, commit: &Sha) -> anyhow::Result<Vec<T
         .collect())
 }
 
-async fn fetch(mirror: &std::path::Path, app: &App) -> anyhow::Result<()> {
-    // The clone URL may have changed in config since the mirror was made.
-    git(
-        Some(mirror),
-        &["remote", "set-url", "origin", "--", &app.clone_url],
-    )
-    .run()
-    .await?;
-    // Branches and tags only: GitHub also serves `refs/pull/*` (pull requests, forks' code
-    // included), which must never be deployable by name.
+/// Fetches the app's branches and tags into its mirror and returns the commit each one names
+/// (annotated tags peeled; refs that name no commit are left out): two git processes.
+///
+/// Only branches and tags: GitHub also serves `refs/pull/*` (pull requests, forks' code
+/// included), which must never be deployable by name, so any other ref (a mirror cloned with
+/// everything, or by an older slipway, has them) is dropped. The fetch names the clone URL as
+/// configured now, so a URL changed in config since the mirror was made needs no `remote
+/// set-url`; `--prune` drops the branches and tags the repository no longer has.
+async fn fetch(mirror: &std::path::Path, app: &App) -> anyhow::Result<HashMap<String, Sha>> {
     git(
         Some(mirror),
         &[
             "fetch",
             "--prune",
             "--quiet",
-            "origin",
+            "--",
+            &app.clone_url,
             "+refs/heads/*:refs/heads/*",
             "+refs/tags/*:refs/tags/*",
         ],
@@ -273,16 +250,23 @@ async fn fetch(mirror: &std::path::Path, app: &App) -> anyhow::Result<()> {
     .run()
     .await
     .with_context(|| format!("fetching {}", app.clone_url))?;
-    // A mirror cloned with everything (or by an older slipway) drops the rest.
-    let refs = git(Some(mirror), &["for-each-ref", "--format=%(refname)"])
-        .run()
-        .await?;
-    for name in String::from_utf8_lossy(&refs).lines() {
+    let out = git(
+        Some(mirror),
+        &["for-each-ref", &format!("--format={REF_FORMAT}")],
+    )
+    .run()
+    .await
+    .context("listing the mirror's refs")?;
+    let mut commits = HashMap::new();
+    for line in String::from_utf8_lossy(&out).lines() {
+        let name = line.split('\0').next().unwrap_or_default();
         if !(name.starts_with("refs/heads/") || name.starts_with("refs/tags/")) {
             git(Some(mirror), &["update-ref", "-d", name]).run().await?;
+        } else if let Some((name, sha, _)) = parse_ref(line) {
+            commits.insert(name.to_owned(), sha);
         }
     }
-    Ok(())
+    Ok(commits)
 }
 
 /// The commit `rev` (a commit id, whole or abbreviated, or a tag object's) names, if the
