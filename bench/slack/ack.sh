@@ -19,6 +19,21 @@ duration=${1:-20s}
 connections=${2:-4}
 target_dir=${CARGO_TARGET_DIR:-/var/tmp/slipway-bench-target}
 die() { echo "bench/slack/ack.sh: $*" >&2; exit 1; }
+# The server's CPU time in clock ticks (utime + stime) and its resident memory in KiB.
+cpu_ticks() { sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}'; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# Runs wrk with the given arguments against the server and prints what it measured, then the
+# server's CPU per request over the run and its RSS before and after.
+measure() {
+  local t0 t1 rss0 requests
+  rss0=$(rss_kib "$server_pid"); t0=$(cpu_ticks "$server_pid")
+  wrk "$@" > "$work/wrk.txt"
+  t1=$(cpu_ticks "$server_pid")
+  grep -E 'Requests/sec|^ +(50|99)%|Non-2xx|requests in' "$work/wrk.txt"
+  requests=$(awk '/requests in/ {print $1}' "$work/wrk.txt")
+  awk -v t=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" -v n="$requests" -v r0="$rss0" -v r1="$(rss_kib "$server_pid")" \
+    'BEGIN { printf "server CPU: %.1f µs/request; RSS: %.1f MiB before, %.1f MiB after\n", t / hz * 1e6 / n, r0 / 1024, r1 / 1024 }'
+}
 
 mode=${MODE:-status}
 [[ $mode == status || $mode == deploy ]] || die "MODE must be status or deploy, got '$mode'"
@@ -92,8 +107,7 @@ wrk.headers["X-Slack-Request-Timestamp"] = "$ts"
 wrk.headers["X-Slack-Signature"] = "$sig"
 LUA
   echo "slipway /slack/commands, signed '/deploy status': wrk -t1 -c$connections -d$duration --latency"
-  wrk -t1 -c"$connections" -d"$duration" --latency -s "$work/ack.lua" "http://127.0.0.1:$port/slack/commands" \
-    | tee "$work/wrk.txt" | grep -E 'Requests/sec|^ +(50|99)%|Non-2xx|requests in'
+  measure -t1 -c"$connections" -d"$duration" --latency -s "$work/ack.lua" "http://127.0.0.1:$port/slack/commands"
   exit 0
 fi
 
@@ -126,7 +140,6 @@ request = function()
 end
 LUA
 echo "slipway /slack/commands, signed '/deploy main to staging', distinct bodies: wrk -t1 -c$connections -d$duration --latency"
-wrk -t1 -c"$connections" -d"$duration" --latency -s "$work/deploy.lua" "http://127.0.0.1:$port/slack/commands" \
-  | tee "$work/wrk.txt" | grep -E 'Requests/sec|^ +(50|99)%|Non-2xx|requests in'
+measure -t1 -c"$connections" -d"$duration" --latency -s "$work/deploy.lua" "http://127.0.0.1:$port/slack/commands"
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
 echo "jobs committed: $(sqlite3 "$work/slipway.db" 'SELECT COUNT(*) FROM jobs') (one per distinct body answered)"
