@@ -1,5 +1,5 @@
 use super::*;
-use crate::store::Notice;
+use crate::store::{AHEAD_COUNTED, Notice};
 
 struct Fixture {
     /// The SQLite file's directory (kept as long as the queue).
@@ -1291,6 +1291,22 @@ async fn jobs_ahead_counts_older_queued_and_running_jobs_of_the_lane_on_both_bac
         assert!(f.queue.finish(&lease, &done).await.unwrap());
         assert_eq!(store.jobs_ahead("shop/staging", ids[3]).await.unwrap(), 1);
         assert_eq!(store.jobs_ahead("shop/qa", ids[3]).await.unwrap(), 1);
+
+        // Counted up to more than AHEAD_COUNTED: a long queue answers as fast as a short one.
+        let many = vec![job("qa"); AHEAD_COUNTED as usize + 5];
+        let Enqueued::Created(ids) = f.queue.enqueue(None, &many).await.unwrap() else {
+            panic!("not created")
+        };
+        let ahead = |i: usize| store.jobs_ahead("shop/qa", ids[i]);
+        assert_eq!(
+            ahead(AHEAD_COUNTED as usize - 1).await.unwrap(),
+            AHEAD_COUNTED
+        );
+        assert_eq!(
+            ahead(AHEAD_COUNTED as usize).await.unwrap(),
+            AHEAD_COUNTED + 1
+        );
+        assert_eq!(ahead(ids.len() - 1).await.unwrap(), AHEAD_COUNTED + 1);
     }
 }
 

@@ -13,7 +13,7 @@ use slack_morphism::{SlackActionId, SlackMessageContent, md, pt};
 use crate::deploy::journal::Progress;
 use crate::overview::{LiveRelease, left};
 use crate::queue::Outcome;
-use crate::store::{Job, JobKind, JobState};
+use crate::store::{AHEAD_COUNTED, Job, JobKind, JobState};
 
 /// The `action_id` of the Roll back button on a finished deploy's message; its value is the
 /// environment, `app/env`.
@@ -121,6 +121,7 @@ pub fn describe(job: &Job) -> String {
 pub fn queued(job: &Job, ahead: i64) -> String {
     let ahead = match ahead {
         0 => "nothing ahead of you".to_owned(),
+        n if n > AHEAD_COUNTED => format!("more than {AHEAD_COUNTED} ahead of you"),
         n => format!("{n} ahead of you"),
     };
     format!("Queued #{}: {} ({ahead})", job.id, describe(job))

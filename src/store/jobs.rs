@@ -6,6 +6,9 @@ use sqlx::FromRow;
 use super::{Store, StoreError, on_pool};
 use crate::domain::ReleaseId;
 
+/// How far [`Store::jobs_ahead`] counts: past it, "more than this many ahead" is the answer.
+pub const AHEAD_COUNTED: i64 = 100;
+
 /// Where a job is in its life. Terminal states never change again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
 #[serde(rename_all = "snake_case")]
@@ -386,16 +389,19 @@ impl Store {
             .await?))
     }
 
-    /// How many jobs of `lane` older than job `id` are queued or running: those ahead of it. Two
-    /// index lookups (`jobs_queued_by_lane`, `jobs_one_running_per_lane`), not a read of the
-    /// lane's queue, so an answer stays cheap however long the queue is.
+    /// How many jobs of `lane` older than job `id` are queued or running: those ahead of it,
+    /// counted up to more than [`AHEAD_COUNTED`] (a larger answer says only "more than that").
+    /// Two index lookups (`jobs_queued_by_lane`, `jobs_one_running_per_lane`) that read at most
+    /// that many entries, so an answer costs the same however long the queue is.
     pub async fn jobs_ahead(&self, lane: &str, id: i64) -> Result<i64, StoreError> {
         on_pool!(self, pool => Ok(sqlx::query_scalar(
-            "SELECT (SELECT COUNT(*) FROM jobs WHERE lane = $1 AND state = 'queued' AND id < $2) \
+            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE lane = $1 \
+                       AND state = 'queued' AND id < $2 LIMIT $3) AS q) \
                   + (SELECT COUNT(*) FROM jobs WHERE lane = $1 AND state = 'running' AND id < $2)",
         )
         .bind(lane)
         .bind(id)
+        .bind(AHEAD_COUNTED + 1)
         .fetch_one(pool)
         .await?))
     }

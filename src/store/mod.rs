@@ -28,8 +28,8 @@ use sqlx::{Postgres, Sqlite, Transaction};
 pub use ephemeral::{EnvState, EphemeralRow, PortPolicy};
 pub(crate) use jobs::JOB_COLUMNS;
 pub use jobs::{
-    AuditEvent, Deployment, Job, JobDetail, JobEvent, JobFilter, JobKind, JobState, LogLine,
-    StepResult,
+    AHEAD_COUNTED, AuditEvent, Deployment, Job, JobDetail, JobEvent, JobFilter, JobKind, JobState,
+    LogLine, StepResult,
 };
 pub(crate) use locks::HELD_LOCKS;
 pub use locks::{Lock, Locked};

@@ -72,6 +72,8 @@ fn queued_says_what_and_how_many_are_ahead() {
         queued(&rollback, 2),
         "Queued #43: roll back shop/staging to release `20260101000000-3` (2 ahead of you)"
     );
+    assert!(queued(&deploy, AHEAD_COUNTED).ends_with("(100 ahead of you)"));
+    assert!(queued(&deploy, AHEAD_COUNTED + 1).ends_with("(more than 100 ahead of you)"));
 }
 
 #[test]
