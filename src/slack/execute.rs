@@ -288,7 +288,10 @@ impl Context<'_> {
         Ok(messages::queued(&job, ahead))
     }
 
-    /// The answer to `status`: of one environment, or of all.
+    /// The answer to `status`: of one environment, or of all. For all, it reads the ephemeral
+    /// environments itself rather than taking the rows the command was parsed against: the
+    /// answer of all is shared with the requests that arrived before this read started, and
+    /// those rows may be older than some of them.
     async fn status(&self, only: Option<&Lane>) -> Result<String, StoreError> {
         let store = self.queue.store();
         let lanes: Vec<(String, String)> = match only {
