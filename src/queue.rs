@@ -354,8 +354,7 @@ impl Queue {
             .batches
             .claim
             .submit((owner.to_owned(), lease), move |claimers| {
-                let queue = queue.clone();
-                async move { queue.claim_batch(claimers).await }
+                queue.clone().claim_batch(claimers)
             })
             .await?;
         Ok(match claimed {
@@ -370,7 +369,7 @@ impl Queue {
     /// One statement per owner and lease among `claimers`, taking up to as many jobs as they
     /// are; the jobs go to the claimers oldest first, the rest get none.
     async fn claim_batch(
-        &self,
+        self,
         claimers: Vec<(String, Duration)>,
     ) -> Result<Vec<Option<Job>>, StoreError> {
         let now = now_ms();
@@ -470,14 +469,11 @@ impl Queue {
         let queue = self.clone();
         self.batches
             .finish
-            .submit(finished, move |rows| {
-                let queue = queue.clone();
-                async move { queue.finish_batch(rows).await }
-            })
+            .submit(finished, move |rows| queue.clone().finish_batch(rows))
             .await
     }
 
-    async fn finish_batch(&self, rows: Vec<Finished>) -> Result<Vec<bool>, StoreError> {
+    async fn finish_batch(self, rows: Vec<Finished>) -> Result<Vec<bool>, StoreError> {
         // The terminal events are written by the `jobs_finished` trigger (on `summary`).
         let sql = format!(
             "UPDATE jobs SET state = v.state, finished_at = $2, error = v.error, \

@@ -96,7 +96,10 @@ impl<R: Send + 'static, A: Send + 'static> Batcher<R, A> {
         while let Some(batch) = self.next_batch() {
             let (requests, answers): (Vec<R>, Vec<_>) =
                 batch.into_iter().map(|w| (w.request, w.answer)).unzip();
-            match write(requests).await {
+            // Boxed: a batch's write is a large future (every statement's state, for both
+            // backends), and held inline it would make this task as large, to be copied
+            // whole at every spawn.
+            match Box::pin(write(requests)).await {
                 Ok(results) => {
                     for (answer, result) in answers.into_iter().zip(results) {
                         // A requester that went away does not mind.

@@ -75,15 +75,13 @@ impl Queue {
         let queue = self.clone();
         self.batches
             .enqueue
-            .submit(pending, move |batch| {
-                let queue = queue.clone();
-                async move { queue.write_batch(&batch).await }
-            })
+            .submit(pending, move |batch| queue.clone().write_batch(batch))
             .await
     }
 
     /// Stores a batch in one transaction; one outcome per request, in order.
-    async fn write_batch(&self, requests: &[Pending]) -> Result<Vec<Enqueued>, StoreError> {
+    async fn write_batch(self, requests: Vec<Pending>) -> Result<Vec<Enqueued>, StoreError> {
+        let requests = &requests[..];
         let now = now_ms();
         let backend = self.store.backend();
         let rows = json_rows(backend);

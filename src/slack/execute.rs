@@ -88,7 +88,11 @@ impl Context<'_> {
         let store = self.queue.store();
         let rows = self.reads.envs.get(|| store.ephemeral_envs()).await?;
         let answer = match command::parse(text, &known(self.config, &rows)) {
-            Ok(command) => self.run(command, &rows).await,
+            // Boxed, as are the large commands in `run`: a future holds the state of every
+            // command it may run, and an inline one is copied whole at each level it is
+            // awaited through (axum boxes the handler's, too), so `status` would pay for
+            // `deploy`'s size.
+            Ok(command) => Box::pin(self.run(command, &rows)).await,
             Err(refusal) => Err(refused(refusal.to_string())),
         };
         self.answer(answer)
@@ -162,10 +166,11 @@ impl Context<'_> {
 
     async fn run(&self, command: Command, rows: &[EphemeralRow]) -> Result<String, Failure> {
         match command {
-            Command::Deploy { app, git_ref, env } => self.deploy(&app, git_ref, &env).await,
+            Command::Deploy { app, git_ref, env } => {
+                Box::pin(self.deploy(&app, git_ref, &env)).await
+            }
             Command::Rollback { app, env, to } => {
-                self.rollback(app.as_str(), env.as_str(), to.as_deref())
-                    .await
+                Box::pin(self.rollback(app.as_str(), env.as_str(), to.as_deref())).await
             }
             Command::Status { env: Some(lane) } => Ok(self.status(Some(&lane)).await?),
             Command::Status { env: None } => {

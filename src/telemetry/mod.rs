@@ -32,6 +32,7 @@ pub fn init(format: LogFormat, masker: Masker) {
             .json()
             .flatten_event(true)
             .with_current_span(true)
+            .with_span_list(false)
             .init();
     } else {
         builder.init();
