@@ -130,11 +130,17 @@ pub struct Slack {
     pub team_id: Option<String>,
     pub channel: Option<String>,
     pub default_app: Option<String>,
+    #[serde(default = "Slack::default_answer_within", with = "humantime_serde")]
+    pub answer_within: Duration,
 }
 
 impl Slack {
     fn default_api_url() -> String {
         "https://slack.com/api".into()
+    }
+
+    fn default_answer_within() -> Duration {
+        Duration::from_secs(2)
     }
 }
 

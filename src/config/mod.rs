@@ -116,6 +116,9 @@ pub struct Slack {
     pub channel: Option<String>,
     /// The app a bare environment name means when several apps have one of that name.
     pub default_app: Option<Name>,
+    /// How long a slash command may take before its answer says it is still at work; the
+    /// result then follows through the command's `response_url` (Slack waits 3 s at most).
+    pub answer_within: Duration,
 }
 
 #[derive(Debug)]

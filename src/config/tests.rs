@@ -400,6 +400,7 @@ fn slack_loads_with_defaults_and_its_secrets_are_masked() {
     assert_eq!(slack.api_url, "https://slack.com/api");
     assert_eq!(slack.team_id, "T0123ABCD");
     assert_eq!(slack.channel.as_deref(), Some("C0123ABCD"));
+    assert_eq!(slack.answer_within, Duration::from_secs(2));
     assert_eq!(slack.default_app.as_ref().unwrap().as_str(), "shop");
     assert_eq!(
         config.environment("shop", "staging").unwrap().deployers,
@@ -484,6 +485,11 @@ fn slack_errors_name_their_keys() {
             "slack.api_url",
         ),
         ("[slack]", "[slack]\nchanel = \"C1\"", "slack.chanel"),
+        (
+            "[slack]",
+            "[slack]\nanswer_within = \"3500ms\"",
+            "slack.answer_within",
+        ),
     ];
     for (from, to, path) in cases {
         assert!(SLACK.contains(from), "{from}");

@@ -300,6 +300,12 @@ pub(super) fn validate_slack(
             }
         }
     });
+    if raw.answer_within > SLACK_ANSWER_LIMIT {
+        errors.push(
+            "slack.answer_within",
+            "must be at most 3s: Slack shows the user an error when a command's answer takes longer",
+        );
+    }
     Some(Slack {
         signing_secret: signing_secret?,
         bot_token,
@@ -307,8 +313,12 @@ pub(super) fn validate_slack(
         team_id: team_id?,
         channel,
         default_app,
+        answer_within: raw.answer_within,
     })
 }
+
+/// How long Slack waits for a slash command's answer.
+const SLACK_ANSWER_LIMIT: Duration = Duration::from_secs(3);
 
 /// Whether `value` (at `key`) is a Slack channel id (`C0123ABCD`).
 pub(super) fn slack_channel(errors: &mut Errors, key: &str, value: &str) -> bool {

@@ -7,8 +7,11 @@
 //! request's timestamp and signature name it as a delivery, so a retry of a request already
 //! handled (`X-Slack-Retry-Num`) finds the job the first one queued and queues nothing new.
 //!
-//! A command is answered in the HTTP response, as a message only its user sees. Slack ignores
-//! the response body of a button click, so that answer goes to the `response_url` Slack sent.
+//! A command is answered in the HTTP response, as a message only its user sees; one still at
+//! work after `slack.answer_within` (Slack waits 3 s) is answered "working on it", and its
+//! result follows through the `response_url` Slack sent (the command is not abandoned: it runs
+//! to its end either way). Slack ignores the response body of a button click, so that answer
+//! goes to the `response_url` too.
 
 use std::time::Duration;
 
@@ -45,15 +48,22 @@ struct CommandForm {
     channel_id: String,
     command: String,
     text: String,
+    /// Where an answer that takes longer than `slack.answer_within` is sent.
+    #[serde(default)]
+    response_url: String,
 }
+
+/// The answer of a command still at work when `slack.answer_within` is up.
+const STILL_WORKING: &str =
+    ":hourglass_flowing_sand: Working on it: the answer will follow here in a moment.";
 
 pub async fn command(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let (slack, _) = verify(&state, &headers, &body)?;
-    let form: CommandForm = serde_urlencoded::from_bytes(&body)
+    let (slack, api) = verify(&state, &headers, &body)?;
+    let mut form: CommandForm = serde_urlencoded::from_bytes(&body)
         .map_err(|e| ApiError::BadRequest(format!("invalid slash command form: {e}")))?;
     same_team(slack, &form.team_id, &form.user_id)?;
     tracing::info!(
@@ -64,17 +74,57 @@ pub async fn command(
         "slack command"
     );
     let delivery = delivery_id(&headers);
-    let user = User {
-        id: &form.user_id,
-        name: &form.user_name,
+    let within = slack.answer_within;
+    let api = api.clone();
+    let response_url = std::mem::take(&mut form.response_url);
+    let user_id = form.user_id.clone();
+    // Owns what it uses, so it can go on after the answer if it runs late (a slow fetch).
+    let mut work = Box::pin({
+        let state = state.clone();
+        async move {
+            let user = User {
+                id: &form.user_id,
+                name: &form.user_name,
+            };
+            context(&state, user, &delivery, "command")
+                .command(&form.text)
+                .await
+        }
+    });
+    let text = match tokio::time::timeout(within, &mut work).await {
+        Ok(answer) => answer?,
+        Err(_) => {
+            let masker = state.masker.clone();
+            tokio::spawn(async move {
+                let text = match work.await {
+                    Ok(text) => text,
+                    Err(err) => {
+                        tracing::error!(slack.user = %user_id, error = %err, "slack command failed on the database");
+                        ":x: That failed: the database is unavailable. Try again in a moment."
+                            .into()
+                    }
+                };
+                follow_up(&api, &response_url, &masker.mask(&text), &user_id).await;
+            });
+            STILL_WORKING.to_owned()
+        }
     };
-    let text = context(&state, user, &delivery, "command")
-        .command(&form.text)
-        .await?;
     Ok(Json(json!({
         "response_type": "ephemeral",
         "text": state.masker.mask(&text),
     })))
+}
+
+/// Sends `text` to a command's or a click's `response_url`; a failure is logged (the request
+/// is answered already, or is being).
+async fn follow_up(api: &SlackApi, response_url: &str, text: &str, user_id: &str) {
+    let answered = tokio::time::timeout(RESPOND_TIMEOUT, api.respond(response_url, text))
+        .await
+        .map_err(|_| format!("no answer within {} s", RESPOND_TIMEOUT.as_secs()))
+        .and_then(|sent| sent.map_err(|e| e.to_string()));
+    if let Err(err) = answered {
+        tracing::warn!(slack.user = %user_id, error = %err, "could not answer through the response_url");
+    }
 }
 
 #[derive(Deserialize)]
@@ -134,16 +184,9 @@ pub async fn interaction(
                 .await?
         }
     };
-    let text = state.masker.mask(&text);
     // Answered before the click is: waiting keeps no task running past the request, and the
     // job this answer describes is already committed.
-    let answered = tokio::time::timeout(RESPOND_TIMEOUT, api.respond(response_url, &text))
-        .await
-        .map_err(|_| format!("no answer within {} s", RESPOND_TIMEOUT.as_secs()))
-        .and_then(|sent| sent.map_err(|e| e.to_string()));
-    if let Err(err) = answered {
-        tracing::warn!(slack.user = %user_id, error = %err, "could not answer the click through its response_url");
-    }
+    follow_up(api, response_url, &state.masker.mask(&text), user_id).await;
     Ok(StatusCode::OK)
 }
 

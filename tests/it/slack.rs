@@ -94,13 +94,23 @@ async fn start(post_message: ResponseTemplate) -> Slack {
 
 /// As [`start`], with `extra` TOML appended to the config (`{dir}` in it: the test's directory).
 pub(crate) async fn start_with(post_message: ResponseTemplate, extra: &str) -> Slack {
+    start_configured(post_message, |config, dir| {
+        config + &extra.replace("{dir}", &dir.display().to_string())
+    })
+    .await
+}
+
+/// As [`start`], with the config as `edit` makes it from [`config`] and the test's directory.
+async fn start_configured(
+    post_message: ResponseTemplate,
+    edit: impl FnOnce(String, &Path) -> String,
+) -> Slack {
     let dir = tempfile::tempdir().unwrap();
     let repo = GitRepo::new(dir.path());
     let sha = repo.commit("first", "main");
     let fake = fake_slack(post_message).await;
     let gate = dir.path().join("gate");
-    let config = config(dir.path(), &repo, &fake)
-        + &extra.replace("{dir}", &dir.path().display().to_string());
+    let config = edit(config(dir.path(), &repo, &fake), dir.path());
     let app = TestApp::spawn(dir, &config).await;
     Slack {
         app,
@@ -270,6 +280,56 @@ pub(crate) fn queued_id(text: &str) -> i64 {
         .and_then(|rest| rest.split(':').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("not queued: {text}"))
+}
+
+/// A command still at work when `slack.answer_within` is up is answered at once, and its
+/// result follows through the command's `response_url`: Slack gives up on an answer after 3 s,
+/// and a fetch from GitHub can take longer.
+#[tokio::test]
+async fn a_late_command_is_answered_at_once_and_its_result_follows_through_the_response_url() {
+    // `0s`: every command runs late (a deploy waits at least for its fetch).
+    let s = start_configured(
+        json_answer(include_str!("../fixtures/slack/chat.postMessage.ok.json")),
+        |config, _| config.replacen("[apps.shop]\n", "answer_within = \"0s\"\n[apps.shop]\n", 1),
+    )
+    .await;
+    let response_url = format!("{}/actions/T0TEAM/1/response", s.fake.uri());
+    let fields: Vec<(String, String)> =
+        serde_urlencoded::from_bytes(&command_body(TEAM, ALICE, "main to staging")).unwrap();
+    let fields: Vec<(String, String)> = fields
+        .into_iter()
+        .map(|(k, v)| match k.as_str() {
+            "response_url" => (k, response_url.clone()),
+            _ => (k, v),
+        })
+        .collect();
+    let body = serde_urlencoded::to_string(&fields).unwrap().into_bytes();
+    let (status, answer) = s.post("/slack/commands", &signed(body, now()), &[]).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        json!({
+            "response_type": "ephemeral",
+            "text": ":hourglass_flowing_sand: Working on it: the answer will follow here in a moment.",
+        })
+    );
+    let mut followed = Vec::new();
+    for _ in 0..200 {
+        followed = s.sent("/actions/T0TEAM/1/response").await;
+        if !followed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let [answer] = &followed[..] else {
+        panic!("one follow-up expected, got {followed:?}")
+    };
+    let sha8 = &s.sha[..8];
+    assert_eq!(
+        answer["text"],
+        format!("Queued #1: deploy `main` (`{sha8}`) → shop/staging (nothing ahead of you)")
+    );
+    assert_eq!(s.app.finished(1).await["state"], "succeeded");
 }
 
 #[tokio::test]
