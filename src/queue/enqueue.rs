@@ -347,29 +347,64 @@ impl Queue {
                     .await?;
             }
             if !planned.is_empty() {
-                let ids: Vec<i64> = match backend {
-                    // The write lock is ours (`BEGIN IMMEDIATE`): the next ids are free.
-                    Backend::Sqlite(_) => {
-                        let last: i64 = sqlx::query_scalar(
-                            "SELECT COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'jobs'), 0)",
+                // Each job's state, and the approvals it waits for.
+                let decided: Vec<_> = planned
+                    .iter()
+                    .map(|p| {
+                        let job = p.job;
+                        let approval = job
+                            .approval
+                            .filter(|_| matches!(job.kind, JobKind::Deploy | JobKind::Rollback));
+                        let state = match (p.lock, approval) {
+                            (Some(_), _) => JobState::Skipped,
+                            (None, Some(_)) => JobState::AwaitingApproval,
+                            (None, None) => JobState::Queued,
+                        };
+                        (state, approval)
+                    })
+                    .collect();
+                let jobs: Vec<JobRow<'_>> = planned
+                    .iter()
+                    .zip(&decided)
+                    .map(|(p, (state, approval))| {
+                        let job = p.job;
+                        JobRow(
+                            job.kind.as_str(),
+                            job.app.as_str(),
+                            job.env.as_str(),
+                            &p.lane,
+                            job.git_ref.as_ref().map_or("", GitRef::as_str),
+                            job.sha.as_ref().map_or("", Sha::as_str),
+                            &job.requested_by,
+                            job.source,
+                            p.delivery,
+                            state.as_str(),
+                            job.target_release.as_ref().map(ReleaseId::as_str),
+                            p.lock.map(|_| now),
+                            approval.map_or(0, |(n, _)| n),
+                            approval.map(|(_, within)| now + within.as_millis() as i64),
                         )
-                        .fetch_one(&mut *tx)
-                        .await?;
-                        (last + 1..).take(planned.len()).collect()
-                    }
-                    Backend::Postgres(_) => {
-                        let mut ids: Vec<i64> = sqlx::query_scalar(
-                            "SELECT nextval(pg_get_serial_sequence('jobs', 'id')) \
-                             FROM generate_series(1, $1)",
-                        )
-                        .bind(planned.len() as i64)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                        ids.sort_unstable();
-                        ids
-                    }
-                };
-                let mut jobs = Vec::with_capacity(planned.len());
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO jobs (kind, app, env, lane, git_ref, sha, requested_by, \
+                     source, delivery_id, state, max_attempts, created_at, target_release, \
+                     finished_at, approvals_needed, approve_by) \
+                     SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
+                     value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, $2, $3, \
+                     value ->> 10, CAST(value ->> 11 AS BIGINT), CAST(value ->> 12 AS BIGINT), \
+                     CAST(value ->> 13 AS BIGINT) FROM {rows} RETURNING id"
+                );
+                // The rows go in in the array's order, each taking the next id of the table's
+                // sequence, so the ids in ascending order are the array's (the order `RETURNING`
+                // lists them in is not defined).
+                let mut ids: Vec<i64> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .bind(json(&jobs)?)
+                    .bind(i64::from(self.max_attempts))
+                    .bind(now)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                ids.sort_unstable();
                 let mut events = Vec::with_capacity(planned.len() * 2);
                 // Per environment: the newest job that replaces older queued deploys.
                 let mut supersede: HashMap<String, (i64, JobKind, bool)> = HashMap::new();
@@ -378,16 +413,8 @@ impl Queue {
                         created.push(ids[k]);
                     }
                 }
-                for (p, id) in planned.into_iter().zip(ids) {
+                for ((p, id), (_, approval)) in planned.into_iter().zip(ids).zip(decided) {
                     let job = p.job;
-                    let approval = job
-                        .approval
-                        .filter(|_| matches!(job.kind, JobKind::Deploy | JobKind::Rollback));
-                    let state = match (p.lock, approval) {
-                        (Some(_), _) => JobState::Skipped,
-                        (None, Some(_)) => JobState::AwaitingApproval,
-                        (None, None) => JobState::Queued,
-                    };
                     events.push((id, JobState::Queued.as_str(), job.describe()));
                     if let Some(lock) = p.lock {
                         events.push((id, JobState::Skipped.as_str(), format!("skipped: {}", lock.describe())));
@@ -400,46 +427,13 @@ impl Queue {
                             events.push((id, JobState::AwaitingApproval.as_str(), message));
                         }
                         if job.supersede {
-                            supersede.insert(p.lane.clone(), (id, job.kind, job.ephemeral.is_some()));
+                            supersede.insert(p.lane, (id, job.kind, job.ephemeral.is_some()));
                         }
                     }
-                    jobs.push(JobRow(
-                        id,
-                        job.kind.as_str(),
-                        job.app.as_str(),
-                        job.env.as_str(),
-                        p.lane,
-                        job.git_ref.as_ref().map_or("", GitRef::as_str),
-                        job.sha.as_ref().map_or("", Sha::as_str),
-                        &job.requested_by,
-                        job.source,
-                        p.delivery,
-                        state.as_str(),
-                        job.target_release.as_ref().map(ReleaseId::as_str),
-                        p.lock.map(|_| now),
-                        approval.map_or(0, |(n, _)| n),
-                        approval.map(|(_, within)| now + within.as_millis() as i64),
-                    ));
                     if let Some(Enqueued::Created(created)) = &mut outcomes[p.request] {
                         created.push(id);
                     }
                 }
-                let sql = format!(
-                    "INSERT INTO jobs (id, kind, app, env, lane, git_ref, sha, requested_by, \
-                     source, delivery_id, state, max_attempts, created_at, target_release, \
-                     finished_at, approvals_needed, approve_by) \
-                     SELECT CAST(value ->> 0 AS BIGINT), value ->> 1, value ->> 2, \
-                     value ->> 3, value ->> 4, value ->> 5, value ->> 6, value ->> 7, \
-                     value ->> 8, value ->> 9, value ->> 10, $2, $3, value ->> 11, \
-                     CAST(value ->> 12 AS BIGINT), CAST(value ->> 13 AS BIGINT), \
-                     CAST(value ->> 14 AS BIGINT) FROM {rows}"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(json(&jobs)?)
-                    .bind(i64::from(self.max_attempts))
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
                 let sql = format!(
                     "INSERT INTO job_events (job_id, at, state, message) \
                      SELECT CAST(value ->> 0 AS BIGINT), $2, value ->> 1, value ->> 2 FROM {rows}"
@@ -545,21 +539,20 @@ struct Planned<'a> {
 /// webhook waits for). The order is the `INSERT`'s.
 #[derive(Serialize)]
 struct JobRow<'a>(
-    i64,             // 0 id
-    &'static str,    // 1 kind
-    &'a str,         // 2 app
-    &'a str,         // 3 env
-    String,          // 4 lane
-    &'a str,         // 5 git_ref
-    &'a str,         // 6 sha
-    &'a str,         // 7 requested_by
-    &'a str,         // 8 source
-    Option<&'a str>, // 9 delivery_id
-    &'static str,    // 10 state
-    Option<&'a str>, // 11 target_release
-    Option<i64>,     // 12 finished_at
-    u32,             // 13 approvals_needed
-    Option<i64>,     // 14 approve_by
+    &'static str,    // 0 kind
+    &'a str,         // 1 app
+    &'a str,         // 2 env
+    &'a str,         // 3 lane
+    &'a str,         // 4 git_ref
+    &'a str,         // 5 sha
+    &'a str,         // 6 requested_by
+    &'a str,         // 7 source
+    Option<&'a str>, // 8 delivery_id
+    &'static str,    // 9 state
+    Option<&'a str>, // 10 target_release
+    Option<i64>,     // 11 finished_at
+    u32,             // 12 approvals_needed
+    Option<i64>,     // 13 approve_by
 );
 
 /// What a batch's jobs did to an ephemeral environment's row, applied by one `UPDATE` to the
