@@ -74,8 +74,6 @@ pub async fn command(
         "slack command"
     );
     let delivery = delivery_id(&headers);
-    let within = slack.answer_within;
-    let api = api.clone();
     let response_url = std::mem::take(&mut form.response_url);
     let user_id = form.user_id.clone();
     // Owns what it uses, so it can go on after the answer if it runs late (a slow fetch).
@@ -91,10 +89,10 @@ pub async fn command(
                 .await
         }
     });
-    let text = match tokio::time::timeout(within, &mut work).await {
+    let text = match tokio::time::timeout(slack.answer_within, &mut work).await {
         Ok(answer) => answer?,
         Err(_) => {
-            let masker = state.masker.clone();
+            let (api, masker) = (api.clone(), state.masker.clone());
             tokio::spawn(async move {
                 let text = match work.await {
                     Ok(text) => text,
