@@ -104,6 +104,49 @@ async fn one_running_job_per_lane_fifo_within_it() {
     }
 }
 
+/// A job's first event says what was asked for: the ref and the commit where it has them.
+#[tokio::test]
+async fn the_queued_event_says_what_was_asked_for_on_both_backends() {
+    for f in fixtures(3).await {
+        let teardown = NewJob {
+            kind: JobKind::Teardown,
+            sha: None,
+            ..job("demo-x")
+        };
+        let cleanup = NewJob {
+            kind: JobKind::Cleanup,
+            git_ref: None,
+            sha: None,
+            requested_by: "schedule".into(),
+            source: "schedule",
+            ..job("staging")
+        };
+        let Enqueued::Created(ids) = f
+            .queue
+            .enqueue(None, &[job("staging"), teardown, cleanup])
+            .await
+            .unwrap()
+        else {
+            panic!("created")
+        };
+        let mut messages = Vec::new();
+        for id in ids {
+            let events = f.queue.store().job_events(id).await.unwrap();
+            assert_eq!(events.len(), 1);
+            assert_eq!(events[0].state, "queued");
+            messages.push(events[0].message.clone());
+        }
+        assert_eq!(
+            messages,
+            [
+                "deploy main (abababab) to shop/staging requested by octocat via test",
+                "teardown main to shop/demo-x requested by octocat via test",
+                "cleanup to shop/staging requested by schedule via schedule",
+            ]
+        );
+    }
+}
+
 #[tokio::test]
 async fn a_delivery_enqueues_once() {
     for f in fixtures(3).await {
