@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use batch::Batcher;
+use vacuum::Vacuum;
 
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
 use crate::store::JOB_COLUMNS;
@@ -191,6 +192,8 @@ pub struct Queue {
     wake: Arc<Notify>,
     max_attempts: u32,
     batches: Batches,
+    /// PostgreSQL: vacuums `jobs` after a burst of claims ([`vacuum`]).
+    vacuum: Option<Arc<Vacuum>>,
 }
 
 /// The group commits of the hot writes ([`batch`]): enqueues, claims, finishes.
@@ -216,7 +219,12 @@ struct Finished {
 
 impl Queue {
     pub fn new(store: Store, max_attempts: u32) -> Self {
+        let vacuum = match store.backend() {
+            Backend::Postgres(pool) => Some(Arc::new(Vacuum::new(pool.clone()))),
+            Backend::Sqlite(_) => None,
+        };
         Self {
+            vacuum,
             store,
             wake: Arc::new(Notify::new()),
             max_attempts,
@@ -414,6 +422,9 @@ impl Queue {
                 .bind(members.len() as i64)
                 .fetch_all(pool)
                 .await?);
+            if let Some(vacuum) = &self.vacuum {
+                vacuum.claimed(jobs.len());
+            }
             jobs.sort_unstable_by_key(|job| job.id);
             for (member, job) in members.into_iter().zip(jobs) {
                 answers[member] = Some(job);
@@ -713,3 +724,4 @@ mod batch;
 mod enqueue;
 #[cfg(test)]
 mod tests;
+mod vacuum;

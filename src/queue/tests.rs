@@ -1442,3 +1442,56 @@ async fn pushes_and_teardowns_in_one_batch_leave_the_environments_as_one_by_one_
         assert_eq!((pushed.state, pushed.warned_at), (EnvState::Live, None));
     }
 }
+
+/// PostgreSQL: a burst of claims has the queue vacuum `jobs` (each claim reads past the dead
+/// index entries of the jobs claimed before it, until a vacuum removes them).
+#[tokio::test]
+async fn a_burst_of_claims_vacuums_the_jobs_table_on_postgres() {
+    let url = fresh_postgres_database().await;
+    let queue = Queue::new(Store::open(&url).await.unwrap(), 3);
+    let Backend::Postgres(pool) = queue.store().backend() else {
+        unreachable!("a postgres:// URL")
+    };
+    let vacuumed = || async {
+        sqlx::query_scalar::<_, bool>(
+            "SELECT last_vacuum IS NOT NULL FROM pg_stat_user_tables WHERE relname = 'jobs'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    };
+    let jobs: Vec<NewJob> = (0..vacuum::EVERY)
+        .map(|i| job(&format!("e{}", i % 500)))
+        .collect();
+    let Enqueued::Created(_) = queue.enqueue(None, &jobs).await.unwrap() else {
+        panic!("not created")
+    };
+    let done = Outcome::Succeeded {
+        message: "ok".into(),
+    };
+    // Rounds of claims made at once (one statement each), then their finishes.
+    let mut claimed = 0;
+    for round in [50; 99].into_iter().chain([49, 1]) {
+        let leases = futures::future::join_all((0..round).map(|_| claim(&queue, LONG))).await;
+        for lease in leases {
+            assert!(queue.finish(&lease.unwrap(), &done).await.unwrap());
+            claimed += 1;
+        }
+        if claimed == vacuum::EVERY - 1 {
+            assert!(
+                !vacuumed().await,
+                "vacuumed before {} claims",
+                vacuum::EVERY
+            );
+        }
+    }
+    assert_eq!(claimed, vacuum::EVERY);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !vacuumed().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no vacuum 30 s after the burst"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
