@@ -5,12 +5,14 @@
 //! a scan finds its row gone, but keeps it, and the leaf page holding it, until a vacuum removes
 //! them (SQLite removes an entry when its row changes). So a burst of claims makes each next
 //! claim slower: while a queue of 100,000 jobs drained, a claim's scan grew from 306 page reads
-//! (20,000 claimed) to 1,254 (89,000 claimed); after a vacuum, 20 (BENCHMARKS.md). Autovacuum comes late for a burst: it looks once a minute, and waits for a
-//! fifth of the table to change. So after every [`EVERY`] claims in this process the queue runs
-//! `VACUUM (SKIP_LOCKED) jobs` on a task of its own: one at a time, skipped while another
-//! replica's vacuum holds the table, and never sooner after the last one than ten times as long
-//! as that one took, so that it keeps a tenth of one connection busy at most, however large the
-//! table has grown.
+//! (20,000 claimed) to 1,254 (89,000 claimed); after a vacuum, 20 (BENCHMARKS.md).
+//!
+//! Autovacuum comes late for a burst: it looks once a minute, and waits for a fifth of the table
+//! to change. So after every [`EVERY`] claims in this process the queue runs `VACUUM
+//! (SKIP_LOCKED) jobs` on a task of its own: one at a time, skipped while another replica's
+//! vacuum holds the table, and never sooner after the last one than ten times as long as that
+//! one took, so that it keeps a tenth of one connection busy at most, however large the table
+//! has grown.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
