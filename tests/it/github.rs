@@ -325,6 +325,12 @@ async fn scheduled_reconcile_run_by_the_workers_brings_environments_to_their_bra
         e.len() == 1 && e[0]["state"] == "live" && e[0]["sha"] == sha2.as_str()
     })
     .await;
+    // The environment is settled as live before its deploy job is recorded as ended.
+    for job in app.jobs().await {
+        if job["kind"] == "deploy" {
+            app.finished(job["id"].as_i64().unwrap()).await;
+        }
+    }
     let jobs = app.jobs().await;
     app.stop().await;
 
