@@ -10,7 +10,8 @@
 //! own queue and connection pool, as a replica process would, and WORKERS claimers (default 1)
 //! sharing it, as a replica's worker pool does (claims and finishes made at once go in one
 //! statement). PREFILL finished jobs are inserted first (default 1,000,000) so the claim has to
-//! find queued jobs through indexes, not scans.
+//! find queued jobs through indexes, not scans. On PostgreSQL the run has a database of its own
+//! (`slipway_bench_<pid>`), dropped at the end.
 
 use std::time::{Duration, Instant};
 
@@ -36,15 +37,13 @@ async fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(1_000_000);
     let dir = tempfile::tempdir().unwrap();
+    let admin = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let url = match backend {
         "sqlite" => format!("sqlite://{}", dir.path().join("bench.db").display()),
-        "postgres" => {
-            let admin = args
-                .get(1)
-                .cloned()
-                .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into());
-            fresh_database(&admin).await
-        }
+        "postgres" => fresh_database(&admin).await,
         other => panic!("unknown backend {other}"),
     };
     let store = Store::open(&url).await.unwrap();
@@ -132,17 +131,38 @@ async fn main() {
         pct(0.50),
         pct(0.99),
     );
+    if backend == "postgres" {
+        drop_database(&admin).await;
+    }
+}
+
+/// This run's database on the PostgreSQL server at `admin`.
+fn database_name() -> String {
+    format!("slipway_bench_{}", std::process::id())
 }
 
 async fn fresh_database(admin: &str) -> String {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
-    let name = format!("slipway_bench_{}", std::process::id());
+    let name = database_name();
     sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
         .execute(&mut conn)
         .await
         .unwrap();
     format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+}
+
+/// Drops this run's database (its pools may still hold connections: `FORCE` ends them).
+async fn drop_database(admin: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin).await.unwrap();
+    let name = database_name();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE {name} WITH (FORCE)"
+    )))
+    .execute(&mut conn)
+    .await
+    .unwrap();
 }
 
 /// Inserts `count` finished jobs in one statement per backend.
