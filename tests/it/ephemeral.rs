@@ -681,6 +681,8 @@ async fn scheduled_cleanup_tells_the_team_once_before_it_tears_down() {
     assert!(!root.join("envs/demo-idle").exists());
     let jobs = app.jobs().await;
     let teardown = jobs.iter().find(|j| j["kind"] == "teardown").unwrap();
+    // The environment is settled as gone before its teardown is recorded as ended.
+    let teardown = app.finished(teardown["id"].as_i64().unwrap()).await;
     assert_eq!(
         (&teardown["state"], &teardown["requested_by"]),
         (&Value::from("succeeded"), &Value::from("housekeeping"))
