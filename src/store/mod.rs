@@ -19,6 +19,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use sqlx::pool::PoolOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -113,6 +114,27 @@ impl WritePool for PgPool {
     }
 }
 
+/// How long a pooled connection may sit idle and still be handed out untested.
+pub(crate) const IDLE_UNTESTED: Duration = Duration::from_secs(1);
+
+/// The pool tests a connection before handing it out only when it sat idle for longer than
+/// [`IDLE_UNTESTED`]. sqlx's default tests every one (a ping: a round trip to PostgreSQL, a
+/// hand-off to SQLite's connection thread): a third of the time of a one-statement checkout
+/// on PostgreSQL (BENCHMARKS.md). A connection returned to the pool was tested then (sqlx
+/// pings it on release), so only one that idled may have lost its server meanwhile.
+fn checked_when_idle<DB: sqlx::Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
+    options
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > IDLE_UNTESTED {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -135,7 +157,7 @@ impl Store {
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(open_err)?;
-            let pool = PgPoolOptions::new()
+            let pool = checked_when_idle(PgPoolOptions::new())
                 .max_connections(10)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(options)
@@ -169,7 +191,7 @@ impl Store {
         // sleeps up to 100 ms between tries: under 32 concurrent webhooks p99 fell from 248 ms
         // to 21 ms at the same throughput (bench/webhooks/run.sh). Never hold a transaction
         // while acquiring another connection: it would wait forever.
-        let pool = SqlitePoolOptions::new()
+        let pool = checked_when_idle(SqlitePoolOptions::new())
             .max_connections(1)
             .connect_with(options)
             .await
