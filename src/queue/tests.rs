@@ -1495,39 +1495,3 @@ async fn a_burst_of_claims_vacuums_the_jobs_table_on_postgres() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
-
-/// Connections are handed out untested while in use, but one that sat idle is tested first:
-/// PostgreSQL restarting (here: ending every connection of the database) between two quiet
-/// moments costs no request an error.
-#[tokio::test]
-async fn a_connection_the_server_ended_while_idle_is_replaced_before_use() {
-    use sqlx::Connection;
-    let url = fresh_postgres_database().await;
-    let queue = Queue::new(Store::open(&url).await.unwrap(), 3);
-    let Enqueued::Created(_) = queue.enqueue(None, &[job("staging")]).await.unwrap() else {
-        panic!("not created")
-    };
-    let (base, database) = url.rsplit_once('/').unwrap();
-    let mut admin = sqlx::PgConnection::connect(&format!("{base}/postgres"))
-        .await
-        .unwrap();
-    let ended: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE datname = $1 AND pid <> pg_backend_pid()",
-    )
-    .bind(database)
-    .fetch_all(&mut admin)
-    .await
-    .unwrap();
-    assert!(
-        !ended.is_empty() && ended.iter().all(|&e| e),
-        "the pool's connections were ended: {ended:?}"
-    );
-    tokio::time::sleep(crate::store::IDLE_UNTESTED + Duration::from_millis(200)).await;
-    let Enqueued::Created(ids) = queue.enqueue(None, &[job("staging")]).await.unwrap() else {
-        panic!("not created")
-    };
-    assert_eq!(ids.len(), 1);
-    let lease = claim(&queue, LONG).await.unwrap();
-    assert!(lease.job.id < ids[0], "the first job is claimed first");
-}

@@ -19,7 +19,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::pool::PoolOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -114,27 +113,6 @@ impl WritePool for PgPool {
     }
 }
 
-/// How long a pooled connection may sit idle and still be handed out untested.
-pub(crate) const IDLE_UNTESTED: Duration = Duration::from_secs(1);
-
-/// The pool tests a connection before handing it out only when it sat idle for longer than
-/// [`IDLE_UNTESTED`]. sqlx's default tests every one (a ping: a round trip to PostgreSQL, a
-/// hand-off to SQLite's connection thread): a third of the time of a one-statement checkout
-/// on PostgreSQL (BENCHMARKS.md). A connection returned to the pool was tested then (sqlx
-/// pings it on release), so only one that idled may have lost its server meanwhile.
-fn checked_when_idle<DB: sqlx::Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
-    options
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for > IDLE_UNTESTED {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-}
-
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
@@ -157,7 +135,7 @@ impl Store {
         };
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let options = PgConnectOptions::from_str(url).map_err(open_err)?;
-            let pool = checked_when_idle(PgPoolOptions::new())
+            let pool = PgPoolOptions::new()
                 .max_connections(10)
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(options)
@@ -191,8 +169,12 @@ impl Store {
         // sleeps up to 100 ms between tries: under 32 concurrent webhooks p99 fell from 248 ms
         // to 21 ms at the same throughput (bench/webhooks/run.sh). Never hold a transaction
         // while acquiring another connection: it would wait forever.
-        let pool = checked_when_idle(SqlitePoolOptions::new())
+        // Handed out untested: sqlx's test before each checkout (a ping) finds a PostgreSQL
+        // connection its server dropped, but a SQLite connection has no server to lose, and the
+        // ping is one more hand-off to its thread per checkout.
+        let pool = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options)
             .await
             .map_err(open_err)?;
