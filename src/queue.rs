@@ -274,7 +274,7 @@ impl Queue {
                 "SELECT state, approvals_needed, approve_by FROM jobs WHERE id = $1",
             )
             .bind(id)
-            .fetch_optional(&mut *tx)
+            .fetch_optional(tx.conn().await?)
             .await?;
             let decision = match row {
                 None => Decision::Missing,
@@ -288,7 +288,7 @@ impl Queue {
                     )
                     .bind(now)
                     .bind(id)
-                    .execute(&mut *tx)
+                    .execute(tx.conn().await?)
                     .await?;
                     Decision::Expired
                 }
@@ -302,7 +302,7 @@ impl Queue {
                     .bind(approver)
                     .bind(verb)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(tx.conn().await?)
                     .await?
                     .rows_affected();
                     if inserted == 0 {
@@ -315,7 +315,7 @@ impl Queue {
                         .bind(now)
                         .bind(format!("rejected by {approver}"))
                         .bind(id)
-                        .execute(&mut *tx)
+                        .execute(tx.conn().await?)
                         .await?;
                         Decision::Rejected
                     } else {
@@ -323,7 +323,7 @@ impl Queue {
                             "SELECT COUNT(*) FROM approvals WHERE job_id = $1 AND decision = 'approve'",
                         )
                         .bind(id)
-                        .fetch_one(&mut *tx)
+                        .fetch_one(tx.conn().await?)
                         .await?;
                         let message = format!("approved by {approver} ({have} of {need})");
                         insert_event!(tx, id, now, "approved", &message);
@@ -331,7 +331,7 @@ impl Queue {
                         if queued {
                             sqlx::query("UPDATE jobs SET state = 'queued' WHERE id = $1")
                                 .bind(id)
-                                .execute(&mut *tx)
+                                .execute(tx.conn().await?)
                                 .await?;
                             insert_event!(tx, id, now, JobState::Queued, "approved: queued");
                         }
@@ -537,13 +537,15 @@ impl Queue {
             )
             .bind(by)
             .bind(id)
-            .execute(&mut *tx)
+            .execute(tx.conn().await?)
             .await?
             .rows_affected();
             if updated == 1 {
                 let message = format!("cancel requested by {by}");
                 insert_event!(tx, id, now, "cancel_requested", &message);
                 tx.commit().await?;
+            } else {
+                tx.rollback().await?;
             }
             updated == 1
         });
@@ -570,12 +572,14 @@ impl Queue {
             )
             .bind(lease.job.id)
             .bind(lease.job.attempt)
-            .execute(&mut *tx)
+            .execute(tx.conn().await?)
             .await?
             .rows_affected();
             if updated == 1 {
                 insert_event!(tx, lease.job.id, now, "interrupted", message);
                 tx.commit().await?;
+            } else {
+                tx.rollback().await?;
             }
             updated == 1
         });
@@ -641,7 +645,7 @@ impl Queue {
                  RETURNING id, state, attempt",
             )
             .bind(now)
-            .fetch_all(&mut *tx)
+            .fetch_all(tx.conn().await?)
             .await?;
             for (id, state, attempt) in &reaped {
                 let message = format!("lease of attempt {attempt} expired (worker lost)");
@@ -714,7 +718,7 @@ macro_rules! insert_event {
             .bind($at)
             .bind($state)
             .bind($message)
-            .execute(&mut *$tx)
+            .execute($tx.conn().await?)
             .await?
     };
 }

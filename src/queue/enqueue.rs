@@ -25,7 +25,8 @@ use serde::Serialize;
 use super::{Delivery, Enqueued, NOTIFY_CHANNEL, NewJob, Queue, json, json_rows};
 use crate::domain::{GitRef, ReleaseId, Sha};
 use crate::store::{
-    Backend, EnvState, HELD_LOCKS, JobKind, JobState, Lock, StoreError, WritePool, now_ms, on_pool,
+    Backend, EnvState, HELD_LOCKS, JobKind, JobState, Lock, Statement, StoreError, WritePool,
+    now_ms, on_pool,
 };
 
 /// The most requests one transaction carries; more wait for the next.
@@ -109,15 +110,15 @@ impl Queue {
             let inserted: HashSet<String> = if fresh.is_empty() {
                 HashSet::new()
             } else {
-                let sql = format!(
+                let sql = tx.first(format!(
                     "INSERT INTO deliveries (id, source, event, received_at) \
                      SELECT value ->> 0, value ->> 1, value ->> 2, $2 FROM {rows} WHERE true \
                      ON CONFLICT (id) DO NOTHING RETURNING id"
-                );
+                ));
                 sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
                     .bind(json(&fresh)?)
                     .bind(now)
-                    .fetch_all(&mut *tx)
+                    .fetch_all(tx.conn().await?)
                     .await?
                     .into_iter()
                     .collect()
@@ -130,12 +131,14 @@ impl Queue {
                     let ids: Vec<i64> =
                         sqlx::query_scalar("SELECT id FROM jobs WHERE delivery_id = $1 ORDER BY id")
                             .bind(d.id)
-                            .fetch_all(&mut *tx)
+                            .fetch_all(tx.conn().await?)
                             .await?;
                     outcomes[i] = Some(Enqueued::Duplicate(ids));
                 }
             }
 
+            // The statements whose results are not read, sent with the commit.
+            let mut tail = Vec::new();
             // Human holds, all at once (a handful of rows at most).
             let holds = requests
                 .iter()
@@ -144,7 +147,7 @@ impl Queue {
             let held: HashMap<String, Lock> = if holds {
                 sqlx::query_as::<_, Lock>(HELD_LOCKS)
                     .bind(now)
-                    .fetch_all(&mut *tx)
+                    .fetch_all(tx.conn().await?)
                     .await?
                     .into_iter()
                     .map(|l| (format!("{}/{}", l.app, l.env), l))
@@ -171,7 +174,7 @@ impl Queue {
                 );
                 sqlx::query_as::<_, (i64, String, String, String, EnvState)>(sqlx::AssertSqlSafe(sql))
                     .bind(json(&lanes)?)
-                    .fetch_all(&mut *tx)
+                    .fetch_all(tx.conn().await?)
                     .await?
                     .into_iter()
                     .map(|(id, app, env, branch, state)| (format!("{app}/{env}"), (id, branch, state)))
@@ -243,7 +246,7 @@ impl Queue {
                                      AND state IN ('queued', 'running') ORDER BY id DESC LIMIT 1",
                                 )
                                 .bind(&lane)
-                                .fetch_optional(&mut *tx)
+                                .fetch_optional(tx.conn().await?)
                                 .await?;
                                 if let Some(id) = on_its_way {
                                     created.push(id);
@@ -265,7 +268,7 @@ impl Queue {
                                 .bind(e.branch.as_str())
                                 .bind(&e.hostname)
                                 .bind(now)
-                                .fetch_one(&mut *tx)
+                                .fetch_one(tx.conn().await?)
                                 .await?;
                                 envs.insert(
                                     lane.clone(),
@@ -343,7 +346,7 @@ impl Queue {
                 sqlx::query(sqlx::AssertSqlSafe(sql))
                     .bind(json(&changes)?)
                     .bind(now)
-                    .execute(&mut *tx)
+                    .execute(tx.conn().await?)
                     .await?;
             }
             if !planned.is_empty() {
@@ -402,7 +405,7 @@ impl Queue {
                     .bind(json(&jobs)?)
                     .bind(i64::from(self.max_attempts))
                     .bind(now)
-                    .fetch_all(&mut *tx)
+                    .fetch_all(tx.conn().await?)
                     .await?;
                 ids.sort_unstable();
                 let mut events = Vec::with_capacity(planned.len() * 2);
@@ -434,15 +437,13 @@ impl Queue {
                         created.push(id);
                     }
                 }
-                let sql = format!(
-                    "INSERT INTO job_events (job_id, at, state, message) \
-                     SELECT CAST(value ->> 0 AS BIGINT), $2, value ->> 1, value ->> 2 FROM {rows}"
-                );
-                sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .bind(json(&events)?)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                tail.push(Statement {
+                    sql: format!(
+                        "INSERT INTO job_events (job_id, at, state, message) \
+                         SELECT CAST(value ->> 0 AS BIGINT), $2, value ->> 1, value ->> 2 FROM {rows}"
+                    ),
+                    args: vec![json(&events)?.into(), now.into()],
+                });
                 if !supersede.is_empty() {
                     // The newest push wins: older queued deploys of the environment would only
                     // be overwritten (the `jobs_finished` trigger records why). A person's
@@ -454,28 +455,27 @@ impl Queue {
                             (lane.as_str(), *id, kind.as_str(), *ephemeral)
                         })
                         .collect();
-                    sqlx::query(sqlx::AssertSqlSafe(supersede_sql(rows)))
-                        .bind(json(&lanes)?)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                    tail.push(Statement {
+                        sql: supersede_sql(rows),
+                        args: vec![json(&lanes)?.into(), now.into()],
+                    });
                 }
                 if let Backend::Postgres(_) = backend {
                     // Wakes idle workers of other replicas at commit (they also poll, should
                     // this be lost).
-                    sqlx::query("SELECT pg_notify($1, '')")
-                        .bind(NOTIFY_CHANNEL)
-                        .execute(&mut *tx)
-                        .await?;
+                    tail.push(Statement {
+                        sql: "SELECT pg_notify($1, '')".into(),
+                        args: vec![NOTIFY_CHANNEL.into()],
+                    });
                 }
             }
             for id in refused {
-                sqlx::query("DELETE FROM deliveries WHERE id = $1")
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
+                tail.push(Statement {
+                    sql: "DELETE FROM deliveries WHERE id = $1".into(),
+                    args: vec![id.into()],
+                });
             }
-            tx.commit().await?;
+            tx.commit_with(tail).await?;
             Ok::<(), StoreError>(())
         })?;
         for (repeat, first) in repeat_of.into_iter().enumerate() {

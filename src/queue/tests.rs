@@ -1495,3 +1495,63 @@ async fn a_burst_of_claims_vacuums_the_jobs_table_on_postgres() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A write transaction is committed whole or not at all, on both backends, though SQLite gets
+/// its `BEGIN` with the first statement and its last statements with the `COMMIT`: a statement
+/// failing at the commit, or a transaction dropped before it, leaves nothing behind, and the
+/// pool's next write is not caught in what was left open.
+#[tokio::test]
+async fn a_write_transaction_is_committed_whole_or_not_at_all_on_both_backends() {
+    use crate::store::{Statement, WriteTx};
+    async fn insert<DB: crate::store::WriteBackend>(
+        tx: &mut WriteTx<DB>,
+        id: &str,
+    ) -> Result<(), StoreError>
+    where
+        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+        DB::Arguments: sqlx::IntoArguments<DB>,
+        for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+        for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
+    {
+        let sql = tx.first(
+            "INSERT INTO deliveries (id, source, event, received_at) VALUES ($1, 'test', 'e', 0)"
+                .into(),
+        );
+        sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .execute(tx.conn().await?)
+            .await?;
+        Ok(())
+    }
+    let delivery = |id: &str| Statement {
+        sql: "INSERT INTO deliveries (id, source, event, received_at) VALUES ($1, 'test', 'e', 0)"
+            .into(),
+        args: vec![id.into()],
+    };
+    for f in fixtures(3).await {
+        let store = f.queue.store();
+        let stored = || async {
+            on_pool!(store, pool => sqlx::query_scalar::<_, String>("SELECT id FROM deliveries ORDER BY id")
+                .fetch_all(pool)
+                .await
+                .unwrap())
+        };
+        on_pool!(store, pool => {
+            // The last of the statements sent with the commit fails (the id is taken).
+            let mut tx = pool.begin_write().await.unwrap();
+            insert(&mut tx, "a").await.unwrap();
+            let failed = tx.commit_with(vec![delivery("b"), delivery("a")]).await;
+            assert!(failed.is_err(), "a duplicate id must fail the commit");
+            // Dropped before its commit.
+            let mut tx = pool.begin_write().await.unwrap();
+            insert(&mut tx, "c").await.unwrap();
+            drop(tx);
+            // The next write is a transaction of its own, and commits.
+            let mut tx = pool.begin_write().await.unwrap();
+            insert(&mut tx, "d").await.unwrap();
+            tx.commit_with(vec![delivery("e")]).await.unwrap();
+        });
+        assert_eq!(stored().await, ["d", "e"]);
+    }
+}

@@ -114,27 +114,29 @@ impl Store {
         // Two replicas can pick the same port at once on PostgreSQL; the unique index refuses
         // the second, which then picks again.
         for _ in 0..5 {
-            let picked: Result<Result<u16, String>, sqlx::Error> = on_pool!(self, pool => async {
+            let picked: Result<Result<u16, String>, StoreError> = on_pool!(self, pool => async {
                 let mut tx = pool.begin_write().await?;
                 let (own, row_app): (Option<i64>, String) =
                     sqlx::query_as("SELECT port, app FROM ephemeral_envs WHERE id = $1")
                         .bind(id)
-                        .fetch_one(&mut *tx)
+                        .fetch_one(tx.conn().await?)
                         .await?;
                 if let Some(port) = own.and_then(|p| u16::try_from(p).ok()) {
+                    tx.rollback().await?;
                     return Ok(Ok(port));
                 }
                 let used: Vec<(i64, String, String)> = sqlx::query_as(
                     "SELECT port, app, template FROM ephemeral_envs \
                      WHERE state <> 'gone' AND port IS NOT NULL",
                 )
-                .fetch_all(&mut *tx)
+                .fetch_all(tx.conn().await?)
                 .await?;
                 let holding = used
                     .iter()
                     .filter(|(_, app, template)| *app == row_app && template == policy.template)
                     .count();
                 if holding >= policy.max {
+                    tx.rollback().await?;
                     return Ok(Err(format!(
                         "{} already has its maximum of {} environments; tear one down or raise `max`",
                         policy.template, policy.max
@@ -142,6 +144,7 @@ impl Store {
                 }
                 let ports: Vec<u16> = used.iter().filter_map(|(p, ..)| u16::try_from(*p).ok()).collect();
                 let Some(port) = crate::ephemeral::free_port(policy.range.clone(), &ports) else {
+                    tx.rollback().await?;
                     return Ok(Err(format!(
                         "every port of {}-{} is in use; tear an environment down or widen `ports`",
                         policy.range.start(),
@@ -151,15 +154,17 @@ impl Store {
                 sqlx::query("UPDATE ephemeral_envs SET port = $1 WHERE id = $2")
                     .bind(i64::from(port))
                     .bind(id)
-                    .execute(&mut *tx)
+                    .execute(tx.conn().await?)
                     .await?;
                 tx.commit().await?;
                 Ok(Ok(port))
             }
             .await);
             match picked {
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() => continue,
-                other => return Ok(other?),
+                Err(StoreError::Sql(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                    continue;
+                }
+                other => return other,
             }
         }
         Ok(Err(

@@ -72,7 +72,7 @@ impl Store {
                 .bind(&lock.app)
                 .bind(&lock.env)
                 .bind(lock.created_at)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(tx.conn().await?)
                 .await?;
             if let Some(held) = held.filter(|h| h.holder != lock.holder) {
                 tx.rollback().await?;
@@ -90,7 +90,7 @@ impl Store {
             .bind(&lock.reason)
             .bind(lock.created_at)
             .bind(lock.expires_at)
-            .execute(&mut *tx)
+            .execute(tx.conn().await?)
             .await?;
             tx.commit().await?;
             Ok(Locked::Held(lock.clone()))

@@ -14,6 +14,7 @@ mod jobs;
 mod locks;
 mod notices;
 mod records;
+mod write;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -23,7 +24,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Postgres, Sqlite, Transaction};
+use sqlx::{Postgres, Sqlite};
 
 pub use ephemeral::{EnvState, EphemeralRow, PortPolicy};
 pub(crate) use jobs::JOB_COLUMNS;
@@ -35,6 +36,7 @@ pub(crate) use locks::HELD_LOCKS;
 pub use locks::{Lock, Locked};
 pub use notices::Notice;
 pub use records::{NewLogLine, NewStepResult};
+pub use write::{Arg, Statement, WriteBackend, WriteTx};
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
@@ -83,23 +85,20 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
-/// Starting a write transaction, per backend.
+/// Starting a write transaction ([`WriteTx`]) on either pool.
 pub trait WritePool {
-    type Db: sqlx::Database;
+    type Db: WriteBackend;
     fn begin_write(
         &self,
-    ) -> impl std::future::Future<Output = Result<Transaction<'static, Self::Db>, sqlx::Error>> + Send;
+    ) -> impl std::future::Future<Output = Result<WriteTx<Self::Db>, StoreError>> + Send;
 }
 
 impl WritePool for SqlitePool {
     type Db = Sqlite;
-    /// `BEGIN IMMEDIATE`: a writer waits on the busy timeout instead of failing when it upgrades
-    /// a read lock (SQLite's default `BEGIN DEFERRED` would return SQLITE_BUSY at once).
     fn begin_write(
         &self,
-    ) -> impl std::future::Future<Output = Result<Transaction<'static, Sqlite>, sqlx::Error>> + Send
-    {
-        self.begin_with("BEGIN IMMEDIATE")
+    ) -> impl std::future::Future<Output = Result<WriteTx<Sqlite>, StoreError>> + Send {
+        WriteTx::begin(self)
     }
 }
 
@@ -107,9 +106,8 @@ impl WritePool for PgPool {
     type Db = Postgres;
     fn begin_write(
         &self,
-    ) -> impl std::future::Future<Output = Result<Transaction<'static, Postgres>, sqlx::Error>> + Send
-    {
-        self.begin()
+    ) -> impl std::future::Future<Output = Result<WriteTx<Postgres>, StoreError>> + Send {
+        WriteTx::begin(self)
     }
 }
 

@@ -94,7 +94,7 @@ impl Store {
             .bind(now)
             .bind(job.kind.as_str())
             .bind(*slot)
-            .execute(&mut *tx)
+            .execute(tx.conn().await?)
             .await?;
         }
         tx.commit().await?;
