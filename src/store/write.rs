@@ -217,8 +217,8 @@ mod tests {
     #[test]
     fn parameters_are_renumbered_past_the_statements_before() {
         assert_eq!(
-            shift_params("SELECT $1, $2 FROM json_each($1) WHERE x = $10", 3),
-            "SELECT $4, $5 FROM json_each($4) WHERE x = $13"
+            shift_params("SELECT $1, $2 FROM jsonb_each($1) WHERE x = $10", 3),
+            "SELECT $4, $5 FROM jsonb_each($4) WHERE x = $13"
         );
         assert_eq!(shift_params("SELECT $1", 0), "SELECT $1");
         assert_eq!(shift_params("no parameters", 2), "no parameters");
