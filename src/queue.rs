@@ -22,9 +22,7 @@ use vacuum::Vacuum;
 
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
 use crate::store::JOB_COLUMNS;
-use crate::store::{
-    Backend, Job, JobKind, JobState, Store, StoreError, WritePool, now_ms, on_pool,
-};
+use crate::store::{Backend, Job, JobKind, JobState, Store, StoreError, WriteTx, now_ms, on_pool};
 
 /// A job to be queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -269,7 +267,7 @@ impl Queue {
     ) -> Result<Decision, StoreError> {
         let now = now_ms();
         let decision = on_pool!(self.store, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = WriteTx::begin(pool).await?;
             let row: Option<(JobState, i64, Option<i64>)> = sqlx::query_as(
                 "SELECT state, approvals_needed, approve_by FROM jobs WHERE id = $1",
             )
@@ -530,7 +528,7 @@ impl Queue {
             return Ok(Cancel::Cancelled);
         }
         let flagged = on_pool!(self.store, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = WriteTx::begin(pool).await?;
             let updated = sqlx::query(
                 "UPDATE jobs SET cancel_requested_by = $1 \
                  WHERE id = $2 AND state = 'running' AND cancel_requested_by IS NULL",
@@ -565,7 +563,7 @@ impl Queue {
     pub async fn release(&self, lease: &Lease, message: &str) -> Result<bool, StoreError> {
         let now = now_ms();
         let released = on_pool!(self.store, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = WriteTx::begin(pool).await?;
             let updated = sqlx::query(
                 "UPDATE jobs SET state = 'queued', lease_owner = NULL, lease_until = NULL \
                  WHERE id = $1 AND attempt = $2 AND state = 'running'",
@@ -633,7 +631,7 @@ impl Queue {
             return Ok(upkeep);
         }
         upkeep.reaped = on_pool!(self.store, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = WriteTx::begin(pool).await?;
             let reaped: Vec<(i64, JobState, i64)> = sqlx::query_as(
                 "UPDATE jobs SET \
                    state = CASE WHEN attempt >= max_attempts THEN 'failed' ELSE 'queued' END, \

@@ -25,8 +25,8 @@ use serde::Serialize;
 use super::{Delivery, Enqueued, NOTIFY_CHANNEL, NewJob, Queue, json, json_rows};
 use crate::domain::{GitRef, ReleaseId, Sha};
 use crate::store::{
-    Backend, EnvState, HELD_LOCKS, JobKind, JobState, Lock, Statement, StoreError, WritePool,
-    now_ms, on_pool,
+    Backend, EnvState, HELD_LOCKS, JobKind, JobState, Lock, Statement, StoreError, WriteTx, now_ms,
+    on_pool,
 };
 
 /// The most requests one transaction carries; more wait for the next.
@@ -104,7 +104,7 @@ impl Queue {
             }
         }
         on_pool!(self.store, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = WriteTx::begin(pool).await?;
             // Concurrent deliveries of one id from another replica: this insert waits for its
             // transaction, then skips the row, and the jobs it committed are read below.
             let inserted: HashSet<String> = if fresh.is_empty() {

@@ -1502,31 +1502,22 @@ async fn a_burst_of_claims_vacuums_the_jobs_table_on_postgres() {
 /// pool's next write is not caught in what was left open.
 #[tokio::test]
 async fn a_write_transaction_is_committed_whole_or_not_at_all_on_both_backends() {
-    use crate::store::{Statement, WriteTx};
-    async fn insert<DB: crate::store::WriteBackend>(
-        tx: &mut WriteTx<DB>,
-        id: &str,
-    ) -> Result<(), StoreError>
-    where
-        for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-        DB::Arguments: sqlx::IntoArguments<DB>,
-        for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-        for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-        for<'a> &'a str: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
-    {
-        let sql = tx.first(
-            "INSERT INTO deliveries (id, source, event, received_at) VALUES ($1, 'test', 'e', 0)"
-                .into(),
-        );
-        sqlx::query::<DB>(sqlx::AssertSqlSafe(sql))
-            .bind(id)
-            .execute(tx.conn().await?)
-            .await?;
-        Ok(())
+    use crate::store::Statement;
+    const INSERT: &str =
+        "INSERT INTO deliveries (id, source, event, received_at) VALUES ($1, 'test', 'e', 0)";
+    // The transaction's first statement, sent as a caller sends one (`first`, then `conn`).
+    macro_rules! insert {
+        ($tx:ident, $id:expr) => {
+            let sql = $tx.first(INSERT.into());
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind($id)
+                .execute($tx.conn().await.unwrap())
+                .await
+                .unwrap();
+        };
     }
     let delivery = |id: &str| Statement {
-        sql: "INSERT INTO deliveries (id, source, event, received_at) VALUES ($1, 'test', 'e', 0)"
-            .into(),
+        sql: INSERT.into(),
         args: vec![id.into()],
     };
     for f in fixtures(3).await {
@@ -1539,17 +1530,17 @@ async fn a_write_transaction_is_committed_whole_or_not_at_all_on_both_backends()
         };
         on_pool!(store, pool => {
             // The last of the statements sent with the commit fails (the id is taken).
-            let mut tx = pool.begin_write().await.unwrap();
-            insert(&mut tx, "a").await.unwrap();
+            let mut tx = WriteTx::begin(pool).await.unwrap();
+            insert!(tx, "a");
             let failed = tx.commit_with(vec![delivery("b"), delivery("a")]).await;
             assert!(failed.is_err(), "a duplicate id must fail the commit");
             // Dropped before its commit.
-            let mut tx = pool.begin_write().await.unwrap();
-            insert(&mut tx, "c").await.unwrap();
+            let mut tx = WriteTx::begin(pool).await.unwrap();
+            insert!(tx, "c");
             drop(tx);
             // The next write is a transaction of its own, and commits.
-            let mut tx = pool.begin_write().await.unwrap();
-            insert(&mut tx, "d").await.unwrap();
+            let mut tx = WriteTx::begin(pool).await.unwrap();
+            insert!(tx, "d");
             tx.commit_with(vec![delivery("e")]).await.unwrap();
         });
         assert_eq!(stored().await, ["d", "e"]);

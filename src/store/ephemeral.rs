@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Store, StoreError, WritePool, on_pool};
+use super::{Store, StoreError, WriteTx, on_pool};
 
 /// Where an ephemeral environment is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -115,7 +115,7 @@ impl Store {
         // the second, which then picks again.
         for _ in 0..5 {
             let picked: Result<Result<u16, String>, StoreError> = on_pool!(self, pool => async {
-                let mut tx = pool.begin_write().await?;
+                let mut tx = WriteTx::begin(pool).await?;
                 let (own, row_app): (Option<i64>, String) =
                     sqlx::query_as("SELECT port, app FROM ephemeral_envs WHERE id = $1")
                         .bind(id)

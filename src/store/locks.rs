@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Store, StoreError, WritePool, on_pool};
+use super::{Store, StoreError, WriteTx, on_pool};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct Lock {
@@ -67,7 +67,7 @@ impl Store {
     /// Locks `app`/`env` for `holder`, unless someone else holds an unexpired lock on it.
     pub async fn lock_env(&self, lock: &Lock) -> Result<Locked, StoreError> {
         on_pool!(self, pool => {
-            let mut tx = pool.begin_write().await?;
+            let mut tx = WriteTx::begin(pool).await?;
             let held: Option<Lock> = sqlx::query_as(HELD_LOCK)
                 .bind(&lock.app)
                 .bind(&lock.env)

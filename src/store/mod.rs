@@ -24,7 +24,6 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Postgres, Sqlite};
 
 pub use ephemeral::{EnvState, EphemeralRow, PortPolicy};
 pub(crate) use jobs::JOB_COLUMNS;
@@ -84,32 +83,6 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
-
-/// Starting a write transaction ([`WriteTx`]) on either pool.
-pub trait WritePool {
-    type Db: WriteBackend;
-    fn begin_write(
-        &self,
-    ) -> impl std::future::Future<Output = Result<WriteTx<Self::Db>, StoreError>> + Send;
-}
-
-impl WritePool for SqlitePool {
-    type Db = Sqlite;
-    fn begin_write(
-        &self,
-    ) -> impl std::future::Future<Output = Result<WriteTx<Sqlite>, StoreError>> + Send {
-        WriteTx::begin(self)
-    }
-}
-
-impl WritePool for PgPool {
-    type Db = Postgres;
-    fn begin_write(
-        &self,
-    ) -> impl std::future::Future<Output = Result<WriteTx<Postgres>, StoreError>> + Send {
-        WriteTx::begin(self)
-    }
-}
 
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]

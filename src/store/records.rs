@@ -1,7 +1,7 @@
 //! Write side of a running job's records: log lines, step results and switches. State
 //! transitions are not here: they belong to [`crate::queue`].
 
-use super::{Store, StoreError, WritePool, now_ms, on_pool};
+use super::{Store, StoreError, WriteTx, now_ms, on_pool};
 
 /// A captured output line waiting to be stored.
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         let now = now_ms();
         on_pool!(self, pool => {
-        let mut tx = pool.begin_write().await?;
+        let mut tx = WriteTx::begin(pool).await?;
         for (host, slot) in hosts {
             sqlx::query(
                 "INSERT INTO deployments (app, env, host, release_id, sha, git_ref, job_id, \

@@ -89,7 +89,8 @@ where
     for<'a> i64: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
     for<'a> String: sqlx::Encode<'a, DB> + sqlx::Type<DB>,
 {
-    pub(super) async fn begin(pool: &sqlx::Pool<DB>) -> Result<Self, StoreError> {
+    /// Starts a write transaction on a connection of `pool`.
+    pub async fn begin(pool: &sqlx::Pool<DB>) -> Result<Self, StoreError> {
         let mut tx = Self {
             conn: pool.acquire().await?,
             begin_pending: true,
