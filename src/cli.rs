@@ -135,7 +135,12 @@ fn render(d: &JobDetail) -> String {
         job.app,
         job.env
     );
-    let _ = writeln!(out, "  ref      {} @ {}", escape(&job.git_ref), job.sha);
+    // No commit yet: a deploy queued by a ref's name looks it up as it starts.
+    let at = match job.sha.as_str() {
+        "" => String::new(),
+        sha => format!(" @ {sha}"),
+    };
+    let _ = writeln!(out, "  ref      {}{at}", escape(&job.git_ref));
     let _ = writeln!(out, "  release  {}", d.release_id);
     let _ = writeln!(
         out,

@@ -454,6 +454,22 @@ impl Queue {
         })
     }
 
+    /// Records the commit a deploy queued by a ref's name looked up as it started. `false`
+    /// means the lease was lost and nothing was written.
+    pub async fn pin_commit(&self, lease: &Lease, sha: &Sha) -> Result<bool, StoreError> {
+        let pinned = on_pool!(self.store, pool => sqlx::query(
+            "UPDATE jobs SET sha = $1 \
+             WHERE id = $2 AND attempt = $3 AND state = 'running' AND sha = ''",
+        )
+        .bind(sha.as_str())
+        .bind(lease.job.id)
+        .bind(lease.job.attempt)
+        .execute(pool)
+        .await?
+        .rows_affected());
+        Ok(pinned == 1)
+    }
+
     /// Records how the job ended. `false` means the lease was lost and nothing was written.
     /// Finishes recorded meanwhile in this process go together, in one statement.
     pub async fn finish(&self, lease: &Lease, outcome: &Outcome) -> Result<bool, StoreError> {

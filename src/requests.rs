@@ -107,7 +107,13 @@ pub struct Origin<'a> {
     pub delivery: Option<Delivery<'a>>,
 }
 
-/// Queues a deploy of what `git_ref` names now (a branch, tag or commit id).
+/// Queues a deploy of what `git_ref` names (a branch, tag or commit id).
+///
+/// A branch or tag the app's last fetch saw is queued by its name, and the worker looks its
+/// commit up when the deploy starts: the answer waits for no fetch, and the deploy ships what
+/// the ref names then. Anything else (a commit id, a ref not seen yet: perhaps a typo) is
+/// looked up now, after a fetch, and refused at once if it names nothing. So is a deploy that
+/// needs approval: its approvers approve one commit.
 pub async fn deploy(
     queue: &Queue,
     config: &Config,
@@ -116,28 +122,31 @@ pub async fn deploy(
     git_ref: &str,
     origin: Origin<'_>,
 ) -> Result<i64, RequestError> {
-    // A repeated request (a chat retry, or a replay within Slack's window) is answered from
-    // what the first one queued, before the git fetch resolving the ref would cost a round trip
-    // to the repository per repeat. `enqueue` still settles concurrent first arrivals.
-    if let Some(delivery) = origin.delivery
-        && let Some(&id) = queue.store().delivery_jobs(delivery.id).await?.first()
-    {
-        return Ok(id);
-    }
     let target = target(queue, config, app, env).await?;
     let git_ref = GitRef::parse(git_ref).map_err(|e| invalid(e.to_string()))?;
     // Refused before the ref is looked up.
     ephemeral_env(&target, &git_ref)?;
     let app_config = config.app(target.app().as_str()).expect("checked above");
-    let sha = mirrors
-        .resolve(app_config, &git_ref)
-        .await
-        .map_err(|e| invalid(format!("{e:#}")))?;
+    let sha = if approval(config, &target).is_none() && mirrors.has_seen(app_config, &git_ref) {
+        None
+    } else {
+        // A repeated request (a chat retry, or a replay within Slack's window) is answered
+        // from what the first one queued, before the fetch would cost a round trip to the
+        // repository per repeat. `enqueue` still settles concurrent first arrivals.
+        if let Some(delivery) = origin.delivery
+            && let Some(&id) = queue.store().delivery_jobs(delivery.id).await?.first()
+        {
+            return Ok(id);
+        }
+        let sha = mirrors.resolve(app_config, &git_ref).await;
+        Some(sha.map_err(|e| invalid(format!("{e:#}")))?)
+    };
     enqueue_deploy(queue, config, &target, (git_ref, sha), origin).await
 }
 
 /// Queues a deploy of the ref and commit `job` (a deploy) deployed: a retry of it, checked as
-/// any deploy is.
+/// any deploy is. A job that failed before it looked its ref up deploys the ref again, its
+/// commit looked up when it starts.
 pub async fn redeploy(
     queue: &Queue,
     config: &Config,
@@ -153,7 +162,17 @@ pub async fn redeploy(
     }
     let target = target(queue, config, &job.app, &job.env).await?;
     let git_ref = GitRef::parse(&job.git_ref).map_err(|e| invalid(e.to_string()))?;
-    let sha = Sha::parse(&job.sha).map_err(|e| invalid(e.to_string()))?;
+    let sha = match job.sha.as_str() {
+        "" if approval(config, &target).is_some() => {
+            return Err(invalid(format!(
+                "job #{} never looked its commit up, and the approvers of {}/{} approve a \
+                 commit: deploy {} again",
+                job.id, job.app, job.env, job.git_ref
+            )));
+        }
+        "" => None,
+        sha => Some(Sha::parse(sha).map_err(|e| invalid(e.to_string()))?),
+    };
     enqueue_deploy(queue, config, &target, (git_ref, sha), origin).await
 }
 
@@ -183,7 +202,7 @@ async fn enqueue_deploy(
     queue: &Queue,
     config: &Config,
     target: &Target,
-    (git_ref, sha): (GitRef, Sha),
+    (git_ref, sha): (GitRef, Option<Sha>),
     origin: Origin<'_>,
 ) -> Result<i64, RequestError> {
     let ephemeral = ephemeral_env(target, &git_ref)?;
@@ -192,15 +211,13 @@ async fn enqueue_deploy(
         app: target.app().clone(),
         env: target.env().clone(),
         git_ref: Some(git_ref),
-        sha: Some(sha),
+        sha,
         requested_by: origin.requested_by.to_owned(),
         source: origin.source,
         target_release: None,
         ephemeral,
         supersede: false,
-        approval: config
-            .environment(target.app().as_str(), target.env().as_str())
-            .and_then(NewJob::approval_of),
+        approval: approval(config, target),
     };
     first_id(queue.enqueue(origin.delivery, &[job]).await?)
 }
@@ -214,6 +231,7 @@ pub async fn rollback(
     origin: Origin<'_>,
 ) -> Result<i64, RequestError> {
     let target = target(queue, config, app, env).await?;
+    let approval = approval(config, &target);
     let (app, env) = (target.app().clone(), target.env().clone());
     let history = queue
         .store()
@@ -250,9 +268,6 @@ pub async fn rollback(
             live.release_id
         )));
     }
-    let approval = config
-        .environment(app.as_str(), env.as_str())
-        .and_then(NewJob::approval_of);
     let job = NewJob {
         kind: JobKind::Rollback,
         app,
@@ -267,6 +282,13 @@ pub async fn rollback(
         approval,
     };
     first_id(queue.enqueue(origin.delivery, &[job]).await?)
+}
+
+/// The approvals a deploy or rollback of `target` needs.
+fn approval(config: &Config, target: &Target) -> Option<(u32, std::time::Duration)> {
+    config
+        .environment(target.app().as_str(), target.env().as_str())
+        .and_then(NewJob::approval_of)
 }
 
 fn first_id(enqueued: Enqueued) -> Result<i64, RequestError> {

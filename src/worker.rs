@@ -21,7 +21,7 @@ use crate::clock::Clock;
 use crate::config::{App, Config, Environment};
 use crate::deploy::journal::Journal;
 use crate::deploy::{Engine, Request};
-use crate::domain::Name;
+use crate::domain::{GitRef, Name};
 use crate::github::GitHub;
 use crate::housekeeping;
 use crate::mask::Masker;
@@ -164,7 +164,7 @@ impl Workers {
         self.queue.claim(owner, self.config.worker.lease).await
     }
 
-    async fn execute(&self, lease: Lease, shutdown: &CancellationToken) {
+    async fn execute(&self, mut lease: Lease, shutdown: &CancellationToken) {
         let started = now_ms();
         tracing::info!(git_ref = %lease.job.git_ref, sha = %lease.job.sha, "job started");
         let stop = Arc::new(Stop::default());
@@ -192,7 +192,7 @@ impl Workers {
             self.masker.clone(),
             self.metrics.clone(),
         );
-        let outcome = self.deploy(&lease, &journal, &stop).await;
+        let outcome = self.deploy(&mut lease, &journal, &stop).await;
         journal.finish().await;
         heartbeat.abort();
         grace.abort();
@@ -240,7 +240,7 @@ impl Workers {
         }
     }
 
-    async fn deploy(&self, lease: &Lease, journal: &Journal, stop: &Stop) -> Outcome {
+    async fn deploy(&self, lease: &mut Lease, journal: &Journal, stop: &Stop) -> Outcome {
         let job = &lease.job;
         let Some(app) = self.config.app(&job.app) else {
             return failed(format!("app {} is no longer configured", job.app));
@@ -264,22 +264,32 @@ impl Workers {
             }
             Err(outcome) => return outcome,
         };
-        let started = News {
-            job,
-            app,
-            env: &env,
-            stage: Stage::Started,
-        };
-        self.notifiers.tell(&started, &self.metrics).await;
-        // An ephemeral deploy takes its port once it is reported started, so not getting one
-        // ends it like any failure: GitHub and Slack hear of it. From then on the environment
-        // is the one on that port (the run, and the end's report).
-        let ready = match &ephemeral {
-            Some(instance) if matches!(job.kind, JobKind::Deploy | JobKind::Rollback) => self
-                .take_port(instance)
-                .await
-                .map(|port| env = Cow::Owned(instance.environment(app, port))),
-            _ => Ok(()),
+        // A deploy whose commit is not looked up yet has not started: one that cannot be ends
+        // with only its end reported.
+        let pinned = self.pin_commit(lease, app, journal).await;
+        let job = &lease.job;
+        let ready = match pinned {
+            Ok(()) => {
+                let started = News {
+                    job,
+                    app,
+                    env: &env,
+                    stage: Stage::Started,
+                };
+                self.notifiers.tell(&started, &self.metrics).await;
+                // An ephemeral deploy takes its port once it is reported started, so not
+                // getting one ends it like any failure: GitHub and Slack hear of it. From then
+                // on the environment is the one on that port (the run, and the end's report).
+                match &ephemeral {
+                    Some(instance) if matches!(job.kind, JobKind::Deploy | JobKind::Rollback) => {
+                        self.take_port(instance)
+                            .await
+                            .map(|port| env = Cow::Owned(instance.environment(app, port)))
+                    }
+                    _ => Ok(()),
+                }
+            }
+            Err(outcome) => Err(outcome),
         };
         // The run, and beside it the reports of its progress, which end before the end's.
         let outcome = match ready {
@@ -325,6 +335,39 @@ impl Workers {
         };
         self.notifiers.tell(&finished, &self.metrics).await;
         outcome
+    }
+
+    /// A deploy queued by a ref's name (see `requests::deploy`) looks its commit up now, as
+    /// it starts, after a fetch, and records it on the job.
+    async fn pin_commit(
+        &self,
+        lease: &mut Lease,
+        app: &App,
+        journal: &Journal,
+    ) -> Result<(), Outcome> {
+        let job = &lease.job;
+        if job.kind != JobKind::Deploy || !job.sha.is_empty() {
+            return Ok(());
+        }
+        let git_ref = GitRef::parse(&job.git_ref).map_err(|e| failed(e.to_string()))?;
+        let sha = self
+            .engine
+            .mirrors()
+            .resolve(app, &git_ref)
+            .await
+            .map_err(|e| failed(journal.mask(&format!("{e:#}"))))?;
+        match self.queue.pin_commit(lease, &sha).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(failed(
+                    "the lease was lost before the deploy started".into(),
+                ));
+            }
+            Err(e) => return Err(failed(format!("could not record the commit {sha}: {e}"))),
+        }
+        journal.line("slipway", "deploy", &format!("{git_ref} is {sha}"));
+        lease.job.sha = sha.as_str().to_owned();
+        Ok(())
     }
 
     /// The environment a job runs against: a configured one, or an ephemeral one's template

@@ -10,7 +10,9 @@
 # /var/tmp/slipway-bench-target); KEEP=1 keeps the work directory.
 # MODE=deploy measures queuing acks instead: `/deploy main to staging` of a real local git repo,
 # each request its own signed body (BODIES of them, default 50,000, made before the run; a body
-# sent twice is a retry, answered from its job), so each one resolves the ref and commits a job.
+# sent twice is a retry, answered from its job), so each one commits a job. `main` is fetched by the
+# check before the run, so each run's request queues it by name (its commit is looked up when the
+# deploy starts; the bench runs no workers).
 # The jobs are counted after the run against wrk's requests.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/../.." && pwd)
@@ -111,7 +113,16 @@ LUA
   exit 0
 fi
 
-# MODE=deploy: distinct signed bodies (trigger_id differs), one per line: signature TAB body.
+# MODE=deploy: a first deploy, answered after a fetch and naming the commit; then `main` is known.
+check=${body/text=status/text=main+to+staging}
+check=${check/trigger_id=1.2.3/trigger_id=check}
+sig=v0=$(printf 'v0:%s:%s' "$ts" "$check" | openssl dgst -sha256 -hmac "$secret" -r | cut -d' ' -f1)
+answer=$(curl -s -w ' %{http_code}' -H 'Content-Type: application/x-www-form-urlencoded' \
+  -H "X-Slack-Request-Timestamp: $ts" -H "X-Slack-Signature: $sig" --data "$check" \
+  "http://127.0.0.1:$port/slack/commands")
+[[ $answer == *'Queued #1: deploy `main` (`'*' 200' ]] || die "a signed /deploy main to staging was not queued: $answer"
+
+# Distinct signed bodies (trigger_id differs), one per line: signature TAB body.
 python3 - "$secret" "$ts" "${BODIES:-50000}" "$work/bodies.tsv" <<'PY'
 import hashlib, hmac, sys
 secret, ts, count, out = sys.argv[1].encode(), sys.argv[2], int(sys.argv[3]), sys.argv[4]
@@ -142,4 +153,4 @@ LUA
 echo "slipway /slack/commands, signed '/deploy main to staging', distinct bodies: wrk -t1 -c$connections -d$duration --latency"
 measure -t1 -c"$connections" -d"$duration" --latency -s "$work/deploy.lua" "http://127.0.0.1:$port/slack/commands"
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
-echo "jobs committed: $(sqlite3 "$work/slipway.db" 'SELECT COUNT(*) FROM jobs') (one per distinct body answered)"
+echo "jobs committed: $(sqlite3 "$work/slipway.db" 'SELECT COUNT(*) FROM jobs') (one per distinct body answered, and the check's)"

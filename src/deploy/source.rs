@@ -27,33 +27,40 @@ pub struct ReleaseInfo {
 
 pub struct Mirrors {
     dir: PathBuf,
-    /// One fetch at a time per app; different apps fetch in parallel. The lock holds what the
-    /// app's last successful fetch found.
-    locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<Option<Fetched>>>>>,
+    apps: Mutex<HashMap<String, Arc<AppMirror>>>,
+}
+
+/// One app's mirror. One fetch at a time per app; different apps fetch in parallel.
+#[derive(Default)]
+struct AppMirror {
+    /// Held by whoever fetches or reads the mirror; holds what the last successful fetch found.
+    fetched: tokio::sync::Mutex<Option<Fetched>>,
+    /// The commits of the last successful fetch again, readable while the next fetch runs.
+    seen: Mutex<Arc<HashMap<String, Sha>>>,
 }
 
 /// A successful fetch: when it started, and the commits its branches and tags named then.
 struct Fetched {
     started: Instant,
     /// `refs/heads/..` and `refs/tags/..` to the commit each names (tags peeled).
-    commits: HashMap<String, Sha>,
+    commits: Arc<HashMap<String, Sha>>,
 }
 
 impl Mirrors {
     pub fn new(data_dir: &std::path::Path) -> Self {
         Self {
             dir: data_dir.join("mirrors"),
-            locks: Mutex::default(),
+            apps: Mutex::default(),
         }
     }
 
     /// A tar archive of `sha`'s tree, fetching the app's repository first if needed.
     pub async fn archive(&self, app: &App, sha: &Sha) -> anyhow::Result<Vec<u8>> {
-        let lock = self.lock(app);
-        let mut fetched = lock.lock().await;
+        let entry = self.entry(app);
+        let mut fetched = entry.fetched.lock().await;
         let mirror = self.ensure(app).await?;
         if commit_of(&mirror, sha.as_str()).await.is_none() {
-            fetch_since(&mut fetched, None, &mirror, app).await?;
+            entry.fetch_since(&mut fetched, None, &mirror, app).await?;
             if commit_of(&mirror, sha.as_str()).await.is_none() {
                 bail!("commit {sha} is not in {}", app.clone_url);
             }
@@ -69,10 +76,12 @@ impl Mirrors {
     /// arrived has everything that request could see.
     pub async fn resolve(&self, app: &App, name: &GitRef) -> anyhow::Result<Sha> {
         let arrived = Instant::now();
-        let lock = self.lock(app);
-        let mut fetched = lock.lock().await;
+        let entry = self.entry(app);
+        let mut fetched = entry.fetched.lock().await;
         let mirror = self.ensure(app).await?;
-        let commits = fetch_since(&mut fetched, Some(arrived), &mirror, app).await?;
+        let commits = entry
+            .fetch_since(&mut fetched, Some(arrived), &mirror, app)
+            .await?;
         for kind in ["heads", "tags"] {
             if let Some(sha) = commits.get(&format!("refs/{kind}/{name}")) {
                 return Ok(sha.clone());
@@ -97,10 +106,12 @@ impl Mirrors {
         branch: Option<&GitRef>,
     ) -> anyhow::Result<ReleaseInfo> {
         let arrived = Instant::now();
-        let lock = self.lock(app);
-        let mut fetched = lock.lock().await;
+        let entry = self.entry(app);
+        let mut fetched = entry.fetched.lock().await;
         let mirror = self.ensure(app).await?;
-        fetch_since(&mut fetched, Some(arrived), &mirror, app).await?;
+        entry
+            .fetch_since(&mut fetched, Some(arrived), &mirror, app)
+            .await?;
         let Some(commit) = commit_of(&mirror, sha.as_str()).await else {
             bail!("commit {sha} is not in {}", app.clone_url);
         };
@@ -125,9 +136,23 @@ impl Mirrors {
         })
     }
 
-    fn lock(&self, app: &App) -> Arc<tokio::sync::Mutex<Option<Fetched>>> {
-        let mut locks = self.locks.lock().expect("mirror lock map poisoned");
-        locks.entry(app.name.to_string()).or_default().clone()
+    /// Whether the app's last fetch saw `name` as a branch or a tag. Reads no repository and
+    /// waits for no fetch: `false` for an app not fetched yet.
+    pub fn has_seen(&self, app: &App, name: &GitRef) -> bool {
+        let seen = self
+            .entry(app)
+            .seen
+            .lock()
+            .expect("mirror refs poisoned")
+            .clone();
+        ["heads", "tags"]
+            .iter()
+            .any(|kind| seen.contains_key(&format!("refs/{kind}/{name}")))
+    }
+
+    fn entry(&self, app: &App) -> Arc<AppMirror> {
+        let mut apps = self.apps.lock().expect("mirror map poisoned");
+        apps.entry(app.name.to_string()).or_default().clone()
     }
 
     /// The app's mirror, cloned if it does not exist yet.
@@ -148,25 +173,28 @@ impl Mirrors {
     }
 }
 
-/// Fetches, unless a fetch that started after `arrived` has succeeded since (`last`: the app's
-/// last successful fetch; with no `arrived` it always fetches), and returns the commits the
-/// branches and tags named at that fetch. Requests that queue behind one fetch thus share the
-/// next one, and read its refs without running git again.
-async fn fetch_since<'f>(
-    last: &'f mut Option<Fetched>,
-    arrived: Option<Instant>,
-    mirror: &std::path::Path,
-    app: &App,
-) -> anyhow::Result<&'f HashMap<String, Sha>> {
-    let fresh = matches!((&*last, arrived), (Some(f), Some(arrived)) if f.started >= arrived);
-    if !fresh {
-        let started = Instant::now();
-        *last = Some(Fetched {
-            started,
-            commits: fetch(mirror, app).await?,
-        });
+impl AppMirror {
+    /// Fetches, unless a fetch that started after `arrived` has succeeded since (`last`: the
+    /// app's last successful fetch, under [`AppMirror::fetched`]; with no `arrived` it always
+    /// fetches), and returns the commits the branches and tags named at that fetch. Requests
+    /// that queue behind one fetch thus share the next one, and read its refs without running
+    /// git again.
+    async fn fetch_since<'f>(
+        &self,
+        last: &'f mut Option<Fetched>,
+        arrived: Option<Instant>,
+        mirror: &std::path::Path,
+        app: &App,
+    ) -> anyhow::Result<&'f HashMap<String, Sha>> {
+        let fresh = matches!((&*last, arrived), (Some(f), Some(arrived)) if f.started >= arrived);
+        if !fresh {
+            let started = Instant::now();
+            let commits = Arc::new(fetch(mirror, app).await?);
+            *self.seen.lock().expect("mirror refs poisoned") = commits.clone();
+            *last = Some(Fetched { started, commits });
+        }
+        Ok(&last.as_ref().expect("set above or fresh").commits)
     }
-    Ok(&last.as_ref().expect("set above or fresh").commits)
 }
 
 /// What [`parse_ref`] reads: a ref's name, its object and, for an annotated tag, the object it

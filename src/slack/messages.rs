@@ -84,6 +84,15 @@ fn short(sha: &str) -> &str {
     sha.get(..8).unwrap_or(sha)
 }
 
+/// `` (`1a2b3c4d`)``, the commit after a ref; nothing before a deploy queued by a ref's name
+/// has looked its commit up (it does as it starts).
+fn commit(sha: &str) -> String {
+    match sha {
+        "" => String::new(),
+        sha => format!(" ({})", code(short(sha))),
+    }
+}
+
 fn lane(job: &Job) -> String {
     format!("{}/{}", job.app, job.env)
 }
@@ -100,9 +109,9 @@ fn took(ms: i64) -> String {
 pub fn describe(job: &Job) -> String {
     match job.kind {
         JobKind::Deploy => format!(
-            "deploy {} ({}) → {}",
+            "deploy {}{} → {}",
             code(&job.git_ref),
-            code(short(&job.sha)),
+            commit(&job.sha),
             lane(job)
         ),
         JobKind::Rollback => format!(
@@ -295,16 +304,16 @@ fn excerpt(error: &str) -> String {
 pub fn started(job: &Job) -> String {
     let head = match job.kind {
         JobKind::Deploy => format!(
-            ":rocket: Deploying {} ({}) to {}",
+            ":rocket: Deploying {}{} to {}",
             code(&job.git_ref),
-            code(short(&job.sha)),
+            commit(&job.sha),
             lane(job)
         ),
         JobKind::Rollback => format!(
-            ":rewind: Rolling back {} to release {} ({})",
+            ":rewind: Rolling back {} to release {}{}",
             lane(job),
             code(job.release_id().as_str()),
-            code(short(&job.sha))
+            commit(&job.sha)
         ),
         JobKind::Teardown => format!(":wastebasket: Tearing down {}", lane(job)),
         JobKind::Cleanup | JobKind::Reconcile => format!(":broom: Starting to {}", describe(job)),
@@ -328,18 +337,18 @@ fn signature(job: &Job) -> String {
 /// The channel message of a job that ended: what it did, how it ended, and where to look.
 pub fn finished(job: &Job, outcome: &Outcome, url: Option<&str>, took_ms: Option<i64>) -> String {
     let lane = lane(job);
-    let (git_ref, sha) = (code(&job.git_ref), code(short(&job.sha)));
+    let (git_ref, sha) = (code(&job.git_ref), commit(&job.sha));
     let release = code(job.release_id().as_str());
     let head = match (job.kind, outcome) {
         (_, Outcome::Cancelled { .. }) => format!(":no_entry_sign: Cancelled: {}", describe(job)),
         (JobKind::Deploy, Outcome::Succeeded { .. }) => {
-            format!(":white_check_mark: Deployed {git_ref} ({sha}) to {lane}")
+            format!(":white_check_mark: Deployed {git_ref}{sha} to {lane}")
         }
         (JobKind::Deploy, Outcome::Failed { .. }) => {
-            format!(":x: Deploy of {git_ref} ({sha}) to {lane} failed")
+            format!(":x: Deploy of {git_ref}{sha} to {lane} failed")
         }
         (JobKind::Rollback, Outcome::Succeeded { .. }) => {
-            format!(":white_check_mark: Rolled back {lane} to release {release} ({sha})")
+            format!(":white_check_mark: Rolled back {lane} to release {release}{sha}")
         }
         (JobKind::Rollback, Outcome::Failed { .. }) => {
             format!(":x: Rollback of {lane} to release {release} failed")

@@ -227,29 +227,38 @@ impl TestApp {
             .unwrap()
     }
 
-    /// Job `id`'s state now.
-    pub async fn state(&self, id: i64) -> String {
-        let job: Value = self
-            .http
+    /// Job `id` now, as the API shows it.
+    pub async fn job(&self, id: i64) -> Value {
+        self.http
             .get(format!("{}/api/jobs/{id}", self.base))
             .send()
             .await
             .unwrap()
             .json()
             .await
-            .unwrap();
-        job["state"].as_str().unwrap().to_owned()
+            .unwrap()
+    }
+
+    /// Job `id`'s state now.
+    pub async fn state(&self, id: i64) -> String {
+        self.job(id).await["state"].as_str().unwrap().to_owned()
     }
 
     /// Waits (up to 30 s) until job `id` is in `state`.
     pub async fn wait_for_state(&self, id: i64, state: &str) {
+        self.wait_for(id, &format!("became {state}"), |job| job["state"] == state)
+            .await;
+    }
+
+    /// Waits (up to 30 s) until job `id` is as `test` wants; `what` says how, should it never be.
+    pub async fn wait_for(&self, id: i64, what: &str, test: impl Fn(&Value) -> bool) {
         for _ in 0..600 {
-            if self.state(id).await == state {
+            if test(&self.job(id).await) {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("job {id} never became {state}");
+        panic!("job {id} never {what}");
     }
 
     /// The status of `GET path`.

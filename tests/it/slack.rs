@@ -402,6 +402,106 @@ async fn a_signed_deploy_is_answered_run_and_followed_in_the_channel() {
     s.app.stop().await;
 }
 
+/// A branch slipway has fetched before is queued by its name, so the answer waits for no
+/// fetch, and its deploy ships what the branch is when it starts. A ref not seen yet is looked
+/// up at once (a typo is refused then: see `bad_requests_are_refused_and_store_nothing`).
+#[tokio::test]
+async fn a_branch_seen_before_is_deployed_as_it_is_when_its_deploy_starts() {
+    let s = start_ok().await;
+    let sha8 = &s.sha[..8];
+    // Nothing fetched yet: `main` is looked up now, and its commit named in the answer. qa's
+    // deploys wait for the gate, so this one holds the lane.
+    let first = s.say(BOSS, "main to qa").await;
+    assert!(
+        first.starts_with(&format!("Queued #1: deploy `main` (`{sha8}`) → shop/qa")),
+        "{first}"
+    );
+    s.app.wait_for_state(1, "running").await;
+    s.repo.commit("feature", "feature");
+    let feature = s.say(BOSS, "feature to qa").await;
+    assert!(feature.contains("deploy `feature` ("), "{feature}");
+
+    // Both are known now: queued by name, no commit named yet.
+    let later = s.say(ALICE, "main to qa").await;
+    assert_eq!(later, "Queued #3: deploy `main` → shop/qa (2 ahead of you)");
+    let gone = s.say(ALICE, "feature to qa").await;
+    assert_eq!(
+        gone,
+        "Queued #4: deploy `feature` → shop/qa (3 ahead of you)"
+    );
+    let queued: Vec<Value> = s.app.jobs().await;
+    let third = queued.iter().find(|j| j["id"] == 3).unwrap();
+    assert_eq!(
+        (&third["state"], &third["sha"]),
+        (&json!("queued"), &json!("")),
+        "{third:#}"
+    );
+
+    // `main` moves on and `feature` goes before either deploy starts.
+    let newer = s.repo.commit("second", "main");
+    crate::helpers::git(&s.repo.bare, &["update-ref", "-d", "refs/heads/feature"]);
+    std::fs::write(&s.gate, "").unwrap();
+    assert_eq!(s.app.finished(1).await["sha"], s.sha.as_str());
+    let job = s.app.finished(3).await;
+    assert_eq!(
+        (&job["state"], &job["sha"]),
+        (&json!("succeeded"), &json!(newer)),
+        "{job:#}"
+    );
+    let job = s.app.finished(4).await;
+    assert_eq!(
+        (&job["state"], &job["sha"]),
+        (&json!("failed"), &json!("")),
+        "{job:#}"
+    );
+    assert!(
+        job["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("feature is not a branch, tag or commit of"),
+        "{job:#}"
+    );
+    // The channel heard of each: #3 by the commit it deployed, #4 by the ref alone.
+    let mut sent = s.sent("/api/chat.postMessage").await;
+    sent.extend(s.sent("/api/chat.update").await);
+    let texts: Vec<String> = sent
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_owned())
+        .collect();
+    let newer8 = &newer[..8];
+    assert!(
+        texts.iter().any(|t| t.starts_with(&format!(
+            ":white_check_mark: Deployed `main` (`{newer8}`) to shop/qa in "
+        ))),
+        "{texts:#?}"
+    );
+    assert!(
+        texts.iter().any(
+            |t| t.starts_with(":x: Deploy of `feature` to shop/qa failed")
+                && t.contains("feature is not a branch, tag or commit")
+        ),
+        "{texts:#?}"
+    );
+
+    // Its Retry deploys the ref again, looked up as that deploy starts.
+    let back = s.repo.commit("feature again", "feature");
+    let retry = signed(click_body(&s.fake, TEAM, BOSS, "retry", "4"), now());
+    assert_eq!(s.post("/slack/interactions", &retry, &[]).await.0, 200);
+    let answers = s.sent("/actions/T0TEAM/1/response").await;
+    assert_eq!(
+        answers.last().unwrap()["text"],
+        "Queued #5: deploy `feature` → shop/qa (nothing ahead of you)",
+        "{answers:#?}"
+    );
+    let job = s.app.finished(5).await;
+    assert_eq!(
+        (&job["state"], &job["sha"]),
+        (&json!("succeeded"), &json!(back)),
+        "{job:#}"
+    );
+    s.app.stop().await;
+}
+
 #[tokio::test]
 async fn bad_requests_are_refused_and_store_nothing() {
     let s = start_ok().await;
@@ -550,7 +650,12 @@ async fn status_envs_history_and_cancel() {
 
     // qa's deploys wait for the gate: one runs, the next queues behind it.
     let running = queued_id(&s.say(BOSS, "main to qa").await);
-    s.app.wait_for_state(running, "running").await;
+    // `main` is known now, so the deploy looks its commit up as it starts.
+    s.app
+        .wait_for(running, "looked its commit up", |job| {
+            job["sha"] == s.sha.as_str()
+        })
+        .await;
     let queued_text = s.say(ALICE, "deploy main to qa").await;
     assert!(queued_text.ends_with("(1 ahead of you)"), "{queued_text}");
     let queued = queued_id(&queued_text);
@@ -589,7 +694,7 @@ async fn status_envs_history_and_cancel() {
     let answer = s.say(ALICE, &format!("cancel #{queued}")).await;
     assert_eq!(
         answer,
-        format!("Cancelled #{queued}: deploy `main` (`{sha8}`) → shop/qa")
+        format!("Cancelled #{queued}: deploy `main` → shop/qa")
     );
     let answer = s.say(ALICE, &format!("cancel {queued}")).await;
     assert_eq!(answer, format!("#{queued} has already ended: cancelled."));
@@ -999,7 +1104,12 @@ async fn cancelling_a_running_deploy_stops_it_before_the_switch() {
     // The next one waits at the closed gate until it is cancelled.
     std::fs::remove_file(&s.gate).unwrap();
     let running = queued_id(&s.say(BOSS, "main to qa").await);
-    s.app.wait_for_state(running, "running").await;
+    // `main` is known now, so the deploy looks its commit up as it starts.
+    s.app
+        .wait_for(running, "looked its commit up", |job| {
+            job["sha"] == s.sha.as_str()
+        })
+        .await;
     let answer = s.say(ALICE, &format!("cancel {running}")).await;
     assert_eq!(
         answer,

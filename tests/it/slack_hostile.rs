@@ -149,9 +149,9 @@ async fn a_repeated_command_is_answered_from_its_job_without_asking_git() {
     let (status, first) = s.post("/slack/commands", &request, &[]).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(s.app.finished(1).await["state"], "succeeded");
-    // The repository is gone: a new command cannot resolve `main` any more...
+    // The repository is gone: a new command cannot look up a ref not seen before...
     std::fs::rename(&s.repo.bare, s.repo.bare.with_extension("gone")).unwrap();
-    let new = s.say(ALICE, "main to staging").await;
+    let new = s.say(ALICE, "hotfix to staging").await;
     assert!(
         new.starts_with("fetching ") && new.contains("Could not read from remote"),
         "{new}"
@@ -163,17 +163,22 @@ async fn a_repeated_command_is_answered_from_its_job_without_asking_git() {
     s.app.stop().await;
 }
 
-/// Deploy commands that queue behind one fetch share the next one, and each still gets what its
-/// branch named when it arrived, or newer: never an older commit.
+/// Deploy commands looked up when asked (here: to an environment with approvals, whose
+/// approvers approve one commit) that queue behind one fetch share the next one, and each still
+/// gets what its branch named when it arrived, or newer: never an older commit.
 #[tokio::test]
 async fn deploy_commands_arriving_together_share_a_fetch_and_see_the_newest_commit() {
-    let s = start_ok().await;
+    let extra = format!(
+        "[apps.shop.environments.live]\nhosts = [\"local\"]\ndeploy_path = \"srv/live\"\n\
+         steps = [\"./bin/build\"]\ndeployers = [\"{ALICE}\", \"{BOSS}\"]\napprovals = 1\n"
+    );
+    let s = start_ok_with(&extra).await;
     queued_id(&s.say(ALICE, "main to staging").await);
     let newer = s.repo.commit("second", "main");
     // Eight distinct requests (an ignored field differs), so none is a retry of another.
     let requests: Vec<Signed> = (0..8)
         .map(|i| {
-            let mut body = command_body(TEAM, ALICE, "main to staging");
+            let mut body = command_body(TEAM, ALICE, "main to live");
             body.extend_from_slice(format!("&attempt_of_bench={i}").as_bytes());
             signed(body, now())
         })
