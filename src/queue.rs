@@ -12,6 +12,7 @@
 //! - **Fencing.** `attempt` is incremented by every claim and every later write checks it, so a
 //!   worker that lost its lease cannot finish (or switch) a job someone else now owns.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,9 @@ use vacuum::Vacuum;
 
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
 use crate::store::JOB_COLUMNS;
-use crate::store::{Backend, Job, JobKind, JobState, Store, StoreError, WriteTx, now_ms, on_pool};
+use crate::store::{
+    Backend, Job, JobKind, JobState, Store, StoreError, WriteTx, now_ms, on_pool, on_reader,
+};
 
 /// A job to be queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -194,10 +197,13 @@ pub struct Queue {
     vacuum: Option<Arc<Vacuum>>,
 }
 
-/// The group commits of the hot writes ([`batch`]): enqueues, claims, finishes.
+/// The group commits of the hot writes ([`batch`]): enqueues, claims, finishes; and the reads
+/// that answer the requests that queued jobs.
 #[derive(Clone, Debug)]
 struct Batches {
     enqueue: Arc<Batcher<enqueue::Pending, Enqueued>>,
+    /// Jobs just queued, each with the count of jobs ahead of it ([`Queue::queued_answer`]).
+    answers: Arc<Batcher<i64, Option<(Job, i64)>>>,
     /// Claimers' owner and lease; the job each gets, if any.
     claim: Arc<Batcher<(String, Duration), Option<Job>>>,
     /// Whether each finish was still the job's owner's.
@@ -228,6 +234,7 @@ impl Queue {
             max_attempts,
             batches: Batches {
                 enqueue: Arc::new(Batcher::new(enqueue::MAX_BATCH)),
+                answers: Arc::new(Batcher::new(enqueue::MAX_BATCH)),
                 claim: Arc::new(Batcher::new(MAX_CLAIMS)),
                 finish: Arc::new(Batcher::new(MAX_CLAIMS)),
             },
@@ -243,10 +250,68 @@ impl Queue {
         self.wake.notified().await;
     }
 
+    /// Job `id` as the request that queued it is answered, with how many jobs of its lane are
+    /// ahead of it ([`Store::jobs_ahead`]); `None` if there is no such job. The answers asked
+    /// for meanwhile are read together: the jobs in one read and, per lane, the count ahead of
+    /// its oldest job and, in one more read, the jobs between that one and each of the others.
+    pub async fn queued_answer(&self, id: i64) -> Result<Option<(Job, i64)>, StoreError> {
+        let queue = self.clone();
+        self.batches
+            .answers
+            .submit(id, move |ids| queue.clone().answer_batch(ids))
+            .await
+    }
+
+    async fn answer_batch(self, ids: Vec<i64>) -> Result<Vec<Option<(Job, i64)>>, StoreError> {
+        let store = &self.store;
+        let rows = json_rows(store.reader());
+        let as_rows = |ids: &[i64]| json(&ids.iter().map(|id| [id]).collect::<Vec<_>>());
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM jobs \
+             WHERE id IN (SELECT CAST(value ->> 0 AS BIGINT) FROM {rows})"
+        );
+        let list = as_rows(&ids)?;
+        let jobs: Vec<Job> = on_reader!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(&list)
+            .fetch_all(pool)
+            .await?);
+        let mut lanes: HashMap<String, Vec<i64>> = HashMap::new();
+        for job in &jobs {
+            lanes.entry(job.lane()).or_default().push(job.id);
+        }
+        let between_sql = format!(
+            "SELECT CAST(value ->> 0 AS BIGINT), (SELECT COUNT(*) FROM jobs WHERE lane = $2 \
+               AND state IN ('queued', 'running') AND id >= $3 \
+               AND id < CAST(value ->> 0 AS BIGINT)) FROM {rows}"
+        );
+        let mut ahead = HashMap::new();
+        for (lane, mut members) in lanes {
+            members.sort_unstable();
+            let first = members[0];
+            let before = store.jobs_ahead(&lane, first).await?;
+            ahead.insert(first, before);
+            if members.len() > 1 {
+                let list = as_rows(&members[1..])?;
+                let between: Vec<(i64, i64)> = on_reader!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(between_sql.as_str()))
+                    .bind(&list)
+                    .bind(&lane)
+                    .bind(first)
+                    .fetch_all(pool)
+                    .await?);
+                ahead.extend(between.into_iter().map(|(id, n)| (id, before + n)));
+            }
+        }
+        let jobs: HashMap<i64, Job> = jobs.into_iter().map(|job| (job.id, job)).collect();
+        Ok(ids
+            .iter()
+            .map(|id| Some((jobs.get(id)?.clone(), *ahead.get(id)?)))
+            .collect())
+    }
+
     /// Whether a worker has anything to do: a queued job, a lapsed lease to reap, approvals to
     /// ask for or expire (a read: idle workers ask this before claiming, which writes).
     pub async fn has_work(&self) -> Result<bool, StoreError> {
-        Ok(on_pool!(self.store, pool => sqlx::query_scalar(
+        Ok(on_reader!(self.store, pool => sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'queued') \
              OR EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_until < $1) \
              OR EXISTS (SELECT 1 FROM jobs WHERE state = 'awaiting_approval' \
@@ -612,7 +677,7 @@ impl Queue {
         // One read first: every worker calls this before every claim, and a write that finds
         // nothing still takes SQLite's write lock (starving other writers, such as a
         // `slipway cleanup` run beside the server).
-        let (lapsed, overdue, unasked): (bool, bool, bool) = on_pool!(self.store, pool => sqlx::query_as(
+        let (lapsed, overdue, unasked): (bool, bool, bool) = on_reader!(self.store, pool => sqlx::query_as(
             "SELECT EXISTS (SELECT 1 FROM jobs WHERE state = 'running' AND lease_until < $1), \
              EXISTS (SELECT 1 FROM jobs WHERE state = 'awaiting_approval' AND approve_by < $1), \
              EXISTS (SELECT 1 FROM jobs WHERE state = 'awaiting_approval' \

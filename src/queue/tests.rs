@@ -1353,6 +1353,54 @@ async fn jobs_ahead_counts_older_queued_and_running_jobs_of_the_lane_on_both_bac
     }
 }
 
+/// The answers read together say what each request alone would: the job, and the count ahead
+/// of it in its lane (running counted, finished not; a job asked for twice, both times; one that
+/// does not exist, none), on both backends.
+#[tokio::test]
+async fn answers_read_together_count_ahead_as_one_by_one_on_both_backends() {
+    for f in fixtures(3).await {
+        let jobs = [
+            job("staging"),
+            job("qa"),
+            job("staging"),
+            job("staging"),
+            job("qa"),
+        ];
+        let Enqueued::Created(ids) = f.queue.enqueue(None, &jobs).await.unwrap() else {
+            panic!("not created")
+        };
+        let first = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(first.job.id, ids[0]);
+        let done = Outcome::Succeeded {
+            message: "done".into(),
+        };
+        // qa's first runs; staging's first has finished.
+        let running = claim(&f.queue, LONG).await.unwrap();
+        assert_eq!(running.job.id, ids[1]);
+        assert!(f.queue.finish(&first, &done).await.unwrap());
+        let asked = [ids[4], ids[2], ids[3], ids[3], ids[0], ids[1], ids[4] + 100];
+        let answers =
+            futures::future::join_all(asked.iter().map(|&id| f.queue.queued_answer(id))).await;
+        let store = f.queue.store();
+        for (&id, answer) in asked.iter().zip(answers) {
+            let answer = answer.unwrap();
+            match store.job(id).await.unwrap() {
+                None => assert!(answer.is_none(), "#{id}"),
+                Some(job) => {
+                    let (got, ahead) = answer.expect("a job that exists is answered");
+                    assert_eq!((got.id, &got.lane()), (id, &job.lane()));
+                    let alone = store.jobs_ahead(&job.lane(), id).await.unwrap();
+                    assert_eq!(ahead, alone, "#{id} of {}", job.lane());
+                }
+            }
+        }
+        // What they are: 1 and 2 ahead in staging, the running one ahead in qa.
+        let ahead = |i: usize| f.queue.queued_answer(ids[i]);
+        assert_eq!(ahead(3).await.unwrap().unwrap().1, 1);
+        assert_eq!(ahead(4).await.unwrap().unwrap().1, 1);
+    }
+}
+
 /// One batch that pushes and tears down the same environments ends where the same requests
 /// one by one would: the batch reads the rows once and writes them once, so the order inside
 /// it is kept in memory.
@@ -1544,5 +1592,40 @@ async fn a_write_transaction_is_committed_whole_or_not_at_all_on_both_backends()
             tx.commit_with(vec![delivery("e")]).await.unwrap();
         });
         assert_eq!(stored().await, ["d", "e"]);
+    }
+}
+
+/// A read outside a transaction does not wait for the writer: it is answered while a write
+/// transaction is open, from what was committed before it started, on both backends (SQLite
+/// reads on connections of their own).
+#[tokio::test]
+async fn reads_are_answered_while_a_write_transaction_is_open_on_both_backends() {
+    for f in fixtures(3).await {
+        let Enqueued::Created(ids) = f.queue.enqueue(None, &[job("staging")]).await.unwrap() else {
+            panic!("not queued");
+        };
+        let store = f.queue.store();
+        let asked = job("staging").requested_by;
+        on_pool!(store, pool => {
+            let mut tx = WriteTx::begin(pool).await.unwrap();
+            let sql = tx.first("UPDATE jobs SET requested_by = 'uncommitted' WHERE id = $1".into());
+            sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(ids[0])
+                .execute(tx.conn().await.unwrap())
+                .await
+                .unwrap();
+            let read = tokio::time::timeout(Duration::from_secs(5), store.job(ids[0]))
+                .await
+                .expect("the read waited for the writer's transaction")
+                .unwrap()
+                .unwrap();
+            assert_eq!(read.requested_by, asked);
+            tx.commit().await.unwrap();
+        });
+        let read = store.job(ids[0]).await.unwrap().unwrap();
+        assert_eq!(
+            read.requested_by, "uncommitted",
+            "a read after the commit sees it"
+        );
     }
 }

@@ -283,12 +283,11 @@ impl Context<'_> {
 
     /// The answer for a queued job (or, for a retried request, the job it queued the first time).
     async fn queued(&self, id: i64) -> Result<String, Failure> {
-        let store = self.queue.store();
-        let job = store
-            .job(id)
+        let (job, ahead) = self
+            .queue
+            .queued_answer(id)
             .await?
             .ok_or_else(|| refused(format!("job #{id} vanished")))?;
-        let ahead = store.jobs_ahead(&job.lane(), id).await?;
         tracing::info!(slack.user = self.user.id, job.id = id, "queued from slack");
         Ok(messages::queued(&job, ahead))
     }

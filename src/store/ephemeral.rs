@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Store, StoreError, WriteTx, on_pool};
+use super::{Store, StoreError, WriteTx, on_pool, on_reader};
 
 /// Where an ephemeral environment is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, sqlx::Type)]
@@ -88,7 +88,7 @@ impl Store {
         let sql = format!(
             "SELECT {COLUMNS} FROM ephemeral_envs WHERE app = $1 AND env = $2 AND state <> 'gone'"
         );
-        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        on_reader!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(app)
             .bind(env)
             .fetch_optional(pool)
@@ -98,7 +98,7 @@ impl Store {
     /// Every environment that exists (not gone), oldest first.
     pub async fn ephemeral_envs(&self) -> Result<Vec<EphemeralRow>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM ephemeral_envs WHERE state <> 'gone' ORDER BY id");
-        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        on_reader!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .fetch_all(pool)
             .await?))
     }

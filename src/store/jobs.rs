@@ -3,7 +3,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Store, StoreError, on_pool};
+use super::{Store, StoreError, on_pool, on_reader};
 use crate::domain::ReleaseId;
 
 /// How far [`Store::jobs_ahead`] counts: past it, "more than this many ahead" is the answer.
@@ -263,7 +263,7 @@ pub(crate) const JOB_COLUMNS: &str = "id, kind, app, env, git_ref, sha, requeste
 impl Store {
     pub async fn job(&self, id: i64) -> Result<Option<Job>, StoreError> {
         let sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1");
-        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        on_reader!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(id)
             .fetch_optional(pool)
             .await?))
@@ -276,7 +276,7 @@ impl Store {
              AND ($2 IS NULL OR app = $2) AND ($3 IS NULL OR env = $3) \
              AND ($4 IS NULL OR LOWER(requested_by) LIKE LOWER($4) ESCAPE '\\') ORDER BY id DESC LIMIT $5"
         );
-        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        on_reader!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(filter.state)
             .bind(filter.app.as_deref())
             .bind(filter.env.as_deref())
@@ -289,7 +289,7 @@ impl Store {
     /// The newest `limit` events of all jobs, newest first: who asked for what, approvals,
     /// cancels and outcomes.
     pub async fn recent_events(&self, limit: i64) -> Result<Vec<AuditEvent>, StoreError> {
-        on_pool!(self, pool => Ok(sqlx::query_as(
+        on_reader!(self, pool => Ok(sqlx::query_as(
             "SELECT e.job_id, j.lane, j.kind, e.at, e.state, e.message FROM job_events e \
              JOIN jobs j ON j.id = e.job_id ORDER BY e.id DESC LIMIT $1",
         )
@@ -299,7 +299,7 @@ impl Store {
     }
 
     pub async fn job_events(&self, job_id: i64) -> Result<Vec<JobEvent>, StoreError> {
-        on_pool!(self, pool => Ok(sqlx::query_as(
+        on_reader!(self, pool => Ok(sqlx::query_as(
             "SELECT at, state, message FROM job_events WHERE job_id = $1 ORDER BY id",
         )
         .bind(job_id)
@@ -315,7 +315,7 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<LogLine>, StoreError> {
-        on_pool!(self, pool => Ok(sqlx::query_as(
+        on_reader!(self, pool => Ok(sqlx::query_as(
             "SELECT id, at, host, step, line FROM job_logs WHERE job_id = $1 AND id > $2 \
              ORDER BY id LIMIT $3",
         )
@@ -328,7 +328,7 @@ impl Store {
 
     /// The last `limit` log lines of a job, oldest first.
     pub async fn job_log(&self, job_id: i64, limit: i64) -> Result<Vec<LogLine>, StoreError> {
-        on_pool!(self, pool => Ok(sqlx::query_as(
+        on_reader!(self, pool => Ok(sqlx::query_as(
             "SELECT id, at, host, step, line FROM \
              (SELECT id, at, host, step, line FROM job_logs WHERE job_id = $1 ORDER BY id DESC LIMIT $2) AS recent \
              ORDER BY id",
@@ -340,7 +340,7 @@ impl Store {
     }
 
     pub async fn step_results(&self, job_id: i64) -> Result<Vec<StepResult>, StoreError> {
-        on_pool!(self, pool => Ok(sqlx::query_as(
+        on_reader!(self, pool => Ok(sqlx::query_as(
             "SELECT attempt, host, idx, name, status, exit_code, started_at, duration_ms \
              FROM step_results WHERE job_id = $1 ORDER BY attempt, host, idx",
         )
@@ -383,7 +383,7 @@ impl Store {
             "SELECT {JOB_COLUMNS} FROM jobs WHERE state IN ('queued', 'running') \
              AND ($1 IS NULL OR lane = $1) ORDER BY id"
         );
-        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        on_reader!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(lane)
             .fetch_all(pool)
             .await?))
@@ -394,7 +394,7 @@ impl Store {
     /// Two index lookups (`jobs_queued_by_lane`, `jobs_one_running_per_lane`) that read at most
     /// that many entries, so an answer costs the same however long the queue is.
     pub async fn jobs_ahead(&self, lane: &str, id: i64) -> Result<i64, StoreError> {
-        on_pool!(self, pool => Ok(sqlx::query_scalar(
+        on_reader!(self, pool => Ok(sqlx::query_scalar(
             "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE lane = $1 \
                        AND state = 'queued' AND id < $2 LIMIT $3) AS q) \
                   + (SELECT COUNT(*) FROM jobs WHERE lane = $1 AND state = 'running' AND id < $2)",
@@ -408,7 +408,7 @@ impl Store {
 
     /// The jobs a delivery queued, oldest first (none when it is new or queued nothing).
     pub async fn delivery_jobs(&self, delivery: &str) -> Result<Vec<i64>, StoreError> {
-        on_pool!(self, pool => Ok(sqlx::query_scalar(
+        on_reader!(self, pool => Ok(sqlx::query_scalar(
             "SELECT id FROM jobs WHERE delivery_id = $1 ORDER BY id",
         )
         .bind(delivery)
@@ -420,7 +420,7 @@ impl Store {
     pub async fn lane_jobs(&self, lane: &str, limit: i64) -> Result<Vec<Job>, StoreError> {
         let sql =
             format!("SELECT {JOB_COLUMNS} FROM jobs WHERE lane = $1 ORDER BY id DESC LIMIT $2");
-        on_pool!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        on_reader!(self, pool => Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(lane)
             .bind(limit)
             .fetch_all(pool)
@@ -433,7 +433,7 @@ impl Store {
         app: &str,
         env: &str,
     ) -> Result<Option<u64>, StoreError> {
-        let id: Option<i64> = on_pool!(self, pool => sqlx::query_scalar(
+        let id: Option<i64> = on_reader!(self, pool => sqlx::query_scalar(
             "SELECT github_deployment_id FROM jobs WHERE lane = $1 \
              AND github_deployment_id IS NOT NULL ORDER BY id DESC LIMIT 1",
         )
@@ -449,7 +449,7 @@ impl Store {
         app: &str,
         env: &str,
     ) -> Result<Vec<Deployment>, StoreError> {
-        on_pool!(self, pool => Ok(sqlx::query_as(
+        on_reader!(self, pool => Ok(sqlx::query_as(
             "SELECT host, release_id, sha, git_ref, job_id, switched_at, kind, slot FROM deployments d \
              WHERE app = $1 AND env = $2 AND id = \
                (SELECT MAX(id) FROM deployments WHERE app = d.app AND env = d.env AND host = d.host) \
@@ -471,7 +471,7 @@ impl Store {
         env: &str,
         limit: i64,
     ) -> Result<Vec<Deployment>, StoreError> {
-        on_pool!(self, pool => Ok(sqlx::query_as(
+        on_reader!(self, pool => Ok(sqlx::query_as(
             "SELECT host, release_id, sha, git_ref, job_id, switched_at, kind, slot FROM deployments d \
              WHERE app = $1 AND env = $2 AND id = \
                (SELECT MAX(id) FROM deployments WHERE app = d.app AND env = d.env AND release_id = d.release_id) \

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::{Store, StoreError, WriteTx, on_pool};
+use super::{Store, StoreError, WriteTx, on_pool, on_reader};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
 pub struct Lock {
@@ -56,7 +56,7 @@ impl Store {
         env: &str,
         now: i64,
     ) -> Result<Option<Lock>, StoreError> {
-        on_pool!(self, pool => Ok(sqlx::query_as(HELD_LOCK)
+        on_reader!(self, pool => Ok(sqlx::query_as(HELD_LOCK)
             .bind(app)
             .bind(env)
             .bind(now)

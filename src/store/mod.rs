@@ -37,6 +37,9 @@ pub use notices::Notice;
 pub use records::{NewLogLine, NewStepResult};
 pub use write::{Arg, Statement, WriteBackend, WriteTx};
 
+/// SQLite's read-only connections (see [`Store::open`]).
+const SQLITE_READERS: u32 = 2;
+
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -84,10 +87,27 @@ macro_rules! on_pool {
 }
 pub(crate) use on_pool;
 
+/// As [`on_pool!`], for a read outside any write transaction: on SQLite it runs on the readers'
+/// pool, so it never waits behind the writer's transaction (WAL lets readers read while the one
+/// writer writes, and each read sees everything committed before it started); on PostgreSQL on
+/// the one pool.
+macro_rules! on_reader {
+    ($store:expr, $pool:ident => $body:expr) => {
+        match $store.reader() {
+            $crate::store::Backend::Sqlite($pool) => $body,
+            $crate::store::Backend::Postgres($pool) => $body,
+        }
+    };
+}
+pub(crate) use on_reader;
+
 /// A handle to the database; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Backend,
+    /// Where reads outside a transaction go: SQLite's read-only connections, or PostgreSQL's
+    /// one pool again.
+    reader: Backend,
 }
 
 impl Store {
@@ -114,6 +134,7 @@ impl Store {
                 .map_err(open_err)?;
             POSTGRES_MIGRATOR.run(&pool).await?;
             return Ok(Self {
+                reader: Backend::Postgres(pool.clone()),
                 backend: Backend::Postgres(pool),
             });
         }
@@ -146,17 +167,33 @@ impl Store {
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .test_before_acquire(false)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(open_err)?;
         SQLITE_MIGRATOR.run(&pool).await?;
+        // Reads outside a transaction (`on_reader!`) have connections of their own, opened
+        // when first needed: in WAL mode they read while the writer writes, instead of
+        // waiting in the pool behind its transaction and the fsync of its commit. Read-only,
+        // so a write sent there by mistake fails instead of racing the writer. Two: one per
+        // core of the small box this is sized for.
+        let readers = SqlitePoolOptions::new()
+            .max_connections(SQLITE_READERS)
+            .min_connections(0)
+            .test_before_acquire(false)
+            .connect_lazy_with(options.read_only(true));
         Ok(Self {
             backend: Backend::Sqlite(pool),
+            reader: Backend::Sqlite(readers),
         })
     }
 
     pub fn backend(&self) -> &Backend {
         &self.backend
+    }
+
+    /// Where reads outside a transaction go (see [`on_reader!`]).
+    pub fn reader(&self) -> &Backend {
+        &self.reader
     }
 
     /// Readiness: the database answers and every migration this binary knows is applied.

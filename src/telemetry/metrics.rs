@@ -7,7 +7,7 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::store::{Store, StoreError, on_pool};
+use crate::store::{Store, StoreError, on_reader};
 
 pub struct Metrics {
     registry: Registry,
@@ -119,7 +119,7 @@ impl Metrics {
 
     /// The Prometheus text exposition, with the queue depth read from the database now.
     pub async fn render(&self, store: &Store) -> Result<String, StoreError> {
-        let depth: Vec<(String, String, i64)> = on_pool!(store, pool => sqlx::query_as(
+        let depth: Vec<(String, String, i64)> = on_reader!(store, pool => sqlx::query_as(
             "SELECT state, lane, COUNT(*) FROM jobs WHERE state IN ('queued', 'running') \
              GROUP BY state, lane",
         )
