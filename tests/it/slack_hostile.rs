@@ -175,8 +175,10 @@ async fn deploy_commands_arriving_together_share_a_fetch_and_see_the_newest_comm
     let s = start_ok_with(&extra).await;
     queued_id(&s.say(ALICE, "main to staging").await);
     let newer = s.repo.commit("second", "main");
-    // Eight distinct requests (an ignored field differs), so none is a retry of another.
-    let requests: Vec<Signed> = (0..8)
+    // Four distinct requests (an ignored field differs), so none is a retry of another. (Each
+    // job's request for approval is a post to the channel, which Slack allows once a second:
+    // the worker posts them one by one.)
+    let requests: Vec<Signed> = (0..4)
         .map(|i| {
             let mut body = command_body(TEAM, ALICE, "main to live");
             body.extend_from_slice(format!("&attempt_of_bench={i}").as_bytes());
@@ -194,10 +196,10 @@ async fn deploy_commands_arriving_together_share_a_fetch_and_see_the_newest_comm
         queued_id(answer["text"].as_str().unwrap());
     }
     let jobs = s.app.jobs().await;
-    assert_eq!(jobs.len(), 9, "{jobs:#?}");
+    assert_eq!(jobs.len(), 5, "{jobs:#?}");
     let fresh = jobs.iter().filter(|j| j["sha"] == newer.as_str()).count();
     assert_eq!(
-        fresh, 8,
+        fresh, 4,
         "every command after the push deploys it: {jobs:#?}"
     );
     // Read from the fetch's ref list: an annotated tag names its commit; a commit id, whole or
