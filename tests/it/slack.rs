@@ -407,7 +407,12 @@ async fn a_signed_deploy_is_answered_run_and_followed_in_the_channel() {
 /// up at once (a typo is refused then: see `bad_requests_are_refused_and_store_nothing`).
 #[tokio::test]
 async fn a_branch_seen_before_is_deployed_as_it_is_when_its_deploy_starts() {
-    let s = start_ok().await;
+    const CAROL: &str = "U0CAROL";
+    let extra = format!(
+        "[apps.shop.environments.live]\nhosts = [\"local\"]\ndeploy_path = \"srv/live\"\n\
+         steps = [\"./bin/build\"]\ndeployers = [\"{BOSS}\", \"{CAROL}\"]\napprovals = 1\n"
+    );
+    let s = start_ok_with(&extra).await;
     let sha8 = &s.sha[..8];
     // Nothing fetched yet: `main` is looked up now, and its commit named in the answer. qa's
     // deploys wait for the gate, so this one holds the lane.
@@ -498,6 +503,28 @@ async fn a_branch_seen_before_is_deployed_as_it_is_when_its_deploy_starts() {
         (&job["state"], &job["sha"]),
         (&json!("succeeded"), &json!(back)),
         "{job:#}"
+    );
+
+    // Approvers approve a commit: a job that never found one is not retried where they decide
+    // (here: #4's row as if `live` had been its environment, one config change ago).
+    use sqlx::Connection;
+    let db = s.gate.parent().unwrap().join("slipway.db");
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE jobs SET env = 'live', lane = 'shop/live' WHERE id = 4")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let retry = signed(click_body(&s.fake, TEAM, BOSS, "retry", "4"), now());
+    assert_eq!(s.post("/slack/interactions", &retry, &[]).await.0, 200);
+    let answers = s.sent("/actions/T0TEAM/1/response").await;
+    assert_eq!(
+        answers.last().unwrap()["text"],
+        "job #4 never looked its commit up, and the approvers of shop/live approve a commit: \
+         deploy feature again",
+        "{answers:#?}"
     );
     s.app.stop().await;
 }
