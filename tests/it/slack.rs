@@ -59,6 +59,18 @@ pub(crate) async fn fake_slack(post_message: ResponseTemplate) -> MockServer {
     fake
 }
 
+/// A deployer of `live` (see [`live`]) besides BOSS.
+pub(crate) const CAROL: &str = "U0CAROL";
+
+/// `live`, for the config's end: an environment whose deploys wait for the approval of one
+/// of its deployers (BOSS and CAROL) other than the one who asked; `more` adds its own keys.
+pub(crate) fn live(more: &str) -> String {
+    format!(
+        "[apps.shop.environments.live]\nhosts = [\"local\"]\ndeploy_path = \"srv/live\"\n\
+         steps = [\"./bin/build\"]\ndeployers = [\"{BOSS}\", \"{CAROL}\"]\napprovals = 1\n{more}"
+    )
+}
+
 pub(crate) fn json_answer(body: &str) -> ResponseTemplate {
     ResponseTemplate::new(200).set_body_raw(body.as_bytes().to_vec(), "application/json")
 }
@@ -407,12 +419,7 @@ async fn a_signed_deploy_is_answered_run_and_followed_in_the_channel() {
 /// up at once (a typo is refused then: see `bad_requests_are_refused_and_store_nothing`).
 #[tokio::test]
 async fn a_branch_seen_before_is_deployed_as_it_is_when_its_deploy_starts() {
-    const CAROL: &str = "U0CAROL";
-    let extra = format!(
-        "[apps.shop.environments.live]\nhosts = [\"local\"]\ndeploy_path = \"srv/live\"\n\
-         steps = [\"./bin/build\"]\ndeployers = [\"{BOSS}\", \"{CAROL}\"]\napprovals = 1\n"
-    );
-    let s = start_ok_with(&extra).await;
+    let s = start_ok_with(&live("")).await;
     let sha8 = &s.sha[..8];
     // Nothing fetched yet: `main` is looked up now, and its commit named in the answer. qa's
     // deploys wait for the gate, so this one holds the lane.
@@ -958,12 +965,7 @@ pub(crate) async fn last_answer(s: &Slack, n: usize) -> String {
 
 #[tokio::test]
 async fn production_waits_for_another_deployers_approval() {
-    const CAROL: &str = "U0CAROL";
-    let extra = format!(
-        "[apps.shop.environments.live]\nhosts = [\"local\"]\ndeploy_path = \"srv/live\"\n\
-         steps = [\"./bin/build\"]\ndeployers = [\"{BOSS}\", \"{CAROL}\"]\napprovals = 1\n"
-    );
-    let s = start_ok_with(&extra).await;
+    let s = start_ok_with(&live("")).await;
     let click = |user: &str, action: &str, id: i64| {
         signed(
             click_body(&s.fake, TEAM, user, action, &id.to_string()),

@@ -6,8 +6,8 @@ use serde_json::Value;
 
 use crate::helpers::log_lines;
 use crate::slack::{
-    ALICE, BOSS, BOT_TOKEN, SIGNING_SECRET, Signed, TEAM, click_body, command_body, last_answer,
-    now, queued_id, signed, start_ok, start_ok_with,
+    ALICE, BOSS, BOT_TOKEN, CAROL, SIGNING_SECRET, Signed, TEAM, click_body, command_body,
+    last_answer, live, now, queued_id, signed, start_ok, start_ok_with,
 };
 
 /// Slack's limit in `src/http/slack.rs` (`MAX_BODY`).
@@ -168,11 +168,7 @@ async fn a_repeated_command_is_answered_from_its_job_without_asking_git() {
 /// gets what its branch named when it arrived, or newer: never an older commit.
 #[tokio::test]
 async fn deploy_commands_arriving_together_share_a_fetch_and_see_the_newest_commit() {
-    let extra = format!(
-        "[apps.shop.environments.live]\nhosts = [\"local\"]\ndeploy_path = \"srv/live\"\n\
-         steps = [\"./bin/build\"]\ndeployers = [\"{ALICE}\", \"{BOSS}\"]\napprovals = 1\n"
-    );
-    let s = start_ok_with(&extra).await;
+    let s = start_ok_with(&live("")).await;
     queued_id(&s.say(ALICE, "main to staging").await);
     let newer = s.repo.commit("second", "main");
     // Four distinct requests (an ignored field differs), so none is a retry of another. (Each
@@ -180,7 +176,7 @@ async fn deploy_commands_arriving_together_share_a_fetch_and_see_the_newest_comm
     // the worker posts them one by one.)
     let requests: Vec<Signed> = (0..4)
         .map(|i| {
-            let mut body = command_body(TEAM, ALICE, "main to live");
+            let mut body = command_body(TEAM, BOSS, "main to live");
             body.extend_from_slice(format!("&attempt_of_bench={i}").as_bytes());
             signed(body, now())
         })
@@ -224,13 +220,7 @@ async fn deploy_commands_arriving_together_share_a_fetch_and_see_the_newest_comm
 
 #[tokio::test]
 async fn an_approval_clicked_after_it_expired_is_refused_and_never_runs() {
-    const CAROL: &str = "U0CAROL";
-    let extra = format!(
-        "[apps.shop.environments.live]\nhosts = [\"local\"]\ndeploy_path = \"srv/live\"\n\
-         steps = [\"./bin/build\"]\ndeployers = [\"{BOSS}\", \"{CAROL}\"]\napprovals = 1\n\
-         approval_timeout = \"1s\"\n"
-    );
-    let s = start_ok_with(&extra).await;
+    let s = start_ok_with(&live("approval_timeout = \"1s\"\n")).await;
     let id = queued_id(&s.say(BOSS, "main to live").await);
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let click = click_body(&s.fake, TEAM, CAROL, "approve", &id.to_string());
