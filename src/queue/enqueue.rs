@@ -18,15 +18,15 @@
 //! not even its delivery, and does not disturb the others. An error of the database fails the
 //! whole batch (nothing of it is committed) and every request in it hears that error.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::Serialize;
 
 use super::{Delivery, Enqueued, NOTIFY_CHANNEL, NewJob, Queue, json, json_rows};
 use crate::domain::{GitRef, ReleaseId, Sha};
 use crate::store::{
-    Backend, EnvState, HELD_LOCKS, JobKind, JobState, Lock, Statement, StoreError, WriteTx, now_ms,
-    on_pool,
+    Backend, DELIVERY_JOBS, EnvState, HELD_LOCKS, JobKind, JobState, Lock, Statement, StoreError,
+    WriteTx, now_ms, on_pool,
 };
 
 /// The most requests one transaction carries; more wait for the next.
@@ -107,15 +107,16 @@ impl Queue {
             let mut tx = WriteTx::begin(pool).await?;
             // Concurrent deliveries of one id from another replica: this insert waits for its
             // transaction, then skips the row, and the jobs it committed are read below.
-            let inserted: HashSet<String> = if fresh.is_empty() {
-                HashSet::new()
+            // The stored ones, with the number their jobs find them by.
+            let inserted: HashMap<String, i64> = if fresh.is_empty() {
+                HashMap::new()
             } else {
                 let sql = tx.first(format!(
                     "INSERT INTO deliveries (id, source, event, received_at) \
                      SELECT value ->> 0, value ->> 1, value ->> 2, $2 FROM {rows} WHERE true \
-                     ON CONFLICT (id) DO NOTHING RETURNING id"
+                     ON CONFLICT (id) DO NOTHING RETURNING id, seq"
                 ));
-                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                sqlx::query_as(sqlx::AssertSqlSafe(sql))
                     .bind(json(&fresh)?)
                     .bind(now)
                     .fetch_all(tx.conn().await?)
@@ -126,10 +127,9 @@ impl Queue {
             for (i, r) in requests.iter().enumerate() {
                 if let Some(d) = r.delivery()
                     && first_with.get(d.id) == Some(&i)
-                    && !inserted.contains(d.id)
+                    && !inserted.contains_key(d.id)
                 {
-                    let ids: Vec<i64> =
-                        sqlx::query_scalar("SELECT id FROM jobs WHERE delivery_id = $1 ORDER BY id")
+                    let ids: Vec<i64> = sqlx::query_scalar(DELIVERY_JOBS)
                             .bind(d.id)
                             .fetch_all(tx.conn().await?)
                             .await?;
@@ -319,7 +319,10 @@ impl Queue {
                         request: i,
                         job,
                         lane,
-                        delivery: r.delivery().map(|d| d.id),
+                        // Stored above: a request whose delivery was not is a duplicate.
+                        delivery: r
+                            .delivery()
+                            .and_then(|d| inserted.get(d.id).map(|&seq| (d.id, seq))),
                         lock,
                     });
                 }
@@ -380,7 +383,8 @@ impl Queue {
                             job.sha.as_ref().map_or("", Sha::as_str),
                             &job.requested_by,
                             job.source,
-                            p.delivery,
+                            p.delivery.map(|(id, _)| id),
+                            p.delivery.map(|(_, seq)| seq),
                             state.as_str(),
                             job.target_release.as_ref().map(ReleaseId::as_str),
                             p.lock.map(|_| now),
@@ -391,12 +395,13 @@ impl Queue {
                     .collect();
                 let sql = format!(
                     "INSERT INTO jobs (kind, app, env, lane, git_ref, sha, requested_by, \
-                     source, delivery_id, state, max_attempts, created_at, target_release, \
-                     finished_at, approvals_needed, approve_by) \
+                     source, delivery_id, delivery_seq, state, max_attempts, created_at, \
+                     target_release, finished_at, approvals_needed, approve_by) \
                      SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, \
-                     value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, $2, $3, \
-                     value ->> 10, CAST(value ->> 11 AS BIGINT), CAST(value ->> 12 AS BIGINT), \
-                     CAST(value ->> 13 AS BIGINT) FROM {rows} RETURNING id"
+                     value ->> 5, value ->> 6, value ->> 7, value ->> 8, \
+                     CAST(value ->> 9 AS BIGINT), value ->> 10, $2, $3, value ->> 11, \
+                     CAST(value ->> 12 AS BIGINT), CAST(value ->> 13 AS BIGINT), \
+                     CAST(value ->> 14 AS BIGINT) FROM {rows} RETURNING id"
                 );
                 // The rows go in in the array's order, each taking the next id of the table's
                 // sequence, so the ids in ascending order are the array's (the order `RETURNING`
@@ -528,7 +533,8 @@ struct Planned<'a> {
     request: usize,
     job: &'a NewJob,
     lane: String,
-    delivery: Option<&'a str>,
+    /// Its delivery's id and number.
+    delivery: Option<(&'a str, i64)>,
     /// The hold that makes it `skipped`.
     lock: Option<&'a Lock>,
 }
@@ -548,11 +554,12 @@ struct JobRow<'a>(
     &'a str,         // 6 requested_by
     &'a str,         // 7 source
     Option<&'a str>, // 8 delivery_id
-    &'static str,    // 9 state
-    Option<&'a str>, // 10 target_release
-    Option<i64>,     // 11 finished_at
-    u32,             // 12 approvals_needed
-    Option<i64>,     // 13 approve_by
+    Option<i64>,     // 9 delivery_seq
+    &'static str,    // 10 state
+    Option<&'a str>, // 11 target_release
+    Option<i64>,     // 12 finished_at
+    u32,             // 13 approvals_needed
+    Option<i64>,     // 14 approve_by
 );
 
 /// What a batch's jobs did to an ephemeral environment's row, applied by one `UPDATE` to the

@@ -173,6 +173,108 @@ async fn a_delivery_enqueues_once() {
     }
 }
 
+/// Deliveries and jobs stored before deliveries were numbered (migration 10) are found by their
+/// redelivery as they were before.
+#[tokio::test]
+async fn deliveries_stored_before_they_were_numbered_still_find_their_jobs_on_both_backends() {
+    const OLD_DELIVERY: &str = "INSERT INTO deliveries (id, source, event, received_at) \
+         VALUES ($1, 'github', 'push', 1)";
+    const OLD_JOB: &str = "INSERT INTO jobs (kind, app, env, lane, git_ref, sha, requested_by, \
+         source, delivery_id, state, max_attempts, created_at) \
+         VALUES ('deploy', 'shop', 'staging', 'shop/staging', 'main', '', 'octocat', 'github', \
+         $1, 'queued', 3, 1) RETURNING id";
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = format!("sqlite://{}", dir.path().join("q.db").display());
+    for url in [sqlite, fresh_postgres_database().await] {
+        // The schema and rows as migration 9 left them: two deliveries, the first with two
+        // jobs, the second with none.
+        macro_rules! migrated_to_9 {
+            ($pool:expr, $migrator:expr) => {{
+                let pool = $pool;
+                $migrator.run_to(9, &pool).await.unwrap();
+                for id in ["d-old", "d-none"] {
+                    sqlx::query(OLD_DELIVERY)
+                        .bind(id)
+                        .execute(&pool)
+                        .await
+                        .unwrap();
+                }
+                let mut ids: Vec<i64> = Vec::new();
+                for _ in 0..2 {
+                    ids.push(
+                        sqlx::query_scalar(OLD_JOB)
+                            .bind("d-old")
+                            .fetch_one(&pool)
+                            .await
+                            .unwrap(),
+                    );
+                }
+                pool.close().await;
+                ids
+            }};
+        }
+        let old = if url.starts_with("sqlite:") {
+            let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+                .unwrap()
+                .create_if_missing(true);
+            migrated_to_9!(
+                sqlx::SqlitePool::connect_with(options).await.unwrap(),
+                crate::store::SQLITE_MIGRATOR
+            )
+        } else {
+            migrated_to_9!(
+                sqlx::PgPool::connect(&url).await.unwrap(),
+                crate::store::POSTGRES_MIGRATOR
+            )
+        };
+        let queue = Queue::new(Store::open(&url).await.unwrap(), 3);
+        let delivery = |id| Delivery {
+            id,
+            source: "github",
+            event: "push",
+        };
+        assert_eq!(
+            queue.store().delivery_jobs("d-old").await.unwrap(),
+            old,
+            "{url}"
+        );
+        assert_eq!(
+            queue
+                .enqueue(Some(delivery("d-old")), &[job("staging")])
+                .await
+                .unwrap(),
+            Enqueued::Duplicate(old.clone()),
+            "{url}"
+        );
+        assert_eq!(
+            queue
+                .enqueue(Some(delivery("d-none")), &[job("staging")])
+                .await
+                .unwrap(),
+            Enqueued::Duplicate(Vec::new()),
+            "{url}"
+        );
+        // A delivery stored now is numbered after them, and finds its own job only.
+        let Enqueued::Created(new) = queue
+            .enqueue(Some(delivery("d-new")), &[job("staging")])
+            .await
+            .unwrap()
+        else {
+            panic!("created")
+        };
+        assert_eq!(
+            queue.store().delivery_jobs("d-new").await.unwrap(),
+            new,
+            "{url}"
+        );
+        assert_eq!(
+            queue.store().delivery_jobs("d-old").await.unwrap(),
+            old,
+            "{url}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn concurrent_redeliveries_create_one_job() {
     for f in fixtures(3).await {

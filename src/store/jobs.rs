@@ -255,6 +255,11 @@ pub struct Deployment {
     pub slot: Option<String>,
 }
 
+/// The jobs the delivery `$1` queued, oldest first (none when it is new or queued nothing): by
+/// the delivery's number, whose index takes a batch's entries on its last page (migration 10).
+pub(crate) const DELIVERY_JOBS: &str = "SELECT id FROM jobs \
+     WHERE delivery_seq = (SELECT seq FROM deliveries WHERE id = $1) ORDER BY id";
+
 pub(crate) const JOB_COLUMNS: &str = "id, kind, app, env, git_ref, sha, requested_by, source, \
     delivery_id, state, attempt, max_attempts, created_at, started_at, finished_at, error, result, \
     target_release, github_deployment_id, slack_channel, slack_ts, approvals_needed, approve_by, \
@@ -408,9 +413,7 @@ impl Store {
 
     /// The jobs a delivery queued, oldest first (none when it is new or queued nothing).
     pub async fn delivery_jobs(&self, delivery: &str) -> Result<Vec<i64>, StoreError> {
-        on_reader!(self, pool => Ok(sqlx::query_scalar(
-            "SELECT id FROM jobs WHERE delivery_id = $1 ORDER BY id",
-        )
+        on_reader!(self, pool => Ok(sqlx::query_scalar(DELIVERY_JOBS)
         .bind(delivery)
         .fetch_all(pool)
         .await?))

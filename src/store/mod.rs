@@ -26,11 +26,11 @@ use sqlx::sqlite::{
 };
 
 pub use ephemeral::{EnvState, EphemeralRow, PortPolicy};
-pub(crate) use jobs::JOB_COLUMNS;
 pub use jobs::{
     AHEAD_COUNTED, AuditEvent, Deployment, Job, JobDetail, JobEvent, JobFilter, JobKind, JobState,
     LogLine, StepResult,
 };
+pub(crate) use jobs::{DELIVERY_JOBS, JOB_COLUMNS};
 pub(crate) use locks::HELD_LOCKS;
 pub use locks::{Lock, Locked};
 pub use notices::Notice;
@@ -40,8 +40,9 @@ pub use write::{Arg, Statement, WriteBackend, WriteTx};
 /// SQLite's read-only connections (see [`Store::open`]).
 const SQLITE_READERS: u32 = 2;
 
-static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+pub(crate) static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+pub(crate) static POSTGRES_MIGRATOR: sqlx::migrate::Migrator =
+    sqlx::migrate!("migrations/postgres");
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
