@@ -22,10 +22,10 @@ use batch::Batcher;
 use vacuum::Vacuum;
 
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
-use crate::store::JOB_COLUMNS;
 use crate::store::{
     Backend, Job, JobKind, JobState, Store, StoreError, WriteTx, now_ms, on_pool, on_reader,
 };
+use crate::store::{JOB_COLUMNS, ahead_sql};
 
 /// A job to be queued.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -252,8 +252,8 @@ impl Queue {
 
     /// Job `id` as the request that queued it is answered, with how many jobs of its lane are
     /// ahead of it ([`Store::jobs_ahead`]); `None` if there is no such job. The answers asked
-    /// for meanwhile are read together: the jobs in one read and, per lane, the count ahead of
-    /// its oldest job and, in one more read, the jobs between that one and each of the others.
+    /// for meanwhile are read together, in one read: each job with its count (on SQLite every
+    /// read is a hand-off to a connection's thread and back, and costs more than the counts).
     pub async fn queued_answer(&self, id: i64) -> Result<Option<(Job, i64)>, StoreError> {
         let queue = self.clone();
         self.batches
@@ -263,49 +263,30 @@ impl Queue {
     }
 
     async fn answer_batch(self, ids: Vec<i64>) -> Result<Vec<Option<(Job, i64)>>, StoreError> {
+        /// A job with the count ahead of it.
+        #[derive(sqlx::FromRow)]
+        struct Answer {
+            #[sqlx(flatten)]
+            job: Job,
+            ahead: i64,
+        }
         let store = &self.store;
-        let rows = json_rows(store.reader());
-        let as_rows = |ids: &[i64]| json(&ids.iter().map(|id| [id]).collect::<Vec<_>>());
         let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM jobs \
-             WHERE id IN (SELECT CAST(value ->> 0 AS BIGINT) FROM {rows})"
+            "SELECT {JOB_COLUMNS}, {} AS ahead FROM jobs j \
+             WHERE j.id IN (SELECT CAST(value ->> 0 AS BIGINT) FROM {})",
+            ahead_sql("j.lane", "j.id"),
+            json_rows(store.reader())
         );
-        let list = as_rows(&ids)?;
-        let jobs: Vec<Job> = on_reader!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        let list = json(&ids.iter().map(|id| [id]).collect::<Vec<_>>())?;
+        let answers: Vec<Answer> = on_reader!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .bind(&list)
             .fetch_all(pool)
             .await?);
-        let mut lanes: HashMap<String, Vec<i64>> = HashMap::new();
-        for job in &jobs {
-            lanes.entry(job.lane()).or_default().push(job.id);
-        }
-        let between_sql = format!(
-            "SELECT CAST(value ->> 0 AS BIGINT), (SELECT COUNT(*) FROM jobs WHERE lane = $2 \
-               AND state IN ('queued', 'running') AND id >= $3 \
-               AND id < CAST(value ->> 0 AS BIGINT)) FROM {rows}"
-        );
-        let mut ahead = HashMap::new();
-        for (lane, mut members) in lanes {
-            members.sort_unstable();
-            let first = members[0];
-            let before = store.jobs_ahead(&lane, first).await?;
-            ahead.insert(first, before);
-            if members.len() > 1 {
-                let list = as_rows(&members[1..])?;
-                let between: Vec<(i64, i64)> = on_reader!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(between_sql.as_str()))
-                    .bind(&list)
-                    .bind(&lane)
-                    .bind(first)
-                    .fetch_all(pool)
-                    .await?);
-                ahead.extend(between.into_iter().map(|(id, n)| (id, before + n)));
-            }
-        }
-        let jobs: HashMap<i64, Job> = jobs.into_iter().map(|job| (job.id, job)).collect();
-        Ok(ids
-            .iter()
-            .map(|id| Some((jobs.get(id)?.clone(), *ahead.get(id)?)))
-            .collect())
+        let answers: HashMap<i64, (Job, i64)> = answers
+            .into_iter()
+            .map(|a| (a.job.id, (a.job, a.ahead)))
+            .collect();
+        Ok(ids.iter().map(|id| answers.get(id).cloned()).collect())
     }
 
     /// Whether a worker has anything to do: a queued job, a lapsed lease to reap, approvals to

@@ -260,6 +260,18 @@ pub struct Deployment {
 pub(crate) const DELIVERY_JOBS: &str = "SELECT id FROM jobs \
      WHERE delivery_seq = (SELECT seq FROM deliveries WHERE id = $1) ORDER BY id";
 
+/// SQL for [`Store::jobs_ahead`]: how many jobs of lane `lane` older than job `id` (both SQL
+/// expressions, which may name an outer query's row) are queued or running, counted up to more
+/// than [`AHEAD_COUNTED`].
+pub(crate) fn ahead_sql(lane: &str, id: &str) -> String {
+    format!(
+        "(SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE lane = {lane} AND state = 'queued' \
+           AND id < {id} LIMIT {cap}) AS q) \
+         + (SELECT COUNT(*) FROM jobs WHERE lane = {lane} AND state = 'running' AND id < {id})",
+        cap = AHEAD_COUNTED + 1
+    )
+}
+
 pub(crate) const JOB_COLUMNS: &str = "id, kind, app, env, git_ref, sha, requested_by, source, \
     delivery_id, state, attempt, max_attempts, created_at, started_at, finished_at, error, result, \
     target_release, github_deployment_id, slack_channel, slack_ts, approvals_needed, approve_by, \
@@ -399,14 +411,10 @@ impl Store {
     /// Two index lookups (`jobs_queued_by_lane`, `jobs_one_running_per_lane`) that read at most
     /// that many entries, so an answer costs the same however long the queue is.
     pub async fn jobs_ahead(&self, lane: &str, id: i64) -> Result<i64, StoreError> {
-        on_reader!(self, pool => Ok(sqlx::query_scalar(
-            "SELECT (SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE lane = $1 \
-                       AND state = 'queued' AND id < $2 LIMIT $3) AS q) \
-                  + (SELECT COUNT(*) FROM jobs WHERE lane = $1 AND state = 'running' AND id < $2)",
-        )
+        let sql = format!("SELECT {}", ahead_sql("$1", "$2"));
+        on_reader!(self, pool => Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
         .bind(lane)
         .bind(id)
-        .bind(AHEAD_COUNTED + 1)
         .fetch_one(pool)
         .await?))
     }
