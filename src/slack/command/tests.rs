@@ -286,6 +286,34 @@ proptest! {
         let _ = parse(&text, &one());
     }
 
+    /// With one app, environments added to its list (ephemeral ones, which the Slack handler
+    /// reads only when it must) never change what a text the configured ones parse means, even
+    /// when an added name repeats a configured one in another case.
+    #[test]
+    fn with_one_app_added_environments_never_change_a_parse(
+        parts in prop::collection::vec(
+            prop::sample::select(vec![
+                "deploy", "rollback", "status", "envs", "lock", "unlock", "keep", "history",
+                "to", "for", "main", "2h", "\"why\"", "shop", "staging", "Staging",
+                "production", "shop/staging", "shop/demo-x", "demo-x", "demo-y", "other/staging",
+            ]),
+            0..6,
+        ),
+        added in prop::collection::vec(
+            prop::sample::select(vec!["demo-x", "demo-y", "staging", "production", "preview"]),
+            0..4,
+        ),
+        configured_default in prop::option::of(Just("shop")),
+    ) {
+        let text = parts.join(" ");
+        let configured = known(&[("shop", &["staging", "production"])], configured_default);
+        let mut with_added = configured.clone();
+        with_added.apps[0].envs.extend(added.iter().map(|e| name(e)));
+        if let Ok(command) = parse(&text, &configured) {
+            prop_assert_eq!(parse(&text, &with_added), Ok(command));
+        }
+    }
+
     /// A ref arrives as typed: whatever the characters, no escaping, trimming or rewriting.
     #[test]
     fn refs_are_kept_exactly(git_ref in "[^\\s\\p{Cc}]{1,40}") {
