@@ -153,4 +153,9 @@ LUA
 echo "slipway /slack/commands, signed '/deploy main to staging', distinct bodies: wrk -t1 -c$connections -d$duration --latency"
 measure -t1 -c"$connections" -d"$duration" --latency -s "$work/deploy.lua" "http://127.0.0.1:$port/slack/commands"
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; server_pid=""
-echo "jobs committed: $(sqlite3 "$work/slipway.db" 'SELECT COUNT(*) FROM jobs') (one per distinct body answered, and the check's)"
+jobs=$(sqlite3 "$work/slipway.db" 'SELECT COUNT(*) FROM jobs')
+answered=$(awk '/requests in/ {n = $1} /Non-2xx/ {bad = $NF} END {print n - bad}' "$work/wrk.txt")
+distinct=$(( answered < ${BODIES:-50000} ? answered : ${BODIES:-50000} ))
+echo "jobs committed: $jobs for $answered answered requests ($distinct distinct bodies, and the check)"
+# More jobs than that: requests in flight when wrk stopped (committed, answer never read).
+(( jobs >= distinct + 1 )) || die "fewer jobs than answered distinct requests: an answer without its job"
