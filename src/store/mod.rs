@@ -259,6 +259,31 @@ mod tests {
         }
     }
 
+    /// `.cargo/config.toml` builds SQLite with a page cache per connection and no memory
+    /// statistics: the readers and the writer share no lock at every page and allocation.
+    #[tokio::test]
+    async fn sqlite_is_built_without_its_global_locks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::Store::open(&format!("sqlite://{}", dir.path().join("s.db").display()))
+            .await
+            .unwrap();
+        let super::Backend::Sqlite(pool) = store.backend() else {
+            unreachable!("a SQLite URL")
+        };
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+    }
+
     #[test]
     fn sqlite_paths_are_printed_as_they_are() {
         assert_eq!(
