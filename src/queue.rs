@@ -23,9 +23,9 @@ use vacuum::Vacuum;
 
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
 use crate::store::{
-    Backend, Job, JobKind, JobState, Store, StoreError, WriteTx, now_ms, on_pool, on_reader,
+    Backend, JOB_COLUMNS, Job, JobKind, JobState, Store, StoreError, WriteTx, ahead_sql, now_ms,
+    on_pool, on_reader,
 };
-use crate::store::{JOB_COLUMNS, ahead_sql};
 
 /// A job to be queued.
 #[derive(Debug, Clone, PartialEq, Eq)]

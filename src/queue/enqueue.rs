@@ -130,9 +130,9 @@ impl Queue {
                     && !inserted.contains_key(d.id)
                 {
                     let ids: Vec<i64> = sqlx::query_scalar(DELIVERY_JOBS)
-                            .bind(d.id)
-                            .fetch_all(tx.conn().await?)
-                            .await?;
+                        .bind(d.id)
+                        .fetch_all(tx.conn().await?)
+                        .await?;
                     outcomes[i] = Some(Enqueued::Duplicate(ids));
                 }
             }
