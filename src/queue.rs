@@ -23,8 +23,8 @@ use vacuum::Vacuum;
 
 use crate::domain::{GitRef, Name, ReleaseId, Sha};
 use crate::store::{
-    Backend, JOB_COLUMNS, Job, JobKind, JobState, Store, StoreError, WriteTx, ahead_sql, now_ms,
-    on_pool, on_reader,
+    AHEAD_COUNTED, Backend, JOB_COLUMNS, Job, JobKind, JobState, Store, StoreError, WriteTx,
+    now_ms, on_pool, on_reader,
 };
 
 /// A job to be queued.
@@ -250,10 +250,13 @@ impl Queue {
         self.wake.notified().await;
     }
 
-    /// Job `id` as the request that queued it is answered, with how many jobs of its lane are
-    /// ahead of it ([`Store::jobs_ahead`]); `None` if there is no such job. The answers asked
-    /// for meanwhile are read together, in one read: each job with its count (on SQLite every
-    /// read is a hand-off to a connection's thread and back, and costs more than the counts).
+    /// Job `id` as the request that queued it is answered, with how many older jobs of its lane
+    /// are queued or running: those ahead of it, counted up to more than [`AHEAD_COUNTED`] (a
+    /// larger answer says only "more than that"), so an answer costs the same however long the
+    /// queue is (two index lookups, `jobs_queued_by_lane` and `jobs_one_running_per_lane`, that
+    /// read at most that many entries). `None` if there is no such job. The answers asked for
+    /// meanwhile are read together, in one read: each job with its count (on SQLite every read
+    /// is a hand-off to a connection's thread and back, and costs more than the counts).
     pub async fn queued_answer(&self, id: i64) -> Result<Option<(Job, i64)>, StoreError> {
         let queue = self.clone();
         self.batches
@@ -272,10 +275,14 @@ impl Queue {
         }
         let store = &self.store;
         let sql = format!(
-            "SELECT {JOB_COLUMNS}, {} AS ahead FROM jobs j \
-             WHERE j.id IN (SELECT CAST(value ->> 0 AS BIGINT) FROM {})",
-            ahead_sql("j.lane", "j.id"),
-            json_rows(store.reader())
+            "SELECT {JOB_COLUMNS}, \
+               (SELECT COUNT(*) FROM (SELECT 1 FROM jobs q WHERE q.lane = j.lane \
+                  AND q.state = 'queued' AND q.id < j.id LIMIT {cap}) AS q) \
+               + (SELECT COUNT(*) FROM jobs r WHERE r.lane = j.lane AND r.state = 'running' \
+                  AND r.id < j.id) AS ahead \
+             FROM jobs j WHERE j.id IN (SELECT CAST(value ->> 0 AS BIGINT) FROM {rows})",
+            cap = AHEAD_COUNTED + 1,
+            rows = json_rows(store.reader())
         );
         let list = json(&ids.iter().map(|id| [id]).collect::<Vec<_>>())?;
         let answers: Vec<Answer> = on_reader!(store, pool => sqlx::query_as(sqlx::AssertSqlSafe(sql))

@@ -238,28 +238,25 @@ async fn deliveries_stored_before_they_were_numbered_still_find_their_jobs_on_bo
             old,
             "{url}"
         );
-        assert_eq!(
+        let queue = &queue;
+        let enqueue = |id| async move {
             queue
-                .enqueue(Some(delivery("d-old")), &[job("staging")])
+                .enqueue(Some(delivery(id)), &[job("staging")])
                 .await
-                .unwrap(),
+                .unwrap()
+        };
+        assert_eq!(
+            enqueue("d-old").await,
             Enqueued::Duplicate(old.clone()),
             "{url}"
         );
         assert_eq!(
-            queue
-                .enqueue(Some(delivery("d-none")), &[job("staging")])
-                .await
-                .unwrap(),
+            enqueue("d-none").await,
             Enqueued::Duplicate(Vec::new()),
             "{url}"
         );
         // A delivery stored now is numbered after them, and finds its own job only.
-        let Enqueued::Created(new) = queue
-            .enqueue(Some(delivery("d-new")), &[job("staging")])
-            .await
-            .unwrap()
-        else {
+        let Enqueued::Created(new) = enqueue("d-new").await else {
             panic!("created")
         };
         assert_eq!(
@@ -1423,35 +1420,31 @@ async fn jobs_ahead_counts_older_queued_and_running_jobs_of_the_lane_on_both_bac
         let Enqueued::Created(ids) = f.queue.enqueue(None, &jobs).await.unwrap() else {
             panic!("not created")
         };
-        let store = f.queue.store();
-        assert_eq!(store.jobs_ahead("shop/staging", ids[0]).await.unwrap(), 0);
-        assert_eq!(store.jobs_ahead("shop/staging", ids[3]).await.unwrap(), 2);
+        let queue = &f.queue;
+        let ahead = |id: i64| async move { queue.queued_answer(id).await.unwrap().unwrap().1 };
+        assert_eq!(ahead(ids[0]).await, 0);
+        assert_eq!(ahead(ids[3]).await, 2);
+        // Only its own lane's: the older staging jobs are not ahead of qa's.
+        assert_eq!(ahead(ids[2]).await, 0);
         // Running counts; finished does not.
         let lease = claim(&f.queue, LONG).await.unwrap();
         assert_eq!(lease.job.id, ids[0]);
-        assert_eq!(store.jobs_ahead("shop/staging", ids[3]).await.unwrap(), 2);
+        assert_eq!(ahead(ids[3]).await, 2);
         let done = Outcome::Succeeded {
             message: "done".into(),
         };
         assert!(f.queue.finish(&lease, &done).await.unwrap());
-        assert_eq!(store.jobs_ahead("shop/staging", ids[3]).await.unwrap(), 1);
-        assert_eq!(store.jobs_ahead("shop/qa", ids[3]).await.unwrap(), 1);
+        assert_eq!(ahead(ids[3]).await, 1);
 
         // Counted up to more than AHEAD_COUNTED: a long queue answers as fast as a short one.
         let many = vec![job("qa"); AHEAD_COUNTED as usize + 5];
         let Enqueued::Created(ids) = f.queue.enqueue(None, &many).await.unwrap() else {
             panic!("not created")
         };
-        let ahead = |i: usize| store.jobs_ahead("shop/qa", ids[i]);
-        assert_eq!(
-            ahead(AHEAD_COUNTED as usize - 1).await.unwrap(),
-            AHEAD_COUNTED
-        );
-        assert_eq!(
-            ahead(AHEAD_COUNTED as usize).await.unwrap(),
-            AHEAD_COUNTED + 1
-        );
-        assert_eq!(ahead(ids.len() - 1).await.unwrap(), AHEAD_COUNTED + 1);
+        // The qa job queued before these is ahead of them too.
+        assert_eq!(ahead(ids[AHEAD_COUNTED as usize - 1]).await, AHEAD_COUNTED);
+        assert_eq!(ahead(ids[AHEAD_COUNTED as usize]).await, AHEAD_COUNTED + 1);
+        assert_eq!(ahead(ids[ids.len() - 1]).await, AHEAD_COUNTED + 1);
     }
 }
 
@@ -1491,7 +1484,8 @@ async fn answers_read_together_count_ahead_as_one_by_one_on_both_backends() {
                 Some(job) => {
                     let (got, ahead) = answer.expect("a job that exists is answered");
                     assert_eq!((got.id, &got.lane()), (id, &job.lane()));
-                    let alone = store.jobs_ahead(&job.lane(), id).await.unwrap();
+                    // Asked alone, it is a batch of its own.
+                    let (_, alone) = f.queue.queued_answer(id).await.unwrap().unwrap();
                     assert_eq!(ahead, alone, "#{id} of {}", job.lane());
                 }
             }

@@ -6,7 +6,8 @@ use sqlx::FromRow;
 use super::{Store, StoreError, on_pool, on_reader};
 use crate::domain::ReleaseId;
 
-/// How far [`Store::jobs_ahead`] counts: past it, "more than this many ahead" is the answer.
+/// How far [`crate::queue::Queue::queued_answer`] counts the jobs ahead: past it, "more than
+/// this many ahead" is the answer.
 pub const AHEAD_COUNTED: i64 = 100;
 
 /// Where a job is in its life. Terminal states never change again.
@@ -260,18 +261,6 @@ pub struct Deployment {
 pub(crate) const DELIVERY_JOBS: &str = "SELECT id FROM jobs \
      WHERE delivery_seq = (SELECT seq FROM deliveries WHERE id = $1) ORDER BY id";
 
-/// SQL for [`Store::jobs_ahead`]: how many jobs of lane `lane` older than job `id` (both SQL
-/// expressions, which may name an outer query's row) are queued or running, counted up to more
-/// than [`AHEAD_COUNTED`].
-pub(crate) fn ahead_sql(lane: &str, id: &str) -> String {
-    format!(
-        "(SELECT COUNT(*) FROM (SELECT 1 FROM jobs WHERE lane = {lane} AND state = 'queued' \
-           AND id < {id} LIMIT {cap}) AS q) \
-         + (SELECT COUNT(*) FROM jobs WHERE lane = {lane} AND state = 'running' AND id < {id})",
-        cap = AHEAD_COUNTED + 1
-    )
-}
-
 pub(crate) const JOB_COLUMNS: &str = "id, kind, app, env, git_ref, sha, requested_by, source, \
     delivery_id, state, attempt, max_attempts, created_at, started_at, finished_at, error, result, \
     target_release, github_deployment_id, slack_channel, slack_ts, approvals_needed, approve_by, \
@@ -404,19 +393,6 @@ impl Store {
             .bind(lane)
             .fetch_all(pool)
             .await?))
-    }
-
-    /// How many jobs of `lane` older than job `id` are queued or running: those ahead of it,
-    /// counted up to more than [`AHEAD_COUNTED`] (a larger answer says only "more than that").
-    /// Two index lookups (`jobs_queued_by_lane`, `jobs_one_running_per_lane`) that read at most
-    /// that many entries, so an answer costs the same however long the queue is.
-    pub async fn jobs_ahead(&self, lane: &str, id: i64) -> Result<i64, StoreError> {
-        let sql = format!("SELECT {}", ahead_sql("$1", "$2"));
-        on_reader!(self, pool => Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
-        .bind(lane)
-        .bind(id)
-        .fetch_one(pool)
-        .await?))
     }
 
     /// The jobs a delivery queued, oldest first (none when it is new or queued nothing).

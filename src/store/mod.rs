@@ -30,7 +30,7 @@ pub use jobs::{
     AHEAD_COUNTED, AuditEvent, Deployment, Job, JobDetail, JobEvent, JobFilter, JobKind, JobState,
     LogLine, StepResult,
 };
-pub(crate) use jobs::{DELIVERY_JOBS, JOB_COLUMNS, ahead_sql};
+pub(crate) use jobs::{DELIVERY_JOBS, JOB_COLUMNS};
 pub(crate) use locks::HELD_LOCKS;
 pub use locks::{Lock, Locked};
 pub use notices::Notice;
