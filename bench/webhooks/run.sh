@@ -8,7 +8,9 @@
 # Environment:
 #   THREADS=2         wrk threads
 #   WARMUP=5s         untimed load before each measured run (JIT, pools, caches); 0 to skip
-#   PEERS="octokit probot boltjs"   peers run after slipway; "" for slipway alone
+#   PEERS="octokit probot boltjs"   peers run after slipway; "" for slipway alone; "floor" is
+#                     slipway's HTTP stack with nothing behind it (examples/edge_floor.rs: the
+#                     signature check and the push parser, no store, no middleware), built here
 #   PEER_DIR=/work/shared/bench/webhook-peers      the peers' own server files, used as they are
 #   PEER_CACHE=/var/tmp/slipway-bench-webhook-peers  a copy of them with their npm installs (reused)
 #   QUIET_WAIT=120    seconds to wait, before each measured run, for other load on the machine
@@ -58,7 +60,10 @@ command -v openssl >/dev/null || missing+=(openssl)
 command -v curl >/dev/null || missing+=(curl)
 command -v python3 >/dev/null || missing+=(python3)
 command -v pgrep >/dev/null || missing+=(procps)
-if (( ${#peers[@]} > 0 )); then
+# The Node peers: every peer but the floor.
+node_peers=()
+for p in "${peers[@]}"; do [[ $p == floor ]] || node_peers+=("$p"); done
+if (( ${#node_peers[@]} > 0 )); then
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
 fi
@@ -71,7 +76,7 @@ fi
 
 # --- the binary ---------------------------------------------------------------------------------------
 # The peers' packages declare node >= 20; Debian 12's own nodejs is 18 (NodeSource has 20+).
-if (( ${#peers[@]} > 0 )); then
+if (( ${#node_peers[@]} > 0 )); then
   node_major=$(node -p 'process.versions.node.split(".")[0]')
   (( node_major >= 20 )) || die "the peers need node >= 20, found $(node --version); install a newer node or PEERS= for slipway alone"
 fi
@@ -80,11 +85,20 @@ if [[ ${SKIP_BUILD:-} != 1 ]]; then
   command -v cargo >/dev/null || die "cargo not found (install Rust, or SKIP_BUILD=1 with a built binary)"
   log "building slipway (release) into $target_dir"
   (cd "$repo" && CARGO_TARGET_DIR=$target_dir cargo build --release -q)
+  if [[ " ${peers[*]} " == *" floor "* ]]; then
+    (cd "$repo" && CARGO_TARGET_DIR=$target_dir cargo build --release -q --example edge_floor)
+  fi
 fi
 [[ -x $bin ]] || die "no binary at $bin"
+floor_bin=$target_dir/release/examples/edge_floor
+if [[ " ${peers[*]} " == *" floor "* ]]; then
+  [[ -x $floor_bin ]] || die "no binary at $floor_bin (cargo build --release --example edge_floor)"
+fi
 
 # --- peers: their own files, copied next to their npm installs (never into this repo) ----------------
 declare -A peer_cmd peer_port peer_path peer_kind peer_pkg peer_label
+peer_cmd[floor]="$floor_bin 127.0.0.1:3100 $secret"; peer_port[floor]=3100; peer_path[floor]=/api/github/webhooks
+peer_kind[floor]=github; peer_label[floor]="axum floor (no store)"
 peer_cmd[octokit]="node octokit/server.mjs"; peer_port[octokit]=3101; peer_path[octokit]=/api/github/webhooks
 peer_kind[octokit]=github; peer_pkg[octokit]=@octokit/webhooks; peer_label[octokit]="@octokit/webhooks"
 peer_cmd[probot]="probot/start.sh"; peer_port[probot]=3102; peer_path[probot]=/api/github/webhooks
@@ -92,11 +106,13 @@ peer_kind[probot]=github; peer_pkg[probot]=probot; peer_label[probot]=Probot
 peer_cmd[boltjs]="node boltjs/app.js"; peer_port[boltjs]=3103; peer_path[boltjs]=/slack/events
 peer_kind[boltjs]=slack; peer_pkg[boltjs]=@slack/bolt; peer_label[boltjs]="Slack Bolt JS"
 
-if (( ${#peers[@]} > 0 )); then
-  [[ -d $PEER_DIR ]] || die "peers requested (PEERS='${peers[*]}') but $PEER_DIR does not exist; PEERS= for slipway alone"
+for p in "${peers[@]}"; do
+  [[ -n ${peer_cmd[$p]:-} ]] || die "unknown peer '$p' (known: ${!peer_cmd[*]})"
+done
+if (( ${#node_peers[@]} > 0 )); then
+  [[ -d $PEER_DIR ]] || die "peers requested (PEERS='${node_peers[*]}') but $PEER_DIR does not exist; PEERS= for slipway alone"
   mkdir -p "$PEER_CACHE"
-  for p in "${peers[@]}"; do
-    [[ -n ${peer_cmd[$p]:-} ]] || die "unknown peer '$p' (known: ${!peer_cmd[*]})"
+  for p in "${node_peers[@]}"; do
     [[ -d $PEER_DIR/$p ]] || die "no $PEER_DIR/$p"
     # Their files as they are now; node_modules and the probot key stay between runs.
     mkdir -p "$PEER_CACHE/$p"
@@ -327,7 +343,8 @@ for p in "${peers[@]}"; do
   port=${peer_port[$p]}
   port_free "$port" || die "port $port (${peer_label[$p]}) is already in use by another process"
   read -r -a cmd <<< "${peer_cmd[$p]}"
-  start "$p" "$PEER_CACHE" "${cmd[@]}"
+  pdir=$PEER_CACHE; [[ $p == floor ]] && pdir=$work
+  start "$p" "$pdir" "${cmd[@]}"
   wait_up "$p" "http://127.0.0.1:$port/"
   url=http://127.0.0.1:$port${peer_path[$p]}
   if [[ ${peer_kind[$p]} == github ]]; then
@@ -347,6 +364,7 @@ for p in "${peers[@]}"; do
   measure "$p" "${peer_label[$p]}" "$request" "$server_pid" "$lua" "$url"
   stop
   names+=("$p")
+  [[ $p == floor ]] && continue
   versions+="${versions:+, }${peer_label[$p]} $(node -p "require('$PEER_CACHE/$p/node_modules/${peer_pkg[$p]}/package.json').version")"
 done
 
@@ -358,5 +376,8 @@ warm="after a $warmup warm-up"; [[ $warmup == 0s ]] && warm="no warm-up"
 echo "# wrk -t$threads -c$connections -d$duration --latency ($warm), one server at a time on 127.0.0.1"
 echo "# slipway: serve --role web, SQLite WAL synchronous=$(grep -o 'SqliteSynchronous::[A-Za-z]*' "$repo/src/store/mod.rs" | head -n 1 | sed 's/.*:://' | tr '[:lower:]' '[:upper:]') (src/store/mod.rs), RUST_LOG=${RUST_LOG:-unset (info)}; push body $(stat -c %s "$body") bytes"
 [[ -n $versions ]] && echo "# peers: $versions; node $(node --version)"
+if [[ " ${peers[*]} " == *" floor "* ]]; then
+  echo "# floor: examples/edge_floor.rs (verify + parse, then 202; no store), slipway's build profile"
+fi
 echo
 python3 "$here/summarize.py" "$results" "${names[@]}"
