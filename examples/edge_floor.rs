@@ -10,8 +10,8 @@
 //! target/release/examples/edge_floor 127.0.0.1:3100 bench-secret
 //! ```
 //!
-//! `POST /api/github/webhooks`: a bad signature 401, an unparsable push 400, else 202 with the
-//! push's branch; `GET /` answers 200 (readiness).
+//! `POST /api/github/webhooks`: a bad signature 401, an unparsable push 400, else an empty 202;
+//! `GET /` answers 200 (readiness).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
