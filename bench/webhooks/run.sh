@@ -62,7 +62,10 @@ command -v python3 >/dev/null || missing+=(python3)
 command -v pgrep >/dev/null || missing+=(procps)
 # The Node peers: every peer but the floor.
 node_peers=()
-for p in "${peers[@]}"; do [[ $p == floor ]] || node_peers+=("$p"); done
+with_floor=0
+for p in "${peers[@]}"; do
+  if [[ $p == floor ]]; then with_floor=1; else node_peers+=("$p"); fi
+done
 if (( ${#node_peers[@]} > 0 )); then
   command -v node >/dev/null || missing+=(nodejs)
   command -v npm >/dev/null || missing+=(npm)
@@ -85,13 +88,13 @@ if [[ ${SKIP_BUILD:-} != 1 ]]; then
   command -v cargo >/dev/null || die "cargo not found (install Rust, or SKIP_BUILD=1 with a built binary)"
   log "building slipway (release) into $target_dir"
   (cd "$repo" && CARGO_TARGET_DIR=$target_dir cargo build --release -q)
-  if [[ " ${peers[*]} " == *" floor "* ]]; then
+  if (( with_floor )); then
     (cd "$repo" && CARGO_TARGET_DIR=$target_dir cargo build --release -q --example edge_floor)
   fi
 fi
 [[ -x $bin ]] || die "no binary at $bin"
 floor_bin=$target_dir/release/examples/edge_floor
-if [[ " ${peers[*]} " == *" floor "* ]]; then
+if (( with_floor )); then
   [[ -x $floor_bin ]] || die "no binary at $floor_bin (cargo build --release --example edge_floor)"
 fi
 
@@ -376,7 +379,7 @@ warm="after a $warmup warm-up"; [[ $warmup == 0s ]] && warm="no warm-up"
 echo "# wrk -t$threads -c$connections -d$duration --latency ($warm), one server at a time on 127.0.0.1"
 echo "# slipway: serve --role web, SQLite WAL synchronous=$(grep -o 'SqliteSynchronous::[A-Za-z]*' "$repo/src/store/mod.rs" | head -n 1 | sed 's/.*:://' | tr '[:lower:]' '[:upper:]') (src/store/mod.rs), RUST_LOG=${RUST_LOG:-unset (info)}; push body $(stat -c %s "$body") bytes"
 [[ -n $versions ]] && echo "# peers: $versions; node $(node --version)"
-if [[ " ${peers[*]} " == *" floor "* ]]; then
+if (( with_floor )); then
   echo "# floor: examples/edge_floor.rs (verify + parse, then 202; no store), slipway's build profile"
 fi
 echo
